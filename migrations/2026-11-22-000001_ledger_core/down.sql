@@ -1,0 +1,14 @@
+DROP TABLE api_keys;
+DROP FUNCTION ledger_post(uuid, text, text, bytea, timestamptz, text, jsonb, uuid, uuid[], text[], numeric[], text[]);
+DROP TABLE holds;
+DROP TABLE postings;
+DROP TABLE transactions;
+DROP TABLE balances;
+DROP TABLE accounts;
+DROP TABLE units;
+DROP FUNCTION holds_apply();
+DROP FUNCTION ledger_check_balanced();
+DROP FUNCTION postings_apply();
+DROP FUNCTION ledger_append_only();
+DROP FUNCTION accounts_guard_update();
+DROP FUNCTION accounts_create_balance();

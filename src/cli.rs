@@ -1,0 +1,129 @@
+//! The command line: `serve`, `migrate`, `openapi`, `apikey create`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use uuid::Uuid;
+
+use crate::auth::{self, Role};
+use crate::clock::SystemClock;
+use crate::db::{self, Database};
+use crate::telemetry::{self, LogFormat};
+
+#[derive(Debug, Parser)]
+#[command(name = "grandlivre", version, about = "Billing and credits ledger service")]
+pub struct Cli {
+    /// PostgreSQL to use. Unset: the embedded cluster under --data-dir.
+    #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Where the embedded cluster lives when DATABASE_URL is unset.
+    #[arg(long, env = "GRANDLIVRE_DATA_DIR", default_value = "var/postgres", global = true)]
+    pub data_dir: PathBuf,
+    /// Log lines as text or JSON.
+    #[arg(long, env = "GRANDLIVRE_LOG_FORMAT", value_enum, default_value = "text", global = true)]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP service (migrates first).
+    Serve {
+        /// Address to listen on.
+        #[arg(long, env = "GRANDLIVRE_LISTEN", default_value = "127.0.0.1:8080")]
+        listen: String,
+        /// Worker threads (default: one per core).
+        #[arg(long, env = "GRANDLIVRE_WORKERS")]
+        workers: Option<usize>,
+        /// Database connections in the pool.
+        #[arg(long, env = "GRANDLIVRE_POOL_SIZE", default_value_t = 16)]
+        pool_size: usize,
+    },
+    /// Run pending migrations and exit.
+    Migrate,
+    /// Print the OpenAPI contract.
+    Openapi,
+    /// Manage API keys.
+    Apikey {
+        #[command(subcommand)]
+        command: ApikeyCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ApikeyCommand {
+    /// Create a key and print it (shown once).
+    Create {
+        #[arg(long, value_enum)]
+        role: Role,
+        /// The customer a `customer` key is bound to.
+        #[arg(long)]
+        customer: Option<Uuid>,
+        /// A note to recognise the key by.
+        #[arg(long)]
+        label: Option<String>,
+    },
+}
+
+pub fn run(cli: Cli) -> ExitCode {
+    telemetry::init(cli.log_format);
+    if let Command::Openapi = cli.command {
+        print!("{}", crate::openapi::document_json());
+        return ExitCode::SUCCESS;
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(dispatch(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<()> {
+    let database = Database::open(cli.database_url, &cli.data_dir).await?;
+    let owner = matches!(cli.command, Command::Serve { .. });
+    let result = match cli.command {
+        Command::Serve { listen, workers, pool_size } => serve(&database.url, &listen, workers, pool_size).await,
+        Command::Migrate => db::run_migrations(&database.url).await.map(|n| {
+            println!("{n} migration(s) run; the database is current");
+        }),
+        Command::Apikey { command: ApikeyCommand::Create { role, customer, label } } => {
+            create_key(&database.url, role, customer, label.as_deref()).await
+        }
+        Command::Openapi => Ok(()),
+    };
+    let closed = database.close(owner).await;
+    result.and(closed)
+}
+
+async fn serve(url: &str, listen: &str, workers: Option<usize>, pool_size: usize) -> anyhow::Result<()> {
+    let ran = db::run_migrations(url).await?;
+    tracing::info!(ran, "migrations current");
+    let pool = db::pool(url, pool_size)?;
+    let state = crate::startup::state(pool, Arc::new(SystemClock));
+    let (server, addr) = crate::startup::build(state, listen, workers)?;
+    tracing::info!(%addr, "grandlivre listening; Ctrl-C or SIGTERM stops it");
+    server.await?;
+    tracing::info!("server stopped");
+    Ok(())
+}
+
+async fn create_key(url: &str, role: Role, customer: Option<Uuid>, label: Option<&str>) -> anyhow::Result<()> {
+    db::run_migrations(url).await?;
+    let mut conn = <diesel_async::AsyncPgConnection as diesel_async::AsyncConnection>::establish(url).await?;
+    let (id, key) = auth::create_key(&mut conn, role, customer, label).await?;
+    eprintln!("created {} key {id}; it is shown once, keep it:", role.as_str());
+    println!("{key}");
+    Ok(())
+}

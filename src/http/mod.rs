@@ -1,0 +1,246 @@
+//! The HTTP layer only translates: parse, authorize, call the domain, map errors.
+
+pub mod health;
+pub mod ledger;
+mod observe;
+
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_web::dev::Payload;
+use actix_web::error::PayloadError;
+use actix_web::http::header;
+use actix_web::{web, FromRequest, HttpRequest};
+use base64::Engine;
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+pub use observe::{observe, Metrics};
+
+use crate::auth::{KeyCache, Principal, Role};
+use crate::clock::SharedClock;
+use crate::db::DbPool;
+use crate::error::{ApiError, ErrorCode, FieldError};
+
+/// Largest request body accepted.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// What every handler may use.
+pub struct AppState {
+    pub pool: DbPool,
+    pub clock: SharedClock,
+    pub keys: KeyCache,
+    pub metrics: Metrics,
+}
+
+pub type State = web::Data<AppState>;
+
+/// Registers every documented route; the OpenAPI contract is collected from these.
+pub fn register(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
+    cfg.service(health::get_healthz)
+        .service(health::get_readyz)
+        .service(health::get_metrics)
+        .service(health::get_openapi)
+        .service(ledger::list_accounts)
+        .service(ledger::get_account)
+        .service(ledger::list_account_postings)
+        .service(ledger::post_transaction)
+        .service(ledger::get_transaction)
+        .service(ledger::reverse_transaction)
+        .service(ledger::get_ledger_verify);
+}
+
+/// Error handlers for actix's own extractors, so they answer problem+json too.
+pub fn extractor_configs(cfg: &mut web::ServiceConfig) {
+    cfg.app_data(web::PathConfig::default().error_handler(|e, _| {
+        ApiError::field(ErrorCode::InvalidParameter, "path", e.to_string()).into()
+    }))
+    .app_data(web::QueryConfig::default().error_handler(|e, _| {
+        let message = e.to_string();
+        let field = message
+            .split('`')
+            .nth(1)
+            .filter(|_| message.contains("field"))
+            .unwrap_or("query")
+            .to_string();
+        ApiError::field(ErrorCode::InvalidParameter, field, message).into()
+    }))
+    .app_data(web::PayloadConfig::new(MAX_BODY_BYTES));
+}
+
+/// The answer to a path that no route matches.
+pub async fn no_route(req: HttpRequest) -> Result<actix_web::HttpResponse, ApiError> {
+    Err(ApiError::new(ErrorCode::NotFound, format!("no resource at {} {}", req.method(), req.path())))
+}
+
+/// The caller, authenticated by its bearer API key.
+pub struct Auth(pub Principal);
+
+impl Auth {
+    /// Refuses (403) a principal whose role is not among `roles`; admin may do everything.
+    pub fn require(&self, roles: &[Role]) -> Result<&Principal, ApiError> {
+        if self.0.role == Role::Admin || roles.contains(&self.0.role) {
+            Ok(&self.0)
+        } else {
+            Err(ApiError::new(
+                ErrorCode::Forbidden,
+                format!("a {} key may not do this", self.0.role.as_str()),
+            ))
+        }
+    }
+}
+
+impl FromRequest for Auth {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let state = req.app_data::<State>().cloned();
+        let token = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(|t| t.trim().to_string());
+        Box::pin(async move {
+            let state = state.ok_or_else(|| ApiError::internal(anyhow::anyhow!("application state missing")))?;
+            let token = token.filter(|t| !t.is_empty()).ok_or_else(|| {
+                ApiError::new(ErrorCode::Unauthorized, "send an API key as `Authorization: Bearer <key>`")
+            })?;
+            let mut conn = state.pool.get().await?;
+            match state.keys.resolve(&mut conn, &token).await? {
+                Some(p) => Ok(Auth(p)),
+                None => Err(ApiError::new(ErrorCode::Unauthorized, "the API key is unknown or revoked")),
+            }
+        })
+    }
+}
+
+/// The raw body, at most [`MAX_BODY_BYTES`].
+pub struct RawBody(pub web::Bytes);
+
+impl FromRequest for RawBody {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let bytes = web::Bytes::from_request(req, payload);
+        Box::pin(async move {
+            bytes.await.map(RawBody).map_err(|e| match e.as_error::<PayloadError>() {
+                Some(PayloadError::Overflow) => ApiError::new(
+                    ErrorCode::PayloadTooLarge,
+                    format!("bodies are limited to {MAX_BODY_BYTES} bytes"),
+                ),
+                _ => ApiError::new(ErrorCode::MalformedJson, format!("the body could not be read: {e}")),
+            })
+        })
+    }
+}
+
+/// A JSON body deserialized strictly, with the path of the offending field on error.
+pub struct JsonBody<T>(pub T);
+
+impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let json_type = is_json(req);
+        let body = RawBody::from_request(req, payload);
+        Box::pin(async move {
+            let RawBody(bytes) = body.await?;
+            if !json_type {
+                return Err(ApiError::new(ErrorCode::UnsupportedMediaType, "send `Content-Type: application/json`"));
+            }
+            parse_json(&bytes).map(JsonBody)
+        })
+    }
+}
+
+fn is_json(req: &HttpRequest) -> bool {
+    req.headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|m| m.trim().to_ascii_lowercase())
+        .is_some_and(|m| m == "application/json" || m.ends_with("+json"))
+}
+
+/// Deserializes `bytes`, naming the offending field (`postings[1].amount`) on error.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let message = strip_position(&inner.to_string());
+        match inner.classify() {
+            serde_json::error::Category::Data => {
+                let field = if path == "." { "body".to_string() } else { path };
+                ApiError::field(ErrorCode::InvalidRequest, field, message)
+            }
+            _ => ApiError::new(ErrorCode::MalformedJson, message),
+        }
+    })?;
+    Ok(value)
+}
+
+fn strip_position(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(i) => message[..i].to_string(),
+        None => message.to_string(),
+    }
+}
+
+/// The `Idempotency-Key` header, required on writes.
+pub fn idempotency_key(req: &HttpRequest) -> Result<String, ApiError> {
+    let value = req
+        .headers()
+        .get("idempotency-key")
+        .ok_or_else(|| ApiError::new(ErrorCode::MissingIdempotencyKey, "send an `Idempotency-Key` header (any unique string, up to 200 characters) so that a retried request is not applied twice"))?;
+    let key = value.to_str().map(str::trim).unwrap_or_default();
+    if key.is_empty() || key.len() > 200 {
+        return Err(ApiError::field(ErrorCode::InvalidParameter, "Idempotency-Key", "1 to 200 visible ASCII characters"));
+    }
+    Ok(key.to_string())
+}
+
+/// `?cursor=&limit=` of every list.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct PageParams {
+    /// The `next_cursor` of the previous page; absent for the first page.
+    pub cursor: Option<String>,
+    /// Items per page, 1 to 200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
+    pub limit: Option<i64>,
+}
+
+impl PageParams {
+    pub fn limit(&self) -> Result<i64, ApiError> {
+        match self.limit {
+            None => Ok(50),
+            Some(n @ 1..=200) => Ok(n),
+            Some(_) => Err(ApiError::field(ErrorCode::InvalidParameter, "limit", "must be between 1 and 200")),
+        }
+    }
+}
+
+/// Opaque cursors: `kind` guards against a cursor of one list being used on another.
+pub fn encode_cursor(kind: &str, position: &str) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{kind}:{position}"))
+}
+
+pub fn decode_cursor<T: std::str::FromStr>(kind: &str, cursor: &str) -> Result<T, ApiError> {
+    let invalid = || {
+        ApiError::fields(
+            ErrorCode::InvalidCursor,
+            vec![FieldError::new("cursor", "not a cursor returned by this list; start again without one")],
+        )
+    };
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(cursor).map_err(|_| invalid())?;
+    let text = String::from_utf8(raw).map_err(|_| invalid())?;
+    let position = text.strip_prefix(kind).and_then(|r| r.strip_prefix(':')).ok_or_else(invalid)?;
+    position.parse().map_err(|_| invalid())
+}

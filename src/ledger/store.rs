@@ -1,0 +1,714 @@
+//! Persistence of the ledger. Every function takes `&mut AsyncPgConnection`, so a domain
+//! use case can compose several of them inside one database transaction.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use diesel::sql_types::{Array, Bytea, Jsonb, Nullable, Numeric, Text, Timestamptz, Uuid as SqlUuid};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use rust_decimal::Decimal;
+use uuid::Uuid;
+
+use super::*;
+use crate::db::is_retryable;
+use crate::money::Unit;
+use crate::schema::{accounts, balances, holds, postings, transactions};
+
+#[diesel::declare_sql_function]
+extern "SQL" {
+    #[sql_name = "ledger_post"]
+    #[expect(clippy::too_many_arguments, reason = "mirrors the SQL function's signature")]
+    fn ledger_post_fn(
+        p_id: SqlUuid,
+        p_kind: Text,
+        p_key: Text,
+        p_hash: Bytea,
+        p_effective_at: Nullable<Timestamptz>,
+        p_description: Nullable<Text>,
+        p_metadata: Jsonb,
+        p_reverses: Nullable<SqlUuid>,
+        p_accounts: Array<SqlUuid>,
+        p_sides: Array<Text>,
+        p_amounts: Array<Numeric>,
+        p_units: Array<Text>,
+    ) -> SqlUuid;
+}
+
+/// How many times a statement or transaction that PostgreSQL asked to retry is retried.
+pub const MAX_ATTEMPTS: u32 = 8;
+
+/// Maps the database's refusals (see the migration's `gl_*` constraint names) to ours.
+fn refusal(e: DieselError) -> LedgerError {
+    if let DieselError::DatabaseError(kind, info) = &e {
+        match (kind, info.constraint_name()) {
+            (_, Some("gl_insufficient_funds")) => return LedgerError::InsufficientFunds,
+            (_, Some("gl_idempotency_conflict")) => return LedgerError::IdempotencyConflict,
+            (_, Some("gl_posting_invalid")) => return LedgerError::PostingInvalid,
+            (DatabaseErrorKind::ForeignKeyViolation, Some(c)) if c.contains("account_id") => {
+                return LedgerError::PostingInvalid
+            }
+            _ => {}
+        }
+    }
+    LedgerError::Database(e)
+}
+
+impl LedgerError {
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, LedgerError::Database(e) if is_retryable(e))
+    }
+}
+
+/// Runs the block in a database transaction, again when PostgreSQL reports a
+/// serialization failure or a deadlock (neither should happen with ordered locking, but
+/// the caller must never see one). The block is an `async |conn| { ... }` body returning
+/// `Result<_, LedgerError>`.
+#[macro_export]
+macro_rules! retry_transaction {
+    ($conn:expr, |$c:ident| $body:block) => {{
+        let mut attempt = 1u32;
+        loop {
+            let result: Result<_, $crate::ledger::LedgerError> =
+                diesel_async::AsyncConnection::transaction(&mut *$conn, async |$c| $body).await;
+            match result {
+                Err(e) if e.is_retryable() && attempt < $crate::ledger::store::MAX_ATTEMPTS => {
+                    tracing::debug!(attempt, error = %e, "retrying a database transaction");
+                    tokio::time::sleep(std::time::Duration::from_millis(2u64 << attempt)).await;
+                    attempt += 1;
+                }
+                other => break other,
+            }
+        }
+    }};
+}
+
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = accounts)]
+struct AccountRow {
+    id: Uuid,
+    code: String,
+    name: String,
+    unit: String,
+    customer_id: Option<Uuid>,
+    normal_side: String,
+    no_overdraft: bool,
+    created_at: DateTime<Utc>,
+}
+
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = balances)]
+struct BalanceRow {
+    posted_debits: Decimal,
+    posted_credits: Decimal,
+    pending_debits: Decimal,
+    pending_credits: Decimal,
+}
+
+fn parse_unit(s: &str) -> Unit {
+    // the units table and `Unit` are kept in step by the migration; a mismatch is a bug
+    s.parse().unwrap_or_else(|e| panic!("unit in database unknown to this build: {e}"))
+}
+
+fn parse_side(s: &str) -> Side {
+    Side::parse(s).unwrap_or_else(|| panic!("side in database unknown to this build: {s}"))
+}
+
+fn account_view(a: AccountRow, b: BalanceRow) -> AccountView {
+    let unit = parse_unit(&a.unit);
+    let side = parse_side(&a.normal_side);
+    AccountView {
+        id: AccountId(a.id),
+        code: a.code,
+        name: a.name,
+        unit,
+        customer_id: a.customer_id,
+        normal_side: side,
+        no_overdraft: a.no_overdraft,
+        balance: BalanceView::compute(
+            side,
+            unit.scale(),
+            [b.posted_debits, b.posted_credits, b.pending_debits, b.pending_credits],
+            None,
+        ),
+        created_at: a.created_at,
+    }
+}
+
+/// What an account is; `code` is unique per customer (or among platform accounts).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewAccount {
+    pub code: String,
+    pub name: String,
+    pub unit: Unit,
+    pub customer_id: Option<Uuid>,
+    pub normal_side: Side,
+    pub no_overdraft: bool,
+}
+
+/// Creates the account unless one with the same code exists for the same customer, and
+/// returns it. An existing account with other properties is an error, never changed.
+pub async fn ensure_account(conn: &mut AsyncPgConnection, new: &NewAccount) -> Result<AccountView, LedgerError> {
+    diesel::insert_into(accounts::table)
+        .values((
+            accounts::id.eq(Uuid::now_v7()),
+            accounts::code.eq(&new.code),
+            accounts::name.eq(&new.name),
+            accounts::unit.eq(new.unit.code()),
+            accounts::customer_id.eq(new.customer_id),
+            accounts::normal_side.eq(new.normal_side.as_str()),
+            accounts::no_overdraft.eq(new.no_overdraft),
+        ))
+        .on_conflict_do_nothing()
+        .execute(conn)
+        .await?;
+    let (a, b): (AccountRow, BalanceRow) = accounts::table
+        .inner_join(balances::table)
+        .filter(accounts::code.eq(&new.code))
+        .filter(accounts::customer_id.is_not_distinct_from(new.customer_id))
+        .select((AccountRow::as_select(), BalanceRow::as_select()))
+        .first(conn)
+        .await?;
+    let view = account_view(a, b);
+    if (view.unit, view.normal_side, view.no_overdraft) != (new.unit, new.normal_side, new.no_overdraft) {
+        return Err(LedgerError::Invalid {
+            field: "code",
+            reason: format!("account {} exists with another unit, side or overdraft rule", new.code),
+        });
+    }
+    Ok(view)
+}
+
+pub async fn get_account(conn: &mut AsyncPgConnection, id: AccountId) -> Result<Option<AccountView>, LedgerError> {
+    let row: Option<(AccountRow, BalanceRow)> = accounts::table
+        .inner_join(balances::table)
+        .filter(accounts::id.eq(id.0))
+        .select((AccountRow::as_select(), BalanceRow::as_select()))
+        .first(conn)
+        .await
+        .optional()?;
+    Ok(row.map(|(a, b)| account_view(a, b)))
+}
+
+/// Accounts in id order, after `after`, optionally of one customer.
+pub async fn list_accounts(
+    conn: &mut AsyncPgConnection,
+    customer: Option<Uuid>,
+    after: Option<AccountId>,
+    limit: i64,
+) -> Result<Vec<AccountView>, LedgerError> {
+    let mut q = accounts::table
+        .inner_join(balances::table)
+        .select((AccountRow::as_select(), BalanceRow::as_select()))
+        .order(accounts::id)
+        .limit(limit)
+        .into_boxed();
+    if let Some(c) = customer {
+        q = q.filter(accounts::customer_id.eq(c));
+    }
+    if let Some(a) = after {
+        q = q.filter(accounts::id.gt(a.0));
+    }
+    let rows: Vec<(AccountRow, BalanceRow)> = q.load(conn).await?;
+    Ok(rows.into_iter().map(|(a, b)| account_view(a, b)).collect())
+}
+
+/// Posts a balanced transaction in one round trip. Replaying the same idempotency key with
+/// the same request returns the first transaction (`replayed: true`).
+pub async fn post(conn: &mut AsyncPgConnection, tx: &NewTransaction) -> Result<Posted, LedgerError> {
+    let mut attempt = 1;
+    loop {
+        match post_as(conn, Uuid::now_v7(), tx).await {
+            Err(e) if e.is_retryable() && attempt < MAX_ATTEMPTS => attempt += 1,
+            other => return other,
+        }
+    }
+}
+
+/// One attempt at posting `tx` under the id `id` (no retry: it may run inside a caller's
+/// database transaction, which a failed statement has aborted).
+async fn post_as(conn: &mut AsyncPgConnection, id: Uuid, tx: &NewTransaction) -> Result<Posted, LedgerError> {
+    let accounts: Vec<Uuid> = tx.postings.iter().map(|p| p.account.0).collect();
+    let sides: Vec<&str> = tx.postings.iter().map(|p| p.side.as_str()).collect();
+    let amounts: Vec<Decimal> = tx.postings.iter().map(|p| p.amount.value()).collect();
+    let units: Vec<&str> = tx.postings.iter().map(|p| p.amount.unit().code()).collect();
+    let got = diesel::select(ledger_post_fn(
+        id,
+        &tx.kind,
+        &tx.idempotency_key,
+        tx.request_hash(),
+        tx.effective_at,
+        tx.description.as_deref(),
+        serde_json::Value::Object(tx.metadata.clone()),
+        tx.reverses.map(|r| r.0),
+        accounts,
+        sides,
+        amounts,
+        units,
+    ))
+    .get_result::<Uuid>(conn)
+    .await
+    .map_err(|e| match refusal(e) {
+        LedgerError::Database(DieselError::DatabaseError(_, info))
+            if info.constraint_name() == Some("gl_already_reversed") =>
+        {
+            LedgerError::AlreadyReversed(tx.reverses.unwrap_or(TransactionId(Uuid::nil())))
+        }
+        other => other,
+    })?;
+    Ok(Posted { id: TransactionId(got), replayed: got != id })
+}
+
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = transactions)]
+struct TransactionRow {
+    id: Uuid,
+    kind: String,
+    idempotency_key: String,
+    effective_at: DateTime<Utc>,
+    description: Option<String>,
+    metadata: serde_json::Value,
+    reverses: Option<Uuid>,
+    created_at: DateTime<Utc>,
+}
+
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = postings)]
+struct PostingRow {
+    id: i64,
+    transaction_id: Uuid,
+    account_id: Uuid,
+    side: String,
+    amount: Decimal,
+    unit: String,
+}
+
+impl From<PostingRow> for PostingView {
+    fn from(p: PostingRow) -> Self {
+        let unit = parse_unit(&p.unit);
+        let mut amount = p.amount.normalize();
+        amount.rescale(unit.scale());
+        PostingView {
+            id: p.id,
+            transaction_id: TransactionId(p.transaction_id),
+            account_id: AccountId(p.account_id),
+            side: parse_side(&p.side),
+            amount: DecimalString(amount),
+            unit,
+        }
+    }
+}
+
+pub async fn get_transaction(conn: &mut AsyncPgConnection, id: TransactionId) -> Result<Option<TransactionView>, LedgerError> {
+    let Some(t) = transactions::table
+        .find(id.0)
+        .select(TransactionRow::as_select())
+        .first(conn)
+        .await
+        .optional()?
+    else {
+        return Ok(None);
+    };
+    let lines: Vec<PostingRow> = postings::table
+        .filter(postings::transaction_id.eq(id.0))
+        .order(postings::id)
+        .select(PostingRow::as_select())
+        .load(conn)
+        .await?;
+    let reversed_by: Option<Uuid> = transactions::table
+        .filter(transactions::reverses.eq(id.0))
+        .select(transactions::id)
+        .first(conn)
+        .await
+        .optional()?;
+    Ok(Some(TransactionView {
+        id: TransactionId(t.id),
+        kind: t.kind,
+        idempotency_key: t.idempotency_key,
+        effective_at: t.effective_at,
+        description: t.description,
+        metadata: t.metadata,
+        reverses: t.reverses.map(TransactionId),
+        reversed_by: reversed_by.map(TransactionId),
+        postings: lines.into_iter().map(PostingView::from).collect(),
+        created_at: t.created_at,
+    }))
+}
+
+/// Posts the reversal of `id` (every posting on the other side), effective `at`. A
+/// transaction is reversed at most once; asking again returns the same reversal.
+pub async fn reverse(
+    conn: &mut AsyncPgConnection,
+    id: TransactionId,
+    description: Option<String>,
+    at: DateTime<Utc>,
+) -> Result<Posted, LedgerError> {
+    let original = get_transaction(conn, id).await?.ok_or(LedgerError::UnknownTransaction(id))?;
+    if let Some(existing) = original.reversed_by {
+        return Ok(Posted { id: existing, replayed: true });
+    }
+    let mut reversal = NewTransaction::reversal_of(&original, format!("reversal:{id}"), at)?;
+    if let Some(d) = description {
+        reversal = reversal.description(d);
+    }
+    match post(conn, &reversal).await {
+        // a concurrent reversal won the race: that one is the reversal
+        Err(LedgerError::AlreadyReversed(_)) | Err(LedgerError::IdempotencyConflict) => {
+            let view = get_transaction(conn, id).await?.ok_or(LedgerError::UnknownTransaction(id))?;
+            view.reversed_by
+                .map(|r| Posted { id: r, replayed: true })
+                .ok_or(LedgerError::AlreadyReversed(id))
+        }
+        other => other,
+    }
+}
+
+/// Postings of one account in ledger order, after the posting `after`.
+pub async fn account_postings(
+    conn: &mut AsyncPgConnection,
+    account: AccountId,
+    after: Option<i64>,
+    limit: i64,
+) -> Result<Vec<PostingView>, LedgerError> {
+    let rows: Vec<PostingRow> = postings::table
+        .filter(postings::account_id.eq(account.0))
+        .filter(postings::id.gt(after.unwrap_or(0)))
+        .order(postings::id)
+        .limit(limit)
+        .select(PostingRow::as_select())
+        .load(conn)
+        .await?;
+    Ok(rows.into_iter().map(PostingView::from).collect())
+}
+
+#[derive(QueryableByName)]
+struct Sums {
+    #[diesel(sql_type = Numeric)]
+    posted_debits: Decimal,
+    #[diesel(sql_type = Numeric)]
+    posted_credits: Decimal,
+    #[diesel(sql_type = Numeric)]
+    pending_debits: Decimal,
+    #[diesel(sql_type = Numeric)]
+    pending_credits: Decimal,
+}
+
+/// The balance of an account as it stood at `at`: postings effective by then, and holds
+/// created by then and not yet resolved.
+pub async fn balance_as_of(
+    conn: &mut AsyncPgConnection,
+    account: AccountId,
+    at: DateTime<Utc>,
+) -> Result<Option<BalanceView>, LedgerError> {
+    let Some(view) = get_account(conn, account).await? else {
+        return Ok(None);
+    };
+    let sums: Sums = diesel::sql_query(
+        "SELECT
+           coalesce((SELECT sum(p.amount) FROM postings p JOIN transactions t ON t.id = p.transaction_id
+                     WHERE p.account_id = $1 AND p.side = 'debit' AND t.effective_at <= $2), 0) AS posted_debits,
+           coalesce((SELECT sum(p.amount) FROM postings p JOIN transactions t ON t.id = p.transaction_id
+                     WHERE p.account_id = $1 AND p.side = 'credit' AND t.effective_at <= $2), 0) AS posted_credits,
+           coalesce((SELECT sum(amount) FROM holds WHERE debit_account_id = $1 AND created_at <= $2
+                     AND (resolved_at IS NULL OR resolved_at > $2)), 0) AS pending_debits,
+           coalesce((SELECT sum(amount) FROM holds WHERE credit_account_id = $1 AND created_at <= $2
+                     AND (resolved_at IS NULL OR resolved_at > $2)), 0) AS pending_credits",
+    )
+    .bind::<SqlUuid, _>(account.0)
+    .bind::<Timestamptz, _>(at)
+    .get_result(conn)
+    .await?;
+    Ok(Some(BalanceView::compute(
+        view.normal_side,
+        view.unit.scale(),
+        [sums.posted_debits, sums.posted_credits, sums.pending_debits, sums.pending_credits],
+        Some(at),
+    )))
+}
+
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = holds)]
+struct HoldRow {
+    id: Uuid,
+    request_hash: Vec<u8>,
+    debit_account_id: Uuid,
+    credit_account_id: Uuid,
+    unit: String,
+    amount: Decimal,
+    status: String,
+    expires_at: DateTime<Utc>,
+    captured_amount: Option<Decimal>,
+    capture_transaction_id: Option<Uuid>,
+    created_at: DateTime<Utc>,
+    resolved_at: Option<DateTime<Utc>>,
+}
+
+impl HoldRow {
+    fn status(&self) -> HoldStatus {
+        HoldStatus::parse(&self.status).unwrap_or_else(|| panic!("hold status unknown to this build: {}", self.status))
+    }
+
+    fn view(&self) -> HoldView {
+        let unit = parse_unit(&self.unit);
+        let scaled = |d: Decimal| {
+            let mut d = d.normalize();
+            d.rescale(unit.scale());
+            DecimalString(d)
+        };
+        HoldView {
+            id: HoldId(self.id),
+            debit_account_id: AccountId(self.debit_account_id),
+            credit_account_id: AccountId(self.credit_account_id),
+            amount: scaled(self.amount),
+            unit,
+            status: self.status(),
+            expires_at: self.expires_at,
+            captured_amount: self.captured_amount.map(scaled),
+            capture_transaction_id: self.capture_transaction_id.map(TransactionId),
+            created_at: self.created_at,
+            resolved_at: self.resolved_at,
+        }
+    }
+}
+
+/// Reserves the hold's amount (pending) at `now`. Idempotent on its key.
+pub async fn hold(conn: &mut AsyncPgConnection, new: &NewHold, now: DateTime<Utc>) -> Result<(HoldView, bool), LedgerError> {
+    let hash = new.request_hash();
+    let id = Uuid::now_v7();
+    let inserted = diesel::insert_into(holds::table)
+        .values((
+            holds::id.eq(id),
+            holds::idempotency_key.eq(&new.idempotency_key),
+            holds::request_hash.eq(&hash),
+            holds::debit_account_id.eq(new.debit.0),
+            holds::credit_account_id.eq(new.credit.0),
+            holds::unit.eq(new.amount.unit().code()),
+            holds::amount.eq(new.amount.value()),
+            holds::expires_at.eq(new.expires_at),
+            holds::metadata.eq(serde_json::Value::Object(new.metadata.clone())),
+            holds::created_at.eq(now),
+        ))
+        .on_conflict(holds::idempotency_key)
+        .do_nothing()
+        .returning(HoldRow::as_returning())
+        .get_result::<HoldRow>(conn)
+        .await
+        .optional()
+        .map_err(refusal)?;
+    if let Some(row) = inserted {
+        return Ok((row.view(), false));
+    }
+    let existing: HoldRow = holds::table
+        .filter(holds::idempotency_key.eq(&new.idempotency_key))
+        .select(HoldRow::as_select())
+        .first(conn)
+        .await?;
+    if existing.request_hash != hash {
+        return Err(LedgerError::IdempotencyConflict);
+    }
+    Ok((existing.view(), true))
+}
+
+pub async fn get_hold(conn: &mut AsyncPgConnection, id: HoldId) -> Result<Option<HoldView>, LedgerError> {
+    let row: Option<HoldRow> = holds::table.find(id.0).select(HoldRow::as_select()).first(conn).await.optional()?;
+    Ok(row.map(|r| r.view()))
+}
+
+/// Resolves a pending hold (locking it first); `Err(HoldNotPending)` when it is resolved
+/// already, or has passed its expiry at `now` (it is then marked expired).
+async fn resolve(
+    conn: &mut AsyncPgConnection,
+    id: HoldId,
+    status: HoldStatus,
+    captured: Option<(Decimal, Uuid)>,
+    now: DateTime<Utc>,
+) -> Result<HoldRow, LedgerError> {
+    let row: HoldRow = holds::table
+        .find(id.0)
+        .select(HoldRow::as_select())
+        .for_update()
+        .first(conn)
+        .await
+        .optional()?
+        .ok_or(LedgerError::UnknownHold(id))?;
+    if row.status() != HoldStatus::Pending {
+        return Err(LedgerError::HoldNotPending(id, row.status()));
+    }
+    if row.expires_at <= now && status != HoldStatus::Expired {
+        return Err(LedgerError::HoldNotPending(id, HoldStatus::Expired));
+    }
+    if let Some((amount, _)) = captured {
+        if amount > row.amount {
+            return Err(LedgerError::CaptureExceedsHold { hold: id, requested: amount, held: row.amount });
+        }
+    }
+    let updated = diesel::update(holds::table.find(id.0))
+        .set((
+            holds::status.eq(status.as_str()),
+            holds::resolved_at.eq(now),
+            holds::captured_amount.eq(captured.map(|c| c.0)),
+            holds::capture_transaction_id.eq(captured.map(|c| c.1)),
+        ))
+        .returning(HoldRow::as_returning())
+        .get_result(conn)
+        .await
+        .map_err(refusal)?;
+    Ok(updated)
+}
+
+/// Captures a pending hold for `amount` (the whole hold when `None`): the pending amount is
+/// released and the captured amount posted, in one database transaction.
+pub async fn capture(
+    conn: &mut AsyncPgConnection,
+    id: HoldId,
+    amount: Option<Amount>,
+    now: DateTime<Utc>,
+) -> Result<(HoldView, Posted), LedgerError> {
+    crate::retry_transaction!(conn, |c| {
+            let current = get_hold(c, id).await?.ok_or(LedgerError::UnknownHold(id))?;
+            let amount = match amount {
+                Some(a) if a.unit() != current.unit => {
+                    return Err(LedgerError::Invalid { field: "amount", reason: format!("the hold is in {}", current.unit) })
+                }
+                Some(a) => a,
+                None => Amount::new(current.amount.0, current.unit).map_err(|e| LedgerError::Invalid {
+                    field: "amount",
+                    reason: e.to_string(),
+                })?,
+            };
+            let tx_id = Uuid::now_v7();
+            let row = resolve(c, id, HoldStatus::Captured, Some((amount.value(), tx_id)), now).await?;
+            let tx = NewTransaction::new(
+                format!("capture:{id}"),
+                "hold.capture",
+                vec![
+                    Posting::debit(AccountId(row.debit_account_id), amount),
+                    Posting::credit(AccountId(row.credit_account_id), amount),
+                ],
+            )?
+            .effective_at(now)
+            .metadata(serde_json::Map::from_iter([("hold_id".to_string(), serde_json::json!(id))]));
+            let posted = post_as(c, tx_id, &tx).await?;
+            Ok((row.view(), posted))
+    })
+}
+
+/// Voids a pending hold: its pending amount is released, nothing is posted.
+pub async fn void(conn: &mut AsyncPgConnection, id: HoldId, now: DateTime<Utc>) -> Result<HoldView, LedgerError> {
+    crate::retry_transaction!(conn, |c| { Ok(resolve(c, id, HoldStatus::Voided, None, now).await?.view()) })
+}
+
+/// Marks every pending hold whose expiry has passed at `now` as expired, releasing its
+/// pending amount. Returns how many expired. Idempotent.
+pub async fn expire_holds(conn: &mut AsyncPgConnection, now: DateTime<Utc>) -> Result<usize, LedgerError> {
+    let due: Vec<Uuid> = holds::table
+        .filter(holds::status.eq(HoldStatus::Pending.as_str()))
+        .filter(holds::expires_at.le(now))
+        .order(holds::id)
+        .select(holds::id)
+        .load(conn)
+        .await?;
+    let mut expired = 0;
+    for id in due {
+        let result = crate::retry_transaction!(conn, |c| { resolve(c, HoldId(id), HoldStatus::Expired, None, now).await });
+        match result {
+            Ok(_) => expired += 1,
+            // captured or voided meanwhile: nothing to expire
+            Err(LedgerError::HoldNotPending(..)) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(expired)
+}
+
+#[derive(QueryableByName)]
+struct MismatchRow {
+    #[diesel(sql_type = SqlUuid)]
+    account_id: Uuid,
+    #[diesel(sql_type = Text)]
+    field: String,
+    #[diesel(sql_type = Numeric)]
+    stored: Decimal,
+    #[diesel(sql_type = Numeric)]
+    recomputed: Decimal,
+}
+
+#[derive(QueryableByName)]
+struct Counts {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    accounts: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    transactions: i64,
+}
+
+#[derive(QueryableByName)]
+struct IdRow {
+    #[diesel(sql_type = SqlUuid)]
+    id: Uuid,
+}
+
+/// Recomputes every balance from postings and pending holds and every transaction's
+/// balance per unit, in one snapshot. Empty lists mean the ledger is consistent.
+pub async fn verify(conn: &mut AsyncPgConnection) -> Result<VerifyReport, LedgerError> {
+    conn.build_transaction()
+        .repeatable_read()
+        .read_only()
+        .run(async |c| {
+                let mismatches: Vec<MismatchRow> = diesel::sql_query(
+                    "WITH p AS (
+                       SELECT account_id,
+                              sum(amount) FILTER (WHERE side = 'debit') AS d,
+                              sum(amount) FILTER (WHERE side = 'credit') AS c
+                       FROM postings GROUP BY account_id),
+                     h AS (
+                       SELECT account_id, sum(d) AS d, sum(c) AS c FROM (
+                         SELECT debit_account_id AS account_id, amount AS d, 0 AS c FROM holds WHERE status = 'pending'
+                         UNION ALL
+                         SELECT credit_account_id, 0, amount FROM holds WHERE status = 'pending') x
+                       GROUP BY account_id)
+                     SELECT b.account_id, f.field, f.stored, f.recomputed
+                     FROM balances b
+                     LEFT JOIN p USING (account_id)
+                     LEFT JOIN h USING (account_id)
+                     CROSS JOIN LATERAL (VALUES
+                       ('posted_debits', b.posted_debits, coalesce(p.d, 0)),
+                       ('posted_credits', b.posted_credits, coalesce(p.c, 0)),
+                       ('pending_debits', b.pending_debits, coalesce(h.d, 0)),
+                       ('pending_credits', b.pending_credits, coalesce(h.c, 0))) AS f (field, stored, recomputed)
+                     WHERE f.stored <> f.recomputed
+                     ORDER BY b.account_id, f.field",
+                )
+                .load(c)
+                .await?;
+                let unbalanced: Vec<IdRow> = diesel::sql_query(
+                    "SELECT id FROM (
+                       SELECT transaction_id AS id FROM postings GROUP BY transaction_id, unit
+                       HAVING sum(CASE side WHEN 'debit' THEN amount ELSE -amount END) <> 0
+                       UNION
+                       SELECT t.id FROM transactions t
+                       WHERE (SELECT count(*) FROM postings p WHERE p.transaction_id = t.id) < 2) u
+                     ORDER BY id",
+                )
+                .load(c)
+                .await?;
+                let counts: Counts = diesel::sql_query(
+                    "SELECT (SELECT count(*) FROM balances) AS accounts, (SELECT count(*) FROM transactions) AS transactions",
+                )
+                .get_result(c)
+                .await?;
+                Ok::<_, LedgerError>(VerifyReport {
+                    accounts_checked: counts.accounts,
+                    transactions_checked: counts.transactions,
+                    mismatches: mismatches
+                        .into_iter()
+                        .map(|m| BalanceMismatch {
+                            account_id: AccountId(m.account_id),
+                            field: m.field,
+                            stored: DecimalString(m.stored.normalize()),
+                            recomputed: DecimalString(m.recomputed.normalize()),
+                        })
+                        .collect(),
+                    unbalanced_transactions: unbalanced.into_iter().map(|r| TransactionId(r.id)).collect(),
+                })
+        })
+        .await
+}

@@ -1,0 +1,16 @@
+//! grandlivre: a billing and credits ledger. See `ARCHITECTURE.md` of the project for the
+//! layers; `cli::run` is the entry point of the binary.
+
+pub mod auth;
+pub mod cli;
+pub mod clock;
+pub mod db;
+pub mod error;
+pub mod http;
+pub mod ledger;
+pub mod money;
+pub mod openapi;
+pub mod pg_cluster;
+pub mod schema;
+pub mod startup;
+pub mod telemetry;

@@ -1,0 +1,96 @@
+//! The contract, generated from the handlers registered in `http::register`.
+
+use std::collections::BTreeMap;
+
+use actix_web::App;
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+use utoipa::{Modify, OpenApi};
+use utoipa_actix_web::AppExt;
+
+use crate::error::{ErrorCode, FieldError, Problem};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "grandlivre",
+        description = "Billing and credits ledger. Every movement is a balanced double-entry \
+            transaction. Amounts are decimal strings. Errors are RFC 9457 problem documents \
+            (`application/problem+json`) with a stable `type`. Authenticate with \
+            `Authorization: Bearer <API key>`; the roles allowed on each operation are listed \
+            in its security requirement.",
+        license(name = "Apache-2.0")
+    ),
+    components(schemas(Problem, FieldError, ErrorCode)),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "ledger", description = "Accounts, balances, transactions, holds"),
+        (name = "operations", description = "Health, readiness, metrics, contract")
+    )
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        let mut scheme = Http::new(HttpAuthScheme::Bearer);
+        scheme.description = Some("An API key created with `grandlivre apikey create --role ROLE`.".into());
+        components.add_security_scheme("bearer", SecurityScheme::Http(scheme));
+    }
+}
+
+/// The contract of this build.
+pub fn document() -> utoipa::openapi::OpenApi {
+    let (_, doc) = App::new().into_utoipa_app().openapi(ApiDoc::openapi()).configure(crate::http::register).split_for_parts();
+    doc
+}
+
+/// The contract as the pretty JSON that is checked in at `openapi/openapi.json`.
+pub fn document_json() -> String {
+    let mut json = document().to_pretty_json().unwrap_or_default();
+    json.push('\n');
+    json
+}
+
+fn problems(codes: &[u16]) -> BTreeMap<String, RefOr<utoipa::openapi::response::Response>> {
+    codes
+        .iter()
+        .map(|&code| {
+            let description = match code {
+                400 => "Malformed request: bad JSON, parameter, cursor or missing Idempotency-Key",
+                401 => "Missing, unknown or revoked API key",
+                403 => "The key's role may not do this",
+                404 => "Not found (or not visible to this key)",
+                409 => "Conflict: idempotency key reused with another body, or state already changed",
+                413 => "Body too large",
+                415 => "Body is not JSON",
+                422 => "Valid JSON that breaks a rule: field errors, imbalance, insufficient funds",
+                503 => "Temporarily unavailable; retry after the Retry-After delay",
+                _ => "Internal error, logged with the request id",
+            };
+            let content = ContentBuilder::new().schema(Some(Ref::from_schema_name("Problem"))).build();
+            let response = ResponseBuilder::new().description(description).content("application/problem+json", content).build();
+            (code.to_string(), RefOr::T(response))
+        })
+        .collect()
+}
+
+/// The errors any authenticated read may answer.
+pub struct ReadErrors;
+
+impl utoipa::IntoResponses for ReadErrors {
+    fn responses() -> BTreeMap<String, RefOr<utoipa::openapi::response::Response>> {
+        problems(&[400, 401, 403, 404, 500, 503])
+    }
+}
+
+/// The errors any authenticated write may answer.
+pub struct WriteErrors;
+
+impl utoipa::IntoResponses for WriteErrors {
+    fn responses() -> BTreeMap<String, RefOr<utoipa::openapi::response::Response>> {
+        problems(&[400, 401, 403, 404, 409, 413, 415, 422, 500, 503])
+    }
+}
