@@ -16,7 +16,9 @@ use uuid::Uuid;
 
 use crate::schema::api_keys;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema, clap::ValueEnum)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema, clap::ValueEnum,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     Admin,
@@ -36,7 +38,9 @@ impl Role {
     }
 
     fn parse(s: &str) -> Option<Role> {
-        [Role::Admin, Role::Finance, Role::Ticketing, Role::Customer].into_iter().find(|r| r.as_str() == s)
+        [Role::Admin, Role::Finance, Role::Ticketing, Role::Customer]
+            .into_iter()
+            .find(|r| r.as_str() == s)
     }
 }
 
@@ -95,36 +99,64 @@ pub async fn create_key(
     Ok((id, key))
 }
 
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = api_keys)]
+struct KeyRow {
+    id: Uuid,
+    role: String,
+    customer_id: Option<Uuid>,
+    revoked_at: Option<DateTime<Utc>>,
+}
+
 /// Recently resolved keys, so that the hot path does not read `api_keys` on every call.
 /// A revoked key stops working within `ttl`.
+/// A resolved key digest: who it is (or that it is nobody), and when that was read.
+type CachedKey = (Option<Principal>, Instant);
+
 #[derive(Debug)]
 pub struct KeyCache {
     ttl: Duration,
-    entries: RwLock<HashMap<Vec<u8>, (Option<Principal>, Instant)>>,
+    entries: RwLock<HashMap<Vec<u8>, CachedKey>>,
 }
 
 impl KeyCache {
     pub fn new(ttl: Duration) -> Self {
-        KeyCache { ttl, entries: RwLock::new(HashMap::new()) }
+        KeyCache {
+            ttl,
+            entries: RwLock::new(HashMap::new()),
+        }
     }
 
     /// The principal for a presented key, or `None` when the key is unknown or revoked.
-    pub async fn resolve(&self, conn: &mut AsyncPgConnection, key: &str) -> Result<Option<Principal>, diesel::result::Error> {
+    pub async fn resolve(
+        &self,
+        conn: &mut AsyncPgConnection,
+        key: &str,
+    ) -> Result<Option<Principal>, diesel::result::Error> {
         let hash = digest(key);
-        if let Some((p, at)) = self.entries.read().unwrap_or_else(|e| e.into_inner()).get(&hash) {
+        if let Some((p, at)) = self
+            .entries
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&hash)
+        {
             if at.elapsed() < self.ttl {
                 return Ok(p.clone());
             }
         }
-        let row: Option<(Uuid, String, Option<Uuid>, Option<DateTime<Utc>>)> = api_keys::table
+        let row: Option<KeyRow> = api_keys::table
             .filter(api_keys::key_hash.eq(&hash))
-            .select((api_keys::id, api_keys::role, api_keys::customer_id, api_keys::revoked_at))
+            .select(KeyRow::as_select())
             .first(conn)
             .await
             .optional()?;
-        let principal = row.and_then(|(key_id, role, customer_id, revoked)| {
-            revoked.is_none().then_some(())?;
-            Some(Principal { key_id, role: Role::parse(&role)?, customer_id })
+        let principal = row.and_then(|k| {
+            k.revoked_at.is_none().then_some(())?;
+            Some(Principal {
+                key_id: k.id,
+                role: Role::parse(&k.role)?,
+                customer_id: k.customer_id,
+            })
         });
         let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
         if entries.len() > 10_000 {

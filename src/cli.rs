@@ -13,16 +13,31 @@ use crate::db::{self, Database};
 use crate::telemetry::{self, LogFormat};
 
 #[derive(Debug, Parser)]
-#[command(name = "grandlivre", version, about = "Billing and credits ledger service")]
+#[command(
+    name = "grandlivre",
+    version,
+    about = "Billing and credits ledger service"
+)]
 pub struct Cli {
     /// PostgreSQL to use. Unset: the embedded cluster under --data-dir.
     #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
     pub database_url: Option<String>,
     /// Where the embedded cluster lives when DATABASE_URL is unset.
-    #[arg(long, env = "GRANDLIVRE_DATA_DIR", default_value = "var/postgres", global = true)]
+    #[arg(
+        long,
+        env = "GRANDLIVRE_DATA_DIR",
+        default_value = "var/postgres",
+        global = true
+    )]
     pub data_dir: PathBuf,
     /// Log lines as text or JSON.
-    #[arg(long, env = "GRANDLIVRE_LOG_FORMAT", value_enum, default_value = "text", global = true)]
+    #[arg(
+        long,
+        env = "GRANDLIVRE_LOG_FORMAT",
+        value_enum,
+        default_value = "text",
+        global = true
+    )]
     pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
@@ -74,7 +89,10 @@ pub fn run(cli: Cli) -> ExitCode {
         print!("{}", crate::openapi::document_json());
         return ExitCode::SUCCESS;
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -94,20 +112,34 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
     let database = Database::open(cli.database_url, &cli.data_dir).await?;
     let owner = matches!(cli.command, Command::Serve { .. });
     let result = match cli.command {
-        Command::Serve { listen, workers, pool_size } => serve(&database.url, &listen, workers, pool_size).await,
+        Command::Serve {
+            listen,
+            workers,
+            pool_size,
+        } => serve(&database.url, &listen, workers, pool_size).await,
         Command::Migrate => db::run_migrations(&database.url).await.map(|n| {
             println!("{n} migration(s) run; the database is current");
         }),
-        Command::Apikey { command: ApikeyCommand::Create { role, customer, label } } => {
-            create_key(&database.url, role, customer, label.as_deref()).await
-        }
+        Command::Apikey {
+            command:
+                ApikeyCommand::Create {
+                    role,
+                    customer,
+                    label,
+                },
+        } => create_key(&database.url, role, customer, label.as_deref()).await,
         Command::Openapi => Ok(()),
     };
     let closed = database.close(owner).await;
     result.and(closed)
 }
 
-async fn serve(url: &str, listen: &str, workers: Option<usize>, pool_size: usize) -> anyhow::Result<()> {
+async fn serve(
+    url: &str,
+    listen: &str,
+    workers: Option<usize>,
+    pool_size: usize,
+) -> anyhow::Result<()> {
     let ran = db::run_migrations(url).await?;
     tracing::info!(ran, "migrations current");
     let pool = db::pool(url, pool_size)?;
@@ -119,11 +151,20 @@ async fn serve(url: &str, listen: &str, workers: Option<usize>, pool_size: usize
     Ok(())
 }
 
-async fn create_key(url: &str, role: Role, customer: Option<Uuid>, label: Option<&str>) -> anyhow::Result<()> {
+async fn create_key(
+    url: &str,
+    role: Role,
+    customer: Option<Uuid>,
+    label: Option<&str>,
+) -> anyhow::Result<()> {
     db::run_migrations(url).await?;
-    let mut conn = <diesel_async::AsyncPgConnection as diesel_async::AsyncConnection>::establish(url).await?;
+    let mut conn =
+        <diesel_async::AsyncPgConnection as diesel_async::AsyncConnection>::establish(url).await?;
     let (id, key) = auth::create_key(&mut conn, role, customer, label).await?;
-    eprintln!("created {} key {id}; it is shown once, keep it:", role.as_str());
+    eprintln!(
+        "created {} key {id}; it is shown once, keep it:",
+        role.as_str()
+    );
     println!("{key}");
     Ok(())
 }

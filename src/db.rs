@@ -34,7 +34,11 @@ impl Database {
     /// cluster under `data_dir` and makes sure the `grandlivre` database exists.
     pub async fn open(url: Option<String>, data_dir: &Path) -> anyhow::Result<Database> {
         if let Some(url) = url {
-            return Ok(Database { url, cluster: None, started_cluster: false });
+            return Ok(Database {
+                url,
+                cluster: None,
+                started_cluster: false,
+            });
         }
         let data_dir = data_dir.to_path_buf();
         let (cluster, started) = tokio::task::spawn_blocking(move || {
@@ -47,7 +51,11 @@ impl Database {
             tracing::info!(data_dir = %cluster.data_dir().display(), "started the embedded PostgreSQL cluster");
         }
         create_database(&cluster.connection_string("postgres"), DATABASE_NAME).await?;
-        Ok(Database { url: cluster.connection_string(DATABASE_NAME), cluster: Some(cluster), started_cluster: started })
+        Ok(Database {
+            url: cluster.connection_string(DATABASE_NAME),
+            cluster: Some(cluster),
+            started_cluster: started,
+        })
     }
 
     /// Stops the embedded cluster: always when `owner` (the server), otherwise only when
@@ -72,14 +80,20 @@ pub async fn create_database(maintenance_url: &str, name: &str) -> anyhow::Resul
 }
 
 /// `CREATE DATABASE name [TEMPLATE template]`, tolerating a concurrent creator.
-pub async fn create_database_on(conn: &mut AsyncPgConnection, name: &str, template: Option<&str>) -> anyhow::Result<()> {
+pub async fn create_database_on(
+    conn: &mut AsyncPgConnection,
+    name: &str,
+    template: Option<&str>,
+) -> anyhow::Result<()> {
     let sql = match template {
         Some(t) => format!("CREATE DATABASE \"{name}\" TEMPLATE \"{t}\""),
         None => format!("CREATE DATABASE \"{name}\""),
     };
     match diesel::sql_query(sql).execute(conn).await {
         Ok(_) => Ok(()),
-        Err(DieselError::DatabaseError(_, info)) if info.message().contains("already exists") => Ok(()),
+        Err(DieselError::DatabaseError(_, info)) if info.message().contains("already exists") => {
+            Ok(())
+        }
         Err(e) => Err(e).with_context(|| format!("creating database {name}")),
     }
 }
@@ -88,8 +102,12 @@ pub async fn create_database_on(conn: &mut AsyncPgConnection, name: &str, templa
 pub async fn run_migrations(url: &str) -> anyhow::Result<usize> {
     let url = url.to_string();
     tokio::task::spawn_blocking(move || {
-        let mut conn = <AsyncConnectionWrapper<AsyncPgConnection> as diesel::Connection>::establish(&url).context("connecting to run migrations")?;
-        let ran = conn.run_pending_migrations(MIGRATIONS).map_err(|e| anyhow::anyhow!("running migrations: {e}"))?;
+        let mut conn =
+            <AsyncConnectionWrapper<AsyncPgConnection> as diesel::Connection>::establish(&url)
+                .context("connecting to run migrations")?;
+        let ran = conn
+            .run_pending_migrations(MIGRATIONS)
+            .map_err(|e| anyhow::anyhow!("running migrations: {e}"))?;
         Ok(ran.len())
     })
     .await?
@@ -98,8 +116,13 @@ pub async fn run_migrations(url: &str) -> anyhow::Result<usize> {
 /// The version of the newest migration built into this binary.
 pub fn latest_migration() -> String {
     use diesel::migration::MigrationSource;
-    let migrations: Vec<_> = MigrationSource::<diesel::pg::Pg>::migrations(&MIGRATIONS).unwrap_or_default();
-    migrations.iter().map(|m| m.name().version().to_string()).max().unwrap_or_default()
+    let migrations: Vec<_> =
+        MigrationSource::<diesel::pg::Pg>::migrations(&MIGRATIONS).unwrap_or_default();
+    migrations
+        .iter()
+        .map(|m| m.name().version().to_string())
+        .max()
+        .unwrap_or_default()
 }
 
 /// Whether the database has run every migration this binary knows.

@@ -44,23 +44,47 @@ impl ErrorCode {
         use ErrorCode::*;
         match self {
             MalformedJson => (StatusCode::BAD_REQUEST, "The body is not valid JSON"),
-            UnsupportedMediaType => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "The body must be application/json"),
+            UnsupportedMediaType => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "The body must be application/json",
+            ),
             PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "The body is too large"),
             InvalidRequest => (StatusCode::UNPROCESSABLE_ENTITY, "The request is invalid"),
-            InvalidParameter => (StatusCode::BAD_REQUEST, "A path or query parameter is invalid"),
+            InvalidParameter => (
+                StatusCode::BAD_REQUEST,
+                "A path or query parameter is invalid",
+            ),
             InvalidCursor => (StatusCode::BAD_REQUEST, "The pagination cursor is invalid"),
-            MissingIdempotencyKey => (StatusCode::BAD_REQUEST, "An Idempotency-Key header is required"),
+            MissingIdempotencyKey => (
+                StatusCode::BAD_REQUEST,
+                "An Idempotency-Key header is required",
+            ),
             Unauthorized => (StatusCode::UNAUTHORIZED, "A valid API key is required"),
             Forbidden => (StatusCode::FORBIDDEN, "This API key's role may not do this"),
             NotFound => (StatusCode::NOT_FOUND, "Not found"),
             MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "Method not allowed"),
-            IdempotencyConflict => (StatusCode::CONFLICT, "The idempotency key was used for a different request"),
-            AlreadyReversed => (StatusCode::CONFLICT, "The transaction has already been reversed"),
+            IdempotencyConflict => (
+                StatusCode::CONFLICT,
+                "The idempotency key was used for a different request",
+            ),
+            AlreadyReversed => (
+                StatusCode::CONFLICT,
+                "The transaction has already been reversed",
+            ),
             HoldNotPending => (StatusCode::CONFLICT, "The hold is no longer pending"),
-            UnbalancedTransaction => (StatusCode::UNPROCESSABLE_ENTITY, "The transaction does not balance"),
-            UnknownAccount => (StatusCode::UNPROCESSABLE_ENTITY, "An account does not exist or does not fit the posting"),
+            UnbalancedTransaction => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "The transaction does not balance",
+            ),
+            UnknownAccount => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "An account does not exist or does not fit the posting",
+            ),
             InsufficientFunds => (StatusCode::UNPROCESSABLE_ENTITY, "Insufficient funds"),
-            ServiceUnavailable => (StatusCode::SERVICE_UNAVAILABLE, "The service is temporarily unavailable"),
+            ServiceUnavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The service is temporarily unavailable",
+            ),
             Internal => (StatusCode::INTERNAL_SERVER_ERROR, "Internal error"),
         }
     }
@@ -87,7 +111,10 @@ pub struct FieldError {
 
 impl FieldError {
     pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        FieldError { field: field.into(), message: message.into() }
+        FieldError {
+            field: field.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -129,7 +156,12 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(code: ErrorCode, detail: impl Into<String>) -> Self {
-        ApiError { code, detail: detail.into(), errors: Vec::new(), cause: None }
+        ApiError {
+            code,
+            detail: detail.into(),
+            errors: Vec::new(),
+            cause: None,
+        }
     }
 
     pub fn fields(code: ErrorCode, errors: Vec<FieldError>) -> Self {
@@ -137,7 +169,12 @@ impl ApiError {
             [one] => format!("{}: {}", one.field, one.message),
             many => format!("{} fields are invalid", many.len()),
         };
-        ApiError { code, detail, errors, cause: None }
+        ApiError {
+            code,
+            detail,
+            errors,
+            cause: None,
+        }
     }
 
     pub fn field(code: ErrorCode, field: impl Into<String>, message: impl Into<String>) -> Self {
@@ -147,7 +184,8 @@ impl ApiError {
     pub fn internal(cause: impl Into<anyhow::Error>) -> Self {
         ApiError {
             code: ErrorCode::Internal,
-            detail: "An unexpected error occurred; it has been logged with this request's id.".into(),
+            detail: "An unexpected error occurred; it has been logged with this request's id."
+                .into(),
             errors: Vec::new(),
             cause: Some(cause.into()),
         }
@@ -201,7 +239,10 @@ impl From<diesel::result::Error> for ApiError {
 impl From<diesel_async::pooled_connection::deadpool::PoolError> for ApiError {
     fn from(e: diesel_async::pooled_connection::deadpool::PoolError) -> Self {
         tracing::warn!(error = %e, "no database connection available");
-        ApiError::new(ErrorCode::ServiceUnavailable, "No database connection is available right now; retry shortly.")
+        ApiError::new(
+            ErrorCode::ServiceUnavailable,
+            "No database connection is available right now; retry shortly.",
+        )
     }
 }
 
@@ -210,19 +251,32 @@ impl From<LedgerError> for ApiError {
         use LedgerError as L;
         let detail = e.to_string();
         match e {
-            L::TooFewPostings | L::TooManyPostings => ApiError::field(ErrorCode::UnbalancedTransaction, "postings", detail),
-            L::Unbalanced(..) => ApiError::field(ErrorCode::UnbalancedTransaction, "postings", detail),
-            L::Invalid { field, reason } => ApiError::field(ErrorCode::InvalidRequest, field, reason),
-            L::UnknownAccount(_) | L::PostingInvalid => ApiError::new(ErrorCode::UnknownAccount, detail),
-            L::UnknownTransaction(_) | L::UnknownHold(_) => ApiError::new(ErrorCode::NotFound, detail),
+            L::TooFewPostings | L::TooManyPostings => {
+                ApiError::field(ErrorCode::UnbalancedTransaction, "postings", detail)
+            }
+            L::Unbalanced(..) => {
+                ApiError::field(ErrorCode::UnbalancedTransaction, "postings", detail)
+            }
+            L::Invalid { field, reason } => {
+                ApiError::field(ErrorCode::InvalidRequest, field, reason)
+            }
+            L::UnknownAccount(_) | L::PostingInvalid => {
+                ApiError::new(ErrorCode::UnknownAccount, detail)
+            }
+            L::UnknownTransaction(_) | L::UnknownHold(_) => {
+                ApiError::new(ErrorCode::NotFound, detail)
+            }
             L::InsufficientFunds => ApiError::new(ErrorCode::InsufficientFunds, detail),
             L::IdempotencyConflict => ApiError::new(ErrorCode::IdempotencyConflict, detail),
             L::AlreadyReversed(_) => ApiError::new(ErrorCode::AlreadyReversed, detail),
             L::HoldNotPending(..) => ApiError::new(ErrorCode::HoldNotPending, detail),
-            L::CaptureExceedsHold { .. } => ApiError::field(ErrorCode::InvalidRequest, "amount", detail),
-            L::Database(e) if crate::db::is_retryable(&e) => {
-                ApiError::new(ErrorCode::ServiceUnavailable, "The database is busy; retry shortly.")
+            L::CaptureExceedsHold { .. } => {
+                ApiError::field(ErrorCode::InvalidRequest, "amount", detail)
             }
+            L::Database(e) if crate::db::is_retryable(&e) => ApiError::new(
+                ErrorCode::ServiceUnavailable,
+                "The database is busy; retry shortly.",
+            ),
             L::Database(e) => ApiError::internal(e),
         }
     }

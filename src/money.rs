@@ -9,7 +9,9 @@ use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::ToSchema;
 
 /// What the ledger counts. Each unit has a fixed number of decimals.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema,
+)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Unit {
     /// Euros, 2 decimals.
@@ -105,9 +107,15 @@ impl Amount {
             return Err(AmountError::TooLarge);
         }
         if value.normalize().scale() > unit.scale() {
-            return Err(AmountError::TooManyDecimals { unit, scale: unit.scale() });
+            return Err(AmountError::TooManyDecimals {
+                unit,
+                scale: unit.scale(),
+            });
         }
-        Ok(Amount { value: value.round_dp(unit.scale()), unit })
+        Ok(Amount {
+            value: value.round_dp(unit.scale()),
+            unit,
+        })
     }
 
     pub fn parse(s: &str, unit: Unit) -> Result<Self, AmountError> {
@@ -159,27 +167,50 @@ mod tests {
     fn parses_strictly() {
         assert_eq!(parse_decimal("12.50"), Ok(dec!(12.50)));
         assert_eq!(parse_decimal("-3"), Ok(dec!(-3)));
-        for bad in ["", "1e3", "+1", ".5", "5.", "1,5", " 1", "0x10", "1.2.3", "NaN", "-"] {
+        for bad in [
+            "", "1e3", "+1", ".5", "5.", "1,5", " 1", "0x10", "1.2.3", "NaN", "-",
+        ] {
             assert!(parse_decimal(bad).is_err(), "{bad:?} accepted");
         }
     }
 
     #[test]
     fn amounts_respect_scale_and_sign() {
-        assert_eq!(Amount::parse("10.10", Unit::Eur).map(Amount::value), Ok(dec!(10.10)));
-        assert_eq!(Amount::parse("10.100", Unit::Eur).map(Amount::value), Ok(dec!(10.10)));
+        assert_eq!(
+            Amount::parse("10.10", Unit::Eur).map(Amount::value),
+            Ok(dec!(10.10))
+        );
+        assert_eq!(
+            Amount::parse("10.100", Unit::Eur).map(Amount::value),
+            Ok(dec!(10.10))
+        );
         assert_eq!(
             Amount::parse("10.001", Unit::Eur),
-            Err(AmountError::TooManyDecimals { unit: Unit::Eur, scale: 2 })
+            Err(AmountError::TooManyDecimals {
+                unit: Unit::Eur,
+                scale: 2
+            })
         );
         assert_eq!(
             Amount::parse("1.5", Unit::Ticket),
-            Err(AmountError::TooManyDecimals { unit: Unit::Ticket, scale: 0 })
+            Err(AmountError::TooManyDecimals {
+                unit: Unit::Ticket,
+                scale: 0
+            })
         );
         assert_eq!(Amount::parse("0", Unit::Eur), Err(AmountError::NotPositive));
-        assert_eq!(Amount::parse("-1", Unit::Eur), Err(AmountError::NotPositive));
-        assert_eq!(Amount::parse("1000000000000001", Unit::Eur), Err(AmountError::TooLarge));
-        assert_eq!(Amount::parse("1000000000000000", Unit::Eur).map(Amount::value), Ok(MAX_AMOUNT));
+        assert_eq!(
+            Amount::parse("-1", Unit::Eur),
+            Err(AmountError::NotPositive)
+        );
+        assert_eq!(
+            Amount::parse("1000000000000001", Unit::Eur),
+            Err(AmountError::TooLarge)
+        );
+        assert_eq!(
+            Amount::parse("1000000000000000", Unit::Eur).map(Amount::value),
+            Ok(MAX_AMOUNT)
+        );
     }
 
     #[test]
@@ -192,8 +223,16 @@ mod tests {
 
     #[test]
     fn decimal_strings_refuse_numbers() {
-        assert_eq!(serde_json::from_str::<DecimalString>("\"1.50\"").ok(), Some(DecimalString(dec!(1.50))));
+        assert_eq!(
+            serde_json::from_str::<DecimalString>("\"1.50\"").ok(),
+            Some(DecimalString(dec!(1.50)))
+        );
         assert!(serde_json::from_str::<DecimalString>("1.5").is_err());
-        assert_eq!(serde_json::to_string(&DecimalString(dec!(1.50))).ok().as_deref(), Some("\"1.50\""));
+        assert_eq!(
+            serde_json::to_string(&DecimalString(dec!(1.50)))
+                .ok()
+                .as_deref(),
+            Some("\"1.50\"")
+        );
     }
 }

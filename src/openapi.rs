@@ -36,14 +36,19 @@ impl Modify for BearerAuth {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let components = openapi.components.get_or_insert_with(Default::default);
         let mut scheme = Http::new(HttpAuthScheme::Bearer);
-        scheme.description = Some("An API key created with `grandlivre apikey create --role ROLE`.".into());
+        scheme.description =
+            Some("An API key created with `grandlivre apikey create --role ROLE`.".into());
         components.add_security_scheme("bearer", SecurityScheme::Http(scheme));
     }
 }
 
 /// The contract of this build.
 pub fn document() -> utoipa::openapi::OpenApi {
-    let (_, doc) = App::new().into_utoipa_app().openapi(ApiDoc::openapi()).configure(crate::http::register).split_for_parts();
+    let (_, doc) = App::new()
+        .into_utoipa_app()
+        .openapi(ApiDoc::openapi())
+        .configure(crate::http::register)
+        .split_for_parts();
     doc
 }
 
@@ -63,15 +68,22 @@ fn problems(codes: &[u16]) -> BTreeMap<String, RefOr<utoipa::openapi::response::
                 401 => "Missing, unknown or revoked API key",
                 403 => "The key's role may not do this",
                 404 => "Not found (or not visible to this key)",
-                409 => "Conflict: idempotency key reused with another body, or state already changed",
+                409 => {
+                    "Conflict: idempotency key reused with another body, or state already changed"
+                }
                 413 => "Body too large",
                 415 => "Body is not JSON",
                 422 => "Valid JSON that breaks a rule: field errors, imbalance, insufficient funds",
                 503 => "Temporarily unavailable; retry after the Retry-After delay",
                 _ => "Internal error, logged with the request id",
             };
-            let content = ContentBuilder::new().schema(Some(Ref::from_schema_name("Problem"))).build();
-            let response = ResponseBuilder::new().description(description).content("application/problem+json", content).build();
+            let content = ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("Problem")))
+                .build();
+            let response = ResponseBuilder::new()
+                .description(description)
+                .content("application/problem+json", content)
+                .build();
             (code.to_string(), RefOr::T(response))
         })
         .collect()

@@ -93,7 +93,12 @@ impl Cluster {
                 return Err(ClusterError::Unreachable(data_dir));
             }
         }
-        Ok(Cluster { data_dir, bin_dir, run_as, durability })
+        Ok(Cluster {
+            data_dir,
+            bin_dir,
+            run_as,
+            durability,
+        })
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -134,7 +139,16 @@ impl Cluster {
         )?;
         if !out.status.success() {
             let tail = fs::read_to_string(&log)
-                .map(|s| s.lines().rev().take(15).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n"))
+                .map(|s| {
+                    s.lines()
+                        .rev()
+                        .take(15)
+                        .collect::<Vec<_>>()
+                        .into_iter()
+                        .rev()
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                })
                 .unwrap_or_default();
             return Err(ClusterError::Command {
                 what: "pg_ctl start".into(),
@@ -145,7 +159,10 @@ impl Cluster {
     }
 
     pub fn is_running(&self) -> Result<bool, ClusterError> {
-        let out = self.run("pg_ctl", &["-D".as_ref(), self.data_dir.as_os_str(), "status".as_ref()])?;
+        let out = self.run(
+            "pg_ctl",
+            &["-D".as_ref(), self.data_dir.as_os_str(), "status".as_ref()],
+        )?;
         Ok(out.status.success())
     }
 
@@ -157,7 +174,14 @@ impl Cluster {
         }
         let out = self.run(
             "pg_ctl",
-            &["-D".as_ref(), self.data_dir.as_os_str(), "-m".as_ref(), "fast".as_ref(), "-w".as_ref(), "stop".as_ref()],
+            &[
+                "-D".as_ref(),
+                self.data_dir.as_os_str(),
+                "-m".as_ref(),
+                "fast".as_ref(),
+                "-w".as_ref(),
+                "stop".as_ref(),
+            ],
         )?;
         if !out.status.success() {
             return Err(ClusterError::Command {
@@ -170,8 +194,10 @@ impl Cluster {
 
     fn init(&self) -> Result<(), ClusterError> {
         if let Some((uid, gid)) = self.run_as {
-            std::os::unix::fs::chown(&self.data_dir, Some(uid), Some(gid))
-                .map_err(io(format!("giving {} to the postgres user", self.data_dir.display())))?;
+            std::os::unix::fs::chown(&self.data_dir, Some(uid), Some(gid)).map_err(io(format!(
+                "giving {} to the postgres user",
+                self.data_dir.display()
+            )))?;
         }
         fs::set_permissions(&self.data_dir, fs::Permissions::from_mode(0o700))
             .map_err(io(format!("restricting {}", self.data_dir.display())))?;
@@ -221,7 +247,8 @@ impl Cluster {
             .write(true)
             .open(&path)
             .map_err(io(format!("opening {}", path.display())))?;
-        file.lock().map_err(io(format!("locking {}", path.display())))?;
+        file.lock()
+            .map_err(io(format!("locking {}", path.display())))?;
         Ok(file)
     }
 

@@ -20,7 +20,12 @@ use crate::http::{self, AppState, Metrics};
 pub const KEY_CACHE_TTL: Duration = Duration::from_secs(30);
 
 pub fn state(pool: DbPool, clock: SharedClock) -> web::Data<AppState> {
-    web::Data::new(AppState { pool, clock, keys: KeyCache::new(KEY_CACHE_TTL), metrics: Metrics::new() })
+    web::Data::new(AppState {
+        pool,
+        clock,
+        keys: KeyCache::new(KEY_CACHE_TTL),
+        metrics: Metrics::new(),
+    })
 }
 
 /// The whole application: routes, extractor error handlers, observation middleware.
@@ -28,9 +33,18 @@ pub fn app(
     state: web::Data<AppState>,
     doc: web::Data<OpenApiJson>,
 ) -> App<
-    impl ServiceFactory<ServiceRequest, Config = (), Response = ServiceResponse<impl MessageBody>, Error = actix_web::Error, InitError = ()>,
+    impl ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
 > {
-    let (app, _) = App::new().into_utoipa_app().configure(http::register).split_for_parts();
+    let (app, _) = App::new()
+        .into_utoipa_app()
+        .configure(http::register)
+        .split_for_parts();
     app.app_data(state)
         .app_data(doc)
         .configure(http::extractor_configs)
@@ -39,7 +53,11 @@ pub fn app(
 }
 
 /// Binds `listen` and returns the server (not yet awaited) and the address it got.
-pub fn build(state: web::Data<AppState>, listen: &str, workers: Option<usize>) -> anyhow::Result<(Server, SocketAddr)> {
+pub fn build(
+    state: web::Data<AppState>,
+    listen: &str,
+    workers: Option<usize>,
+) -> anyhow::Result<(Server, SocketAddr)> {
     let listener = TcpListener::bind(listen).with_context(|| format!("binding {listen}"))?;
     let addr = listener.local_addr()?;
     let doc = web::Data::new(OpenApiJson(crate::openapi::document_json()));

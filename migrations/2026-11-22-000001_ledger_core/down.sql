@@ -7,6 +7,7 @@ DROP TABLE balances;
 DROP TABLE accounts;
 DROP TABLE units;
 DROP FUNCTION holds_apply();
+DROP FUNCTION holds_guard();
 DROP FUNCTION ledger_check_balanced();
 DROP FUNCTION postings_apply();
 DROP FUNCTION ledger_append_only();

@@ -204,58 +204,56 @@ CREATE CONSTRAINT TRIGGER postings_balanced AFTER INSERT ON postings
 
 -- Holds reserve (pending) amounts; resolving a hold releases them. Only pending holds may
 -- change, only to a final state, and nothing but the resolution may change.
-CREATE FUNCTION holds_apply() RETURNS trigger LANGUAGE plpgsql AS $$
-DECLARE
-    v_sign integer;
-    v_first uuid;
-    v_second uuid;
+CREATE FUNCTION holds_guard() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF TG_OP = 'DELETE' THEN
         RAISE EXCEPTION 'holds cannot be deleted' USING CONSTRAINT = 'gl_append_only';
     END IF;
-    IF TG_OP = 'UPDATE' THEN
-        IF OLD.status <> 'pending' THEN
-            RAISE EXCEPTION 'hold % is already %', OLD.id, OLD.status USING CONSTRAINT = 'gl_hold_not_pending';
-        END IF;
-        IF NEW.status = 'pending'
-           OR (NEW.id, NEW.idempotency_key, NEW.request_hash, NEW.debit_account_id, NEW.credit_account_id,
-               NEW.unit, NEW.amount, NEW.expires_at, NEW.metadata, NEW.created_at)
-              IS DISTINCT FROM
-              (OLD.id, OLD.idempotency_key, OLD.request_hash, OLD.debit_account_id, OLD.credit_account_id,
-               OLD.unit, OLD.amount, OLD.expires_at, OLD.metadata, OLD.created_at) THEN
-            RAISE EXCEPTION 'a hold may only be resolved' USING CONSTRAINT = 'gl_append_only';
-        END IF;
-        v_sign := -1;
-    ELSE
+    IF TG_OP = 'INSERT' THEN
         IF NEW.status <> 'pending' THEN
             RAISE EXCEPTION 'a hold starts pending' USING CONSTRAINT = 'gl_append_only';
         END IF;
-        v_sign := 1;
+        RETURN NEW;
     END IF;
-    -- lock in ascending account order, like postings
-    v_first := least(NEW.debit_account_id, NEW.credit_account_id);
-    v_second := greatest(NEW.debit_account_id, NEW.credit_account_id);
-    UPDATE balances SET
-        pending_debits = pending_debits + CASE WHEN account_id = NEW.debit_account_id THEN v_sign * NEW.amount ELSE 0 END,
-        pending_credits = pending_credits + CASE WHEN account_id = NEW.credit_account_id THEN v_sign * NEW.amount ELSE 0 END,
-        updated_at = now()
-    WHERE account_id = v_first AND unit = NEW.unit AND scale(NEW.amount) <= unit_scale;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'hold on account %: unknown account, wrong unit or too many decimals', v_first
-            USING CONSTRAINT = 'gl_posting_invalid';
+    IF OLD.status <> 'pending' THEN
+        RAISE EXCEPTION 'hold % is already %', OLD.id, OLD.status USING CONSTRAINT = 'gl_hold_not_pending';
     END IF;
-    UPDATE balances SET
-        pending_debits = pending_debits + CASE WHEN account_id = NEW.debit_account_id THEN v_sign * NEW.amount ELSE 0 END,
-        pending_credits = pending_credits + CASE WHEN account_id = NEW.credit_account_id THEN v_sign * NEW.amount ELSE 0 END,
-        updated_at = now()
-    WHERE account_id = v_second AND unit = NEW.unit AND scale(NEW.amount) <= unit_scale;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'hold on account %: unknown account, wrong unit or too many decimals', v_second
-            USING CONSTRAINT = 'gl_posting_invalid';
+    IF NEW.status = 'pending'
+       OR (NEW.id, NEW.idempotency_key, NEW.request_hash, NEW.debit_account_id, NEW.credit_account_id,
+           NEW.unit, NEW.amount, NEW.expires_at, NEW.metadata, NEW.created_at)
+          IS DISTINCT FROM
+          (OLD.id, OLD.idempotency_key, OLD.request_hash, OLD.debit_account_id, OLD.credit_account_id,
+           OLD.unit, OLD.amount, OLD.expires_at, OLD.metadata, OLD.created_at) THEN
+        RAISE EXCEPTION 'a hold may only be resolved' USING CONSTRAINT = 'gl_append_only';
     END IF;
     RETURN NEW;
 END $$;
-CREATE TRIGGER holds_apply BEFORE INSERT OR UPDATE OR DELETE ON holds
+CREATE TRIGGER holds_guard BEFORE INSERT OR UPDATE OR DELETE ON holds
+    FOR EACH ROW EXECUTE FUNCTION holds_guard();
+
+-- AFTER, not BEFORE: an INSERT ... ON CONFLICT DO NOTHING that inserts nothing (an
+-- idempotent replay) must not reserve anything.
+CREATE FUNCTION holds_apply() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    v_sign integer := CASE TG_OP WHEN 'INSERT' THEN 1 ELSE -1 END;
+    v_account uuid;
+BEGIN
+    -- lock in ascending account order, like postings
+    FOREACH v_account IN ARRAY ARRAY[least(NEW.debit_account_id, NEW.credit_account_id),
+                                     greatest(NEW.debit_account_id, NEW.credit_account_id)] LOOP
+        UPDATE balances SET
+            pending_debits = pending_debits + CASE WHEN v_account = NEW.debit_account_id THEN v_sign * NEW.amount ELSE 0 END,
+            pending_credits = pending_credits + CASE WHEN v_account = NEW.credit_account_id THEN v_sign * NEW.amount ELSE 0 END,
+            updated_at = now()
+        WHERE account_id = v_account AND unit = NEW.unit AND scale(NEW.amount) <= unit_scale;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'hold on account %: unknown account, wrong unit or too many decimals', v_account
+                USING CONSTRAINT = 'gl_posting_invalid';
+        END IF;
+    END LOOP;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER holds_apply AFTER INSERT OR UPDATE ON holds
     FOR EACH ROW EXECUTE FUNCTION holds_apply();
 
 -- Post one transaction in one round trip. Idempotent on p_key: a replay with the same

@@ -27,7 +27,9 @@ pub struct Readiness {
 #[utoipa::path(tag = "operations", responses((status = 200, description = "The process is up", body = Health)))]
 #[get("/healthz")]
 pub async fn get_healthz() -> web::Json<Health> {
-    web::Json(Health { status: "ok".into() })
+    web::Json(Health {
+        status: "ok".into(),
+    })
 }
 
 /// Readiness: the database is reachable and its migrations are current.
@@ -41,14 +43,23 @@ pub async fn get_healthz() -> web::Json<Health> {
 #[get("/readyz")]
 pub async fn get_readyz(state: State) -> Result<web::Json<Readiness>, ApiError> {
     let unavailable = |detail: String| ApiError::new(ErrorCode::ServiceUnavailable, detail);
-    let mut conn = state.pool.get().await.map_err(|e| unavailable(format!("database unreachable: {e}")))?;
+    let mut conn = state
+        .pool
+        .get()
+        .await
+        .map_err(|e| unavailable(format!("database unreachable: {e}")))?;
     let current = crate::db::migrations_current(&mut conn)
         .await
         .map_err(|e| unavailable(format!("cannot read the migration state: {e}")))?;
     if !current {
-        return Err(unavailable("the database has not run every migration of this build".into()));
+        return Err(unavailable(
+            "the database has not run every migration of this build".into(),
+        ));
     }
-    Ok(web::Json(Readiness { status: "ready".into(), migration: crate::db::latest_migration() }))
+    Ok(web::Json(Readiness {
+        status: "ready".into(),
+        migration: crate::db::latest_migration(),
+    }))
 }
 
 /// Prometheus metrics: request counts and latency histograms per route, pool usage.
@@ -74,5 +85,7 @@ pub struct OpenApiJson(pub String);
 )]
 #[get("/openapi.json")]
 pub async fn get_openapi(doc: web::Data<OpenApiJson>) -> HttpResponse {
-    HttpResponse::Ok().content_type("application/json").body(doc.0.clone())
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(doc.0.clone())
 }

@@ -11,10 +11,15 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::{decode_cursor, encode_cursor, idempotency_key, parse_json, Auth, JsonBody, RawBody, State};
+use super::{
+    decode_cursor, encode_cursor, idempotency_key, parse_json, Auth, JsonBody, RawBody, State,
+};
 use crate::auth::Role;
 use crate::error::{ApiError, ErrorCode, FieldError};
-use crate::ledger::{self, store, AccountId, AccountView, NewTransaction, Posting, PostingView, Side, TransactionId, TransactionView, VerifyReport};
+use crate::ledger::{
+    self, store, AccountId, AccountView, NewTransaction, Posting, PostingView, Side, TransactionId,
+    TransactionView, VerifyReport,
+};
 use crate::money::{Amount, DecimalString, Unit};
 use crate::openapi::{ReadErrors, WriteErrors};
 use crate::schema::accounts;
@@ -25,7 +30,11 @@ fn page_limit(limit: Option<i64>) -> Result<i64, ApiError> {
     match limit {
         None => Ok(50),
         Some(n @ 1..=200) => Ok(n),
-        Some(_) => Err(ApiError::field(ErrorCode::InvalidParameter, "limit", "must be between 1 and 200")),
+        Some(_) => Err(ApiError::field(
+            ErrorCode::InvalidParameter,
+            "limit",
+            "must be between 1 and 200",
+        )),
     }
 }
 
@@ -58,14 +67,26 @@ pub struct AccountPage {
     security(("bearer" = ["admin", "finance"]))
 )]
 #[get("/v1/ledger/accounts")]
-pub async fn list_accounts(state: State, auth: Auth, q: web::Query<AccountListParams>) -> Result<web::Json<AccountPage>, ApiError> {
+pub async fn list_accounts(
+    state: State,
+    auth: Auth,
+    q: web::Query<AccountListParams>,
+) -> Result<web::Json<AccountPage>, ApiError> {
     auth.require(STAFF)?;
     let limit = page_limit(q.limit)?;
-    let after = q.cursor.as_deref().map(|c| decode_cursor::<Uuid>("accounts", c)).transpose()?;
+    let after = q
+        .cursor
+        .as_deref()
+        .map(|c| decode_cursor::<Uuid>("accounts", c))
+        .transpose()?;
     let mut conn = state.pool.get().await?;
     let items = store::list_accounts(&mut conn, q.customer_id, after.map(AccountId), limit).await?;
     let next_cursor = (items.len() as i64 == limit)
-        .then(|| items.last().map(|a| encode_cursor("accounts", &a.id.to_string())))
+        .then(|| {
+            items
+                .last()
+                .map(|a| encode_cursor("accounts", &a.id.to_string()))
+        })
         .flatten();
     Ok(web::Json(AccountPage { items, next_cursor }))
 }
@@ -87,13 +108,22 @@ pub struct AccountParams {
     security(("bearer" = ["admin", "finance"]))
 )]
 #[get("/v1/ledger/accounts/{id}")]
-pub async fn get_account(state: State, auth: Auth, id: web::Path<Uuid>, q: web::Query<AccountParams>) -> Result<web::Json<AccountView>, ApiError> {
+pub async fn get_account(
+    state: State,
+    auth: Auth,
+    id: web::Path<Uuid>,
+    q: web::Query<AccountParams>,
+) -> Result<web::Json<AccountView>, ApiError> {
     auth.require(STAFF)?;
     let id = AccountId(id.into_inner());
     let mut conn = state.pool.get().await?;
-    let mut account = store::get_account(&mut conn, id).await?.ok_or_else(|| ApiError::not_found(format!("account {id}")))?;
+    let mut account = store::get_account(&mut conn, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("account {id}")))?;
     if let Some(at) = q.as_of {
-        account.balance = store::balance_as_of(&mut conn, id, at).await?.ok_or_else(|| ApiError::not_found(format!("account {id}")))?;
+        account.balance = store::balance_as_of(&mut conn, id, at)
+            .await?
+            .ok_or_else(|| ApiError::not_found(format!("account {id}")))?;
     }
     Ok(web::Json(account))
 }
@@ -133,7 +163,11 @@ pub async fn list_account_postings(
 ) -> Result<web::Json<PostingPage>, ApiError> {
     auth.require(STAFF)?;
     let limit = page_limit(q.limit)?;
-    let after = q.cursor.as_deref().map(|c| decode_cursor::<i64>("postings", c)).transpose()?;
+    let after = q
+        .cursor
+        .as_deref()
+        .map(|c| decode_cursor::<i64>("postings", c))
+        .transpose()?;
     let id = AccountId(id.into_inner());
     let mut conn = state.pool.get().await?;
     if store::get_account(&mut conn, id).await?.is_none() {
@@ -141,7 +175,11 @@ pub async fn list_account_postings(
     }
     let items = store::account_postings(&mut conn, id, after, limit).await?;
     let next_cursor = (items.len() as i64 == limit)
-        .then(|| items.last().map(|p| encode_cursor("postings", &p.id.to_string())))
+        .then(|| {
+            items
+                .last()
+                .map(|p| encode_cursor("postings", &p.id.to_string()))
+        })
         .flatten();
     Ok(web::Json(PostingPage { items, next_cursor }))
 }
@@ -201,18 +239,35 @@ async fn build_manual(
     let mut postings = Vec::new();
     let mut unknown = false;
     for (i, p) in req.postings.iter().enumerate() {
-        let Some(unit) = units.get(&p.account_id).and_then(|u| u.parse::<Unit>().ok()) else {
+        let Some(unit) = units
+            .get(&p.account_id)
+            .and_then(|u| u.parse::<Unit>().ok())
+        else {
             unknown = true;
-            errors.push(FieldError::new(format!("postings[{i}].account_id"), "no such account"));
+            errors.push(FieldError::new(
+                format!("postings[{i}].account_id"),
+                "no such account",
+            ));
             continue;
         };
         match Amount::new(p.amount.0, unit) {
-            Ok(amount) => postings.push(Posting { account: AccountId(p.account_id), side: p.side, amount }),
-            Err(e) => errors.push(FieldError::new(format!("postings[{i}].amount"), e.to_string())),
+            Ok(amount) => postings.push(Posting {
+                account: AccountId(p.account_id),
+                side: p.side,
+                amount,
+            }),
+            Err(e) => errors.push(FieldError::new(
+                format!("postings[{i}].amount"),
+                e.to_string(),
+            )),
         }
     }
     if !errors.is_empty() {
-        let code = if unknown { ErrorCode::UnknownAccount } else { ErrorCode::InvalidRequest };
+        let code = if unknown {
+            ErrorCode::UnknownAccount
+        } else {
+            ErrorCode::InvalidRequest
+        };
         return Err(ApiError::fields(code, errors));
     }
     let tx = NewTransaction::new(format!("manual:{key}"), "manual_adjustment", postings)?
@@ -226,7 +281,9 @@ async fn build_manual(
 
 fn created_or_replayed(view: TransactionView, replayed: bool) -> HttpResponse {
     if replayed {
-        HttpResponse::Ok().insert_header(("Idempotent-Replayed", "true")).json(view)
+        HttpResponse::Ok()
+            .insert_header(("Idempotent-Replayed", "true"))
+            .json(view)
     } else {
         HttpResponse::Created().json(view)
     }
@@ -260,7 +317,12 @@ pub async fn post_transaction(
     let posted = store::post(&mut conn, &tx).await?;
     let view = store::get_transaction(&mut conn, posted.id)
         .await?
-        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("posted transaction {} not found", posted.id)))?;
+        .ok_or_else(|| {
+            ApiError::internal(anyhow::anyhow!(
+                "posted transaction {} not found",
+                posted.id
+            ))
+        })?;
     Ok(created_or_replayed(view, posted.replayed))
 }
 
@@ -272,7 +334,11 @@ pub async fn post_transaction(
     security(("bearer" = ["admin", "finance"]))
 )]
 #[get("/v1/ledger/transactions/{id}")]
-pub async fn get_transaction(state: State, auth: Auth, id: web::Path<Uuid>) -> Result<web::Json<TransactionView>, ApiError> {
+pub async fn get_transaction(
+    state: State,
+    auth: Auth,
+    id: web::Path<Uuid>,
+) -> Result<web::Json<TransactionView>, ApiError> {
     auth.require(STAFF)?;
     let id = TransactionId(id.into_inner());
     let mut conn = state.pool.get().await?;
@@ -312,9 +378,21 @@ pub async fn reverse_transaction(
     body: RawBody,
 ) -> Result<HttpResponse, ApiError> {
     auth.require(STAFF)?;
-    let request: ReverseRequest = if body.0.iter().all(u8::is_ascii_whitespace) { ReverseRequest::default() } else { parse_json(&body.0)? };
-    if request.description.as_ref().is_some_and(|d| d.chars().count() > 500) {
-        return Err(ApiError::field(ErrorCode::InvalidRequest, "description", "at most 500 characters"));
+    let request: ReverseRequest = if body.0.iter().all(u8::is_ascii_whitespace) {
+        ReverseRequest::default()
+    } else {
+        parse_json(&body.0)?
+    };
+    if request
+        .description
+        .as_ref()
+        .is_some_and(|d| d.chars().count() > 500)
+    {
+        return Err(ApiError::field(
+            ErrorCode::InvalidRequest,
+            "description",
+            "at most 500 characters",
+        ));
     }
     let id = TransactionId(id.into_inner());
     let mut conn = state.pool.get().await?;
@@ -333,7 +411,10 @@ pub async fn reverse_transaction(
     security(("bearer" = ["admin", "finance"]))
 )]
 #[get("/v1/ledger/verify")]
-pub async fn get_ledger_verify(state: State, auth: Auth) -> Result<web::Json<ledger::VerifyReport>, ApiError> {
+pub async fn get_ledger_verify(
+    state: State,
+    auth: Auth,
+) -> Result<web::Json<ledger::VerifyReport>, ApiError> {
     auth.require(STAFF)?;
     let mut conn = state.pool.get().await?;
     Ok(web::Json(store::verify(&mut conn).await?))

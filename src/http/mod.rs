@@ -15,6 +15,7 @@ use base64::Engine;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use utoipa::IntoParams;
+use uuid::Uuid;
 
 pub use observe::{observe, Metrics};
 
@@ -71,7 +72,10 @@ pub fn extractor_configs(cfg: &mut web::ServiceConfig) {
 
 /// The answer to a path that no route matches.
 pub async fn no_route(req: HttpRequest) -> Result<actix_web::HttpResponse, ApiError> {
-    Err(ApiError::new(ErrorCode::NotFound, format!("no resource at {} {}", req.method(), req.path())))
+    Err(ApiError::new(
+        ErrorCode::NotFound,
+        format!("no resource at {} {}", req.method(), req.path()),
+    ))
 }
 
 /// The caller, authenticated by its bearer API key.
@@ -91,6 +95,19 @@ impl Auth {
     }
 }
 
+impl Auth {
+    /// For a resource of `customer`: the staff roles in `roles` pass (admin always), a
+    /// customer key passes for its own customer only. Another customer's resource answers
+    /// 404, as if it did not exist, so that keys cannot probe for other customers.
+    pub fn require_customer(&self, roles: &[Role], customer: Uuid) -> Result<&Principal, ApiError> {
+        match self.0.role {
+            Role::Customer if self.0.customer_id == Some(customer) => Ok(&self.0),
+            Role::Customer => Err(ApiError::not_found(format!("customer {customer}"))),
+            _ => self.require(roles),
+        }
+    }
+}
+
 impl FromRequest for Auth {
     type Error = ApiError;
     type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
@@ -104,14 +121,21 @@ impl FromRequest for Auth {
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(|t| t.trim().to_string());
         Box::pin(async move {
-            let state = state.ok_or_else(|| ApiError::internal(anyhow::anyhow!("application state missing")))?;
+            let state = state
+                .ok_or_else(|| ApiError::internal(anyhow::anyhow!("application state missing")))?;
             let token = token.filter(|t| !t.is_empty()).ok_or_else(|| {
-                ApiError::new(ErrorCode::Unauthorized, "send an API key as `Authorization: Bearer <key>`")
+                ApiError::new(
+                    ErrorCode::Unauthorized,
+                    "send an API key as `Authorization: Bearer <key>`",
+                )
             })?;
             let mut conn = state.pool.get().await?;
             match state.keys.resolve(&mut conn, &token).await? {
                 Some(p) => Ok(Auth(p)),
-                None => Err(ApiError::new(ErrorCode::Unauthorized, "the API key is unknown or revoked")),
+                None => Err(ApiError::new(
+                    ErrorCode::Unauthorized,
+                    "the API key is unknown or revoked",
+                )),
             }
         })
     }
@@ -127,13 +151,19 @@ impl FromRequest for RawBody {
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
         let bytes = web::Bytes::from_request(req, payload);
         Box::pin(async move {
-            bytes.await.map(RawBody).map_err(|e| match e.as_error::<PayloadError>() {
-                Some(PayloadError::Overflow) => ApiError::new(
-                    ErrorCode::PayloadTooLarge,
-                    format!("bodies are limited to {MAX_BODY_BYTES} bytes"),
-                ),
-                _ => ApiError::new(ErrorCode::MalformedJson, format!("the body could not be read: {e}")),
-            })
+            bytes
+                .await
+                .map(RawBody)
+                .map_err(|e| match e.as_error::<PayloadError>() {
+                    Some(PayloadError::Overflow) => ApiError::new(
+                        ErrorCode::PayloadTooLarge,
+                        format!("bodies are limited to {MAX_BODY_BYTES} bytes"),
+                    ),
+                    _ => ApiError::new(
+                        ErrorCode::MalformedJson,
+                        format!("the body could not be read: {e}"),
+                    ),
+                })
         })
     }
 }
@@ -151,7 +181,10 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
         Box::pin(async move {
             let RawBody(bytes) = body.await?;
             if !json_type {
-                return Err(ApiError::new(ErrorCode::UnsupportedMediaType, "send `Content-Type: application/json`"));
+                return Err(ApiError::new(
+                    ErrorCode::UnsupportedMediaType,
+                    "send `Content-Type: application/json`",
+                ));
             }
             parse_json(&bytes).map(JsonBody)
         })
@@ -176,7 +209,11 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         let message = strip_position(&inner.to_string());
         match inner.classify() {
             serde_json::error::Category::Data => {
-                let field = if path == "." { "body".to_string() } else { path };
+                let field = if path == "." {
+                    "body".to_string()
+                } else {
+                    path
+                };
                 ApiError::field(ErrorCode::InvalidRequest, field, message)
             }
             _ => ApiError::new(ErrorCode::MalformedJson, message),
@@ -200,7 +237,11 @@ pub fn idempotency_key(req: &HttpRequest) -> Result<String, ApiError> {
         .ok_or_else(|| ApiError::new(ErrorCode::MissingIdempotencyKey, "send an `Idempotency-Key` header (any unique string, up to 200 characters) so that a retried request is not applied twice"))?;
     let key = value.to_str().map(str::trim).unwrap_or_default();
     if key.is_empty() || key.len() > 200 {
-        return Err(ApiError::field(ErrorCode::InvalidParameter, "Idempotency-Key", "1 to 200 visible ASCII characters"));
+        return Err(ApiError::field(
+            ErrorCode::InvalidParameter,
+            "Idempotency-Key",
+            "1 to 200 visible ASCII characters",
+        ));
     }
     Ok(key.to_string())
 }
@@ -222,7 +263,11 @@ impl PageParams {
         match self.limit {
             None => Ok(50),
             Some(n @ 1..=200) => Ok(n),
-            Some(_) => Err(ApiError::field(ErrorCode::InvalidParameter, "limit", "must be between 1 and 200")),
+            Some(_) => Err(ApiError::field(
+                ErrorCode::InvalidParameter,
+                "limit",
+                "must be between 1 and 200",
+            )),
         }
     }
 }
@@ -236,11 +281,60 @@ pub fn decode_cursor<T: std::str::FromStr>(kind: &str, cursor: &str) -> Result<T
     let invalid = || {
         ApiError::fields(
             ErrorCode::InvalidCursor,
-            vec![FieldError::new("cursor", "not a cursor returned by this list; start again without one")],
+            vec![FieldError::new(
+                "cursor",
+                "not a cursor returned by this list; start again without one",
+            )],
         )
     };
-    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(cursor).map_err(|_| invalid())?;
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(cursor)
+        .map_err(|_| invalid())?;
     let text = String::from_utf8(raw).map_err(|_| invalid())?;
-    let position = text.strip_prefix(kind).and_then(|r| r.strip_prefix(':')).ok_or_else(invalid)?;
+    let position = text
+        .strip_prefix(kind)
+        .and_then(|r| r.strip_prefix(':'))
+        .ok_or_else(invalid)?;
     position.parse().map_err(|_| invalid())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn auth(role: Role, customer: Option<Uuid>) -> Auth {
+        Auth(Principal {
+            key_id: Uuid::nil(),
+            role,
+            customer_id: customer,
+        })
+    }
+
+    #[test]
+    fn customer_keys_see_only_their_own_customer() {
+        let (mine, theirs) = (Uuid::now_v7(), Uuid::now_v7());
+        let customer = auth(Role::Customer, Some(mine));
+        assert!(customer.require_customer(&[Role::Finance], mine).is_ok());
+        let err = customer
+            .require_customer(&[Role::Finance], theirs)
+            .err()
+            .map(|e| e.code);
+        assert_eq!(err, Some(ErrorCode::NotFound));
+        let err = auth(Role::Ticketing, None)
+            .require_customer(&[Role::Finance], mine)
+            .err()
+            .map(|e| e.code);
+        assert_eq!(err, Some(ErrorCode::Forbidden));
+        assert!(auth(Role::Finance, None)
+            .require_customer(&[Role::Finance], theirs)
+            .is_ok());
+        assert!(auth(Role::Admin, None)
+            .require_customer(&[], theirs)
+            .is_ok());
+        // a customer key never passes a staff-only check, even for its own customer
+        assert_eq!(
+            customer.require(&[Role::Finance]).err().map(|e| e.code),
+            Some(ErrorCode::Forbidden)
+        );
+    }
 }

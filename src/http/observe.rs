@@ -8,7 +8,9 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::Error;
-use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+};
 use tracing::Instrument;
 
 use crate::db::DbPool;
@@ -30,20 +32,33 @@ impl Metrics {
     pub fn new() -> Self {
         let registry = Registry::new();
         let requests = IntCounterVec::new(
-            Opts::new("http_requests_total", "HTTP requests by method, route and status"),
+            Opts::new(
+                "http_requests_total",
+                "HTTP requests by method, route and status",
+            ),
             &["method", "route", "status"],
         )
         .expect("valid metric");
         let latency = HistogramVec::new(
-            HistogramOpts::new("http_request_duration_seconds", "HTTP request latency by method and route").buckets(vec![
+            HistogramOpts::new(
+                "http_request_duration_seconds",
+                "HTTP request latency by method and route",
+            )
+            .buckets(vec![
                 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
             ]),
             &["method", "route"],
         )
         .expect("valid metric");
-        let pool_size = IntGauge::new("db_pool_connections", "Open database connections").expect("valid metric");
-        let pool_available = IntGauge::new("db_pool_idle_connections", "Idle database connections").expect("valid metric");
-        let pool_waiting = IntGauge::new("db_pool_waiting_requests", "Requests waiting for a connection").expect("valid metric");
+        let pool_size = IntGauge::new("db_pool_connections", "Open database connections")
+            .expect("valid metric");
+        let pool_available = IntGauge::new("db_pool_idle_connections", "Idle database connections")
+            .expect("valid metric");
+        let pool_waiting = IntGauge::new(
+            "db_pool_waiting_requests",
+            "Requests waiting for a connection",
+        )
+        .expect("valid metric");
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(latency.clone()),
@@ -53,7 +68,14 @@ impl Metrics {
         ] {
             registry.register(c).expect("metric registered once");
         }
-        Metrics { registry, requests, latency, pool_size, pool_available, pool_waiting }
+        Metrics {
+            registry,
+            requests,
+            latency,
+            pool_size,
+            pool_available,
+            pool_waiting,
+        }
     }
 
     /// The Prometheus text exposition, with pool gauges read now.
@@ -78,33 +100,55 @@ fn request_id(req: &ServiceRequest) -> String {
     req.headers()
         .get(REQUEST_ID_HEADER)
         .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 64
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
         .map(str::to_string)
         .unwrap_or_else(|| uuid::Uuid::now_v7().to_string())
 }
 
-pub async fn observe(req: ServiceRequest, next: Next<impl MessageBody>) -> Result<ServiceResponse<impl MessageBody>, Error> {
+pub async fn observe(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, Error> {
     let id = request_id(&req);
     let method = req.method().to_string();
     let metrics = req.app_data::<super::State>().map(|s| s.metrics.clone());
     let span = tracing::info_span!("request", request_id = %id, %method, path = %req.path(), route = tracing::field::Empty, status = tracing::field::Empty);
     let start = Instant::now();
-    let result = REQUEST_ID.scope(id.clone(), next.call(req).instrument(span.clone())).await;
+    let result = REQUEST_ID
+        .scope(id.clone(), next.call(req).instrument(span.clone()))
+        .await;
     let elapsed = start.elapsed();
     let mut res = result?;
-    let route = res.request().match_pattern().unwrap_or_else(|| "unmatched".into());
+    let route = res
+        .request()
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".into());
     let status = res.status();
     span.record("route", route.as_str());
     span.record("status", status.as_u16());
     span.in_scope(|| {
-        tracing::info!(latency_ms = elapsed.as_secs_f64() * 1000.0, "{method} {route} {}", status.as_u16());
+        tracing::info!(
+            latency_ms = elapsed.as_secs_f64() * 1000.0,
+            "{method} {route} {}",
+            status.as_u16()
+        );
     });
     if let Some(m) = metrics {
-        m.requests.with_label_values(&[method.as_str(), route.as_str(), status.as_str()]).inc();
-        m.latency.with_label_values(&[method.as_str(), route.as_str()]).observe(elapsed.as_secs_f64());
+        m.requests
+            .with_label_values(&[method.as_str(), route.as_str(), status.as_str()])
+            .inc();
+        m.latency
+            .with_label_values(&[method.as_str(), route.as_str()])
+            .observe(elapsed.as_secs_f64());
     }
     if let Ok(v) = HeaderValue::from_str(&id) {
-        res.headers_mut().insert(HeaderName::from_static(REQUEST_ID_HEADER), v);
+        res.headers_mut()
+            .insert(HeaderName::from_static(REQUEST_ID_HEADER), v);
     }
     Ok(res)
 }

@@ -20,7 +20,19 @@ use crate::money::{Amount, Unit};
 macro_rules! id_type {
     ($name:ident, $doc:literal) => {
         #[doc = $doc]
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
+        #[derive(
+            Debug,
+            Clone,
+            Copy,
+            PartialEq,
+            Eq,
+            Hash,
+            PartialOrd,
+            Ord,
+            Serialize,
+            Deserialize,
+            ToSchema,
+        )]
         #[serde(transparent)]
         #[schema(value_type = String, format = Uuid)]
         pub struct $name(pub Uuid);
@@ -38,7 +50,9 @@ id_type!(TransactionId, "Identifies a ledger transaction.");
 id_type!(HoldId, "Identifies a hold (a two-phase reservation).");
 
 /// Which side of an account a posting moves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Side {
     Debit,
@@ -79,11 +93,19 @@ pub struct Posting {
 
 impl Posting {
     pub fn debit(account: AccountId, amount: Amount) -> Self {
-        Posting { account, side: Side::Debit, amount }
+        Posting {
+            account,
+            side: Side::Debit,
+            amount,
+        }
     }
 
     pub fn credit(account: AccountId, amount: Amount) -> Self {
-        Posting { account, side: Side::Credit, amount }
+        Posting {
+            account,
+            side: Side::Credit,
+            amount,
+        }
     }
 }
 
@@ -100,7 +122,9 @@ pub enum LedgerError {
     Invalid { field: &'static str, reason: String },
     #[error("account {0} does not exist")]
     UnknownAccount(AccountId),
-    #[error("a posting does not fit its account (unknown account, other unit, or too many decimals)")]
+    #[error(
+        "a posting does not fit its account (unknown account, other unit, or too many decimals)"
+    )]
     PostingInvalid,
     #[error("transaction {0} does not exist")]
     UnknownTransaction(TransactionId),
@@ -115,7 +139,11 @@ pub enum LedgerError {
     #[error("hold {0} is {1}, not pending")]
     HoldNotPending(HoldId, HoldStatus),
     #[error("cannot capture {requested} from hold {hold} of {held}")]
-    CaptureExceedsHold { hold: HoldId, requested: Decimal, held: Decimal },
+    CaptureExceedsHold {
+        hold: HoldId,
+        requested: Decimal,
+        held: Decimal,
+    },
     #[error(transparent)]
     Database(#[from] diesel::result::Error),
 }
@@ -149,7 +177,9 @@ impl NewTransaction {
         if !valid_kind(&kind) {
             return Err(LedgerError::Invalid {
                 field: "kind",
-                reason: "lower-case letters, digits, `_` and `.`, starting with a letter, at most 64".into(),
+                reason:
+                    "lower-case letters, digits, `_` and `.`, starting with a letter, at most 64"
+                        .into(),
             });
         }
         if postings.len() < 2 {
@@ -196,7 +226,11 @@ impl NewTransaction {
     }
 
     /// The transaction that undoes `original`: every posting on the opposite side.
-    pub fn reversal_of(original: &TransactionView, idempotency_key: String, effective_at: DateTime<Utc>) -> Result<Self, LedgerError> {
+    pub fn reversal_of(
+        original: &TransactionView,
+        idempotency_key: String,
+        effective_at: DateTime<Utc>,
+    ) -> Result<Self, LedgerError> {
         let postings = original
             .postings
             .iter()
@@ -205,7 +239,11 @@ impl NewTransaction {
                     field: "postings",
                     reason: e.to_string(),
                 })?;
-                Ok(Posting { account: p.account_id, side: p.side.opposite(), amount })
+                Ok(Posting {
+                    account: p.account_id,
+                    side: p.side.opposite(),
+                    amount,
+                })
             })
             .collect::<Result<Vec<_>, LedgerError>>()?;
         let mut tx = NewTransaction::new(idempotency_key, "reversal", postings)?
@@ -221,7 +259,14 @@ impl NewTransaction {
         let postings: Vec<_> = self
             .postings
             .iter()
-            .map(|p| (p.account.0, p.side.as_str(), p.amount.value().normalize().to_string(), p.amount.unit().code()))
+            .map(|p| {
+                (
+                    p.account.0,
+                    p.side.as_str(),
+                    p.amount.value().normalize().to_string(),
+                    p.amount.unit().code(),
+                )
+            })
             .collect();
         let canonical = serde_json::json!({
             "kind": self.kind,
@@ -280,7 +325,14 @@ impl NewHold {
                 reason: "a hold moves value between two different accounts".into(),
             });
         }
-        Ok(NewHold { idempotency_key, debit, credit, amount, expires_at, metadata: serde_json::Map::new() })
+        Ok(NewHold {
+            idempotency_key,
+            debit,
+            credit,
+            amount,
+            expires_at,
+            metadata: serde_json::Map::new(),
+        })
     }
 
     pub fn request_hash(&self) -> Vec<u8> {
@@ -317,9 +369,14 @@ impl HoldStatus {
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        [HoldStatus::Pending, HoldStatus::Captured, HoldStatus::Voided, HoldStatus::Expired]
-            .into_iter()
-            .find(|h| h.as_str() == s)
+        [
+            HoldStatus::Pending,
+            HoldStatus::Captured,
+            HoldStatus::Voided,
+            HoldStatus::Expired,
+        ]
+        .into_iter()
+        .find(|h| h.as_str() == s)
     }
 }
 
@@ -379,8 +436,14 @@ impl BalanceView {
         as_of: Option<DateTime<Utc>>,
     ) -> Self {
         let (posted, available) = match normal_side {
-            Side::Credit => (posted_credits - posted_debits, posted_credits - posted_debits - pending_debits),
-            Side::Debit => (posted_debits - posted_credits, posted_debits - posted_credits - pending_credits),
+            Side::Credit => (
+                posted_credits - posted_debits,
+                posted_credits - posted_debits - pending_debits,
+            ),
+            Side::Debit => (
+                posted_debits - posted_credits,
+                posted_debits - posted_credits - pending_credits,
+            ),
         };
         let s = |d: Decimal| {
             let mut d = d.normalize();
@@ -478,27 +541,87 @@ mod tests {
     #[test]
     fn refuses_imbalance_per_unit() {
         let (a, b) = (AccountId(Uuid::nil()), AccountId(Uuid::max()));
-        let ok = NewTransaction::new("k", "test", vec![Posting::debit(a, eur(dec!(1.5))), Posting::credit(b, eur(dec!(1.5)))]);
+        let ok = NewTransaction::new(
+            "k",
+            "test",
+            vec![
+                Posting::debit(a, eur(dec!(1.5))),
+                Posting::credit(b, eur(dec!(1.5))),
+            ],
+        );
         assert!(ok.is_ok());
-        let off = NewTransaction::new("k", "test", vec![Posting::debit(a, eur(dec!(1.5))), Posting::credit(b, eur(dec!(1.4)))]);
+        let off = NewTransaction::new(
+            "k",
+            "test",
+            vec![
+                Posting::debit(a, eur(dec!(1.5))),
+                Posting::credit(b, eur(dec!(1.4))),
+            ],
+        );
         assert!(matches!(off, Err(LedgerError::Unbalanced(Unit::Eur, d)) if d == dec!(0.1)));
         let credit = Amount::new(dec!(1.5), Unit::Credit).unwrap();
-        let mixed = NewTransaction::new("k", "test", vec![Posting::debit(a, eur(dec!(1.5))), Posting::credit(b, credit)]);
+        let mixed = NewTransaction::new(
+            "k",
+            "test",
+            vec![
+                Posting::debit(a, eur(dec!(1.5))),
+                Posting::credit(b, credit),
+            ],
+        );
         assert!(matches!(mixed, Err(LedgerError::Unbalanced(..))));
-        assert!(matches!(NewTransaction::new("k", "test", vec![Posting::debit(a, eur(dec!(1)))]), Err(LedgerError::TooFewPostings)));
-        assert!(matches!(NewTransaction::new("", "test", vec![]), Err(LedgerError::Invalid { field: "idempotency_key", .. })));
-        assert!(matches!(NewTransaction::new("k", "Bad Kind", vec![]), Err(LedgerError::Invalid { field: "kind", .. })));
+        assert!(matches!(
+            NewTransaction::new("k", "test", vec![Posting::debit(a, eur(dec!(1)))]),
+            Err(LedgerError::TooFewPostings)
+        ));
+        assert!(matches!(
+            NewTransaction::new("", "test", vec![]),
+            Err(LedgerError::Invalid {
+                field: "idempotency_key",
+                ..
+            })
+        ));
+        assert!(matches!(
+            NewTransaction::new("k", "Bad Kind", vec![]),
+            Err(LedgerError::Invalid { field: "kind", .. })
+        ));
     }
 
     #[test]
     fn request_hash_sees_every_field() {
         let (a, b) = (AccountId(Uuid::nil()), AccountId(Uuid::max()));
-        let base = NewTransaction::new("k", "test", vec![Posting::debit(a, eur(dec!(2))), Posting::credit(b, eur(dec!(2)))]).unwrap();
-        let same = NewTransaction::new("k", "test", vec![Posting::debit(a, eur(dec!(2.00))), Posting::credit(b, eur(dec!(2)))]).unwrap();
+        let base = NewTransaction::new(
+            "k",
+            "test",
+            vec![
+                Posting::debit(a, eur(dec!(2))),
+                Posting::credit(b, eur(dec!(2))),
+            ],
+        )
+        .unwrap();
+        let same = NewTransaction::new(
+            "k",
+            "test",
+            vec![
+                Posting::debit(a, eur(dec!(2.00))),
+                Posting::credit(b, eur(dec!(2))),
+            ],
+        )
+        .unwrap();
         assert_eq!(base.request_hash(), same.request_hash());
-        let other_amount = NewTransaction::new("k", "test", vec![Posting::debit(a, eur(dec!(3))), Posting::credit(b, eur(dec!(3)))]).unwrap();
+        let other_amount = NewTransaction::new(
+            "k",
+            "test",
+            vec![
+                Posting::debit(a, eur(dec!(3))),
+                Posting::credit(b, eur(dec!(3))),
+            ],
+        )
+        .unwrap();
         assert_ne!(base.request_hash(), other_amount.request_hash());
-        assert_ne!(base.request_hash(), base.clone().description("x").request_hash());
+        assert_ne!(
+            base.request_hash(),
+            base.clone().description("x").request_hash()
+        );
     }
 
     #[test]
@@ -507,6 +630,9 @@ mod tests {
         assert_eq!((b.posted.0, b.available.0), (dec!(7), dec!(5)));
         assert_eq!(b.posted.0.to_string(), "7.00");
         let b = BalanceView::compute(Side::Debit, 0, [dec!(10), dec!(3), dec!(0), dec!(4)], None);
-        assert_eq!((b.posted.0.to_string(), b.available.0.to_string()), ("7".into(), "3".into()));
+        assert_eq!(
+            (b.posted.0.to_string(), b.available.0.to_string()),
+            ("7".into(), "3".into())
+        );
     }
 }

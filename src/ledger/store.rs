@@ -4,7 +4,9 @@
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
-use diesel::sql_types::{Array, Bytea, Jsonb, Nullable, Numeric, Text, Timestamptz, Uuid as SqlUuid};
+use diesel::sql_types::{
+    Array, Bytea, Jsonb, Nullable, Numeric, Text, Timestamptz, Uuid as SqlUuid,
+};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use rust_decimal::Decimal;
 use uuid::Uuid;
@@ -17,7 +19,10 @@ use crate::schema::{accounts, balances, holds, postings, transactions};
 #[diesel::declare_sql_function]
 extern "SQL" {
     #[sql_name = "ledger_post"]
-    #[expect(clippy::too_many_arguments, reason = "mirrors the SQL function's signature")]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "mirrors the SQL function's signature"
+    )]
     fn ledger_post_fn(
         p_id: SqlUuid,
         p_kind: Text,
@@ -106,7 +111,8 @@ struct BalanceRow {
 
 fn parse_unit(s: &str) -> Unit {
     // the units table and `Unit` are kept in step by the migration; a mismatch is a bug
-    s.parse().unwrap_or_else(|e| panic!("unit in database unknown to this build: {e}"))
+    s.parse()
+        .unwrap_or_else(|e| panic!("unit in database unknown to this build: {e}"))
 }
 
 fn parse_side(s: &str) -> Side {
@@ -127,7 +133,12 @@ fn account_view(a: AccountRow, b: BalanceRow) -> AccountView {
         balance: BalanceView::compute(
             side,
             unit.scale(),
-            [b.posted_debits, b.posted_credits, b.pending_debits, b.pending_credits],
+            [
+                b.posted_debits,
+                b.posted_credits,
+                b.pending_debits,
+                b.pending_credits,
+            ],
             None,
         ),
         created_at: a.created_at,
@@ -147,7 +158,10 @@ pub struct NewAccount {
 
 /// Creates the account unless one with the same code exists for the same customer, and
 /// returns it. An existing account with other properties is an error, never changed.
-pub async fn ensure_account(conn: &mut AsyncPgConnection, new: &NewAccount) -> Result<AccountView, LedgerError> {
+pub async fn ensure_account(
+    conn: &mut AsyncPgConnection,
+    new: &NewAccount,
+) -> Result<AccountView, LedgerError> {
     diesel::insert_into(accounts::table)
         .values((
             accounts::id.eq(Uuid::now_v7()),
@@ -169,16 +183,24 @@ pub async fn ensure_account(conn: &mut AsyncPgConnection, new: &NewAccount) -> R
         .first(conn)
         .await?;
     let view = account_view(a, b);
-    if (view.unit, view.normal_side, view.no_overdraft) != (new.unit, new.normal_side, new.no_overdraft) {
+    if (view.unit, view.normal_side, view.no_overdraft)
+        != (new.unit, new.normal_side, new.no_overdraft)
+    {
         return Err(LedgerError::Invalid {
             field: "code",
-            reason: format!("account {} exists with another unit, side or overdraft rule", new.code),
+            reason: format!(
+                "account {} exists with another unit, side or overdraft rule",
+                new.code
+            ),
         });
     }
     Ok(view)
 }
 
-pub async fn get_account(conn: &mut AsyncPgConnection, id: AccountId) -> Result<Option<AccountView>, LedgerError> {
+pub async fn get_account(
+    conn: &mut AsyncPgConnection,
+    id: AccountId,
+) -> Result<Option<AccountView>, LedgerError> {
     let row: Option<(AccountRow, BalanceRow)> = accounts::table
         .inner_join(balances::table)
         .filter(accounts::id.eq(id.0))
@@ -214,7 +236,10 @@ pub async fn list_accounts(
 
 /// Posts a balanced transaction in one round trip. Replaying the same idempotency key with
 /// the same request returns the first transaction (`replayed: true`).
-pub async fn post(conn: &mut AsyncPgConnection, tx: &NewTransaction) -> Result<Posted, LedgerError> {
+pub async fn post(
+    conn: &mut AsyncPgConnection,
+    tx: &NewTransaction,
+) -> Result<Posted, LedgerError> {
     let mut attempt = 1;
     loop {
         match post_as(conn, Uuid::now_v7(), tx).await {
@@ -226,7 +251,11 @@ pub async fn post(conn: &mut AsyncPgConnection, tx: &NewTransaction) -> Result<P
 
 /// One attempt at posting `tx` under the id `id` (no retry: it may run inside a caller's
 /// database transaction, which a failed statement has aborted).
-async fn post_as(conn: &mut AsyncPgConnection, id: Uuid, tx: &NewTransaction) -> Result<Posted, LedgerError> {
+async fn post_as(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    tx: &NewTransaction,
+) -> Result<Posted, LedgerError> {
     let accounts: Vec<Uuid> = tx.postings.iter().map(|p| p.account.0).collect();
     let sides: Vec<&str> = tx.postings.iter().map(|p| p.side.as_str()).collect();
     let amounts: Vec<Decimal> = tx.postings.iter().map(|p| p.amount.value()).collect();
@@ -255,7 +284,10 @@ async fn post_as(conn: &mut AsyncPgConnection, id: Uuid, tx: &NewTransaction) ->
         }
         other => other,
     })?;
-    Ok(Posted { id: TransactionId(got), replayed: got != id })
+    Ok(Posted {
+        id: TransactionId(got),
+        replayed: got != id,
+    })
 }
 
 #[derive(Queryable, Selectable)]
@@ -298,7 +330,10 @@ impl From<PostingRow> for PostingView {
     }
 }
 
-pub async fn get_transaction(conn: &mut AsyncPgConnection, id: TransactionId) -> Result<Option<TransactionView>, LedgerError> {
+pub async fn get_transaction(
+    conn: &mut AsyncPgConnection,
+    id: TransactionId,
+) -> Result<Option<TransactionView>, LedgerError> {
     let Some(t) = transactions::table
         .find(id.0)
         .select(TransactionRow::as_select())
@@ -342,9 +377,14 @@ pub async fn reverse(
     description: Option<String>,
     at: DateTime<Utc>,
 ) -> Result<Posted, LedgerError> {
-    let original = get_transaction(conn, id).await?.ok_or(LedgerError::UnknownTransaction(id))?;
+    let original = get_transaction(conn, id)
+        .await?
+        .ok_or(LedgerError::UnknownTransaction(id))?;
     if let Some(existing) = original.reversed_by {
-        return Ok(Posted { id: existing, replayed: true });
+        return Ok(Posted {
+            id: existing,
+            replayed: true,
+        });
     }
     let mut reversal = NewTransaction::reversal_of(&original, format!("reversal:{id}"), at)?;
     if let Some(d) = description {
@@ -353,9 +393,14 @@ pub async fn reverse(
     match post(conn, &reversal).await {
         // a concurrent reversal won the race: that one is the reversal
         Err(LedgerError::AlreadyReversed(_)) | Err(LedgerError::IdempotencyConflict) => {
-            let view = get_transaction(conn, id).await?.ok_or(LedgerError::UnknownTransaction(id))?;
+            let view = get_transaction(conn, id)
+                .await?
+                .ok_or(LedgerError::UnknownTransaction(id))?;
             view.reversed_by
-                .map(|r| Posted { id: r, replayed: true })
+                .map(|r| Posted {
+                    id: r,
+                    replayed: true,
+                })
                 .ok_or(LedgerError::AlreadyReversed(id))
         }
         other => other,
@@ -420,7 +465,12 @@ pub async fn balance_as_of(
     Ok(Some(BalanceView::compute(
         view.normal_side,
         view.unit.scale(),
-        [sums.posted_debits, sums.posted_credits, sums.pending_debits, sums.pending_credits],
+        [
+            sums.posted_debits,
+            sums.posted_credits,
+            sums.pending_debits,
+            sums.pending_credits,
+        ],
         Some(at),
     )))
 }
@@ -444,7 +494,8 @@ struct HoldRow {
 
 impl HoldRow {
     fn status(&self) -> HoldStatus {
-        HoldStatus::parse(&self.status).unwrap_or_else(|| panic!("hold status unknown to this build: {}", self.status))
+        HoldStatus::parse(&self.status)
+            .unwrap_or_else(|| panic!("hold status unknown to this build: {}", self.status))
     }
 
     fn view(&self) -> HoldView {
@@ -471,7 +522,11 @@ impl HoldRow {
 }
 
 /// Reserves the hold's amount (pending) at `now`. Idempotent on its key.
-pub async fn hold(conn: &mut AsyncPgConnection, new: &NewHold, now: DateTime<Utc>) -> Result<(HoldView, bool), LedgerError> {
+pub async fn hold(
+    conn: &mut AsyncPgConnection,
+    new: &NewHold,
+    now: DateTime<Utc>,
+) -> Result<(HoldView, bool), LedgerError> {
     let hash = new.request_hash();
     let id = Uuid::now_v7();
     let inserted = diesel::insert_into(holds::table)
@@ -508,8 +563,16 @@ pub async fn hold(conn: &mut AsyncPgConnection, new: &NewHold, now: DateTime<Utc
     Ok((existing.view(), true))
 }
 
-pub async fn get_hold(conn: &mut AsyncPgConnection, id: HoldId) -> Result<Option<HoldView>, LedgerError> {
-    let row: Option<HoldRow> = holds::table.find(id.0).select(HoldRow::as_select()).first(conn).await.optional()?;
+pub async fn get_hold(
+    conn: &mut AsyncPgConnection,
+    id: HoldId,
+) -> Result<Option<HoldView>, LedgerError> {
+    let row: Option<HoldRow> = holds::table
+        .find(id.0)
+        .select(HoldRow::as_select())
+        .first(conn)
+        .await
+        .optional()?;
     Ok(row.map(|r| r.view()))
 }
 
@@ -538,7 +601,11 @@ async fn resolve(
     }
     if let Some((amount, _)) = captured {
         if amount > row.amount {
-            return Err(LedgerError::CaptureExceedsHold { hold: id, requested: amount, held: row.amount });
+            return Err(LedgerError::CaptureExceedsHold {
+                hold: id,
+                requested: amount,
+                held: row.amount,
+            });
         }
     }
     let updated = diesel::update(holds::table.find(id.0))
@@ -564,42 +631,66 @@ pub async fn capture(
     now: DateTime<Utc>,
 ) -> Result<(HoldView, Posted), LedgerError> {
     crate::retry_transaction!(conn, |c| {
-            let current = get_hold(c, id).await?.ok_or(LedgerError::UnknownHold(id))?;
-            let amount = match amount {
-                Some(a) if a.unit() != current.unit => {
-                    return Err(LedgerError::Invalid { field: "amount", reason: format!("the hold is in {}", current.unit) })
-                }
-                Some(a) => a,
-                None => Amount::new(current.amount.0, current.unit).map_err(|e| LedgerError::Invalid {
+        let current = get_hold(c, id).await?.ok_or(LedgerError::UnknownHold(id))?;
+        let amount = match amount {
+            Some(a) if a.unit() != current.unit => {
+                return Err(LedgerError::Invalid {
+                    field: "amount",
+                    reason: format!("the hold is in {}", current.unit),
+                })
+            }
+            Some(a) => a,
+            None => {
+                Amount::new(current.amount.0, current.unit).map_err(|e| LedgerError::Invalid {
                     field: "amount",
                     reason: e.to_string(),
-                })?,
-            };
-            let tx_id = Uuid::now_v7();
-            let row = resolve(c, id, HoldStatus::Captured, Some((amount.value(), tx_id)), now).await?;
-            let tx = NewTransaction::new(
-                format!("capture:{id}"),
-                "hold.capture",
-                vec![
-                    Posting::debit(AccountId(row.debit_account_id), amount),
-                    Posting::credit(AccountId(row.credit_account_id), amount),
-                ],
-            )?
-            .effective_at(now)
-            .metadata(serde_json::Map::from_iter([("hold_id".to_string(), serde_json::json!(id))]));
-            let posted = post_as(c, tx_id, &tx).await?;
-            Ok((row.view(), posted))
+                })?
+            }
+        };
+        let tx_id = Uuid::now_v7();
+        let row = resolve(
+            c,
+            id,
+            HoldStatus::Captured,
+            Some((amount.value(), tx_id)),
+            now,
+        )
+        .await?;
+        let tx = NewTransaction::new(
+            format!("capture:{id}"),
+            "hold.capture",
+            vec![
+                Posting::debit(AccountId(row.debit_account_id), amount),
+                Posting::credit(AccountId(row.credit_account_id), amount),
+            ],
+        )?
+        .effective_at(now)
+        .metadata(serde_json::Map::from_iter([(
+            "hold_id".to_string(),
+            serde_json::json!(id),
+        )]));
+        let posted = post_as(c, tx_id, &tx).await?;
+        Ok((row.view(), posted))
     })
 }
 
 /// Voids a pending hold: its pending amount is released, nothing is posted.
-pub async fn void(conn: &mut AsyncPgConnection, id: HoldId, now: DateTime<Utc>) -> Result<HoldView, LedgerError> {
-    crate::retry_transaction!(conn, |c| { Ok(resolve(c, id, HoldStatus::Voided, None, now).await?.view()) })
+pub async fn void(
+    conn: &mut AsyncPgConnection,
+    id: HoldId,
+    now: DateTime<Utc>,
+) -> Result<HoldView, LedgerError> {
+    crate::retry_transaction!(conn, |c| {
+        Ok(resolve(c, id, HoldStatus::Voided, None, now).await?.view())
+    })
 }
 
 /// Marks every pending hold whose expiry has passed at `now` as expired, releasing its
 /// pending amount. Returns how many expired. Idempotent.
-pub async fn expire_holds(conn: &mut AsyncPgConnection, now: DateTime<Utc>) -> Result<usize, LedgerError> {
+pub async fn expire_holds(
+    conn: &mut AsyncPgConnection,
+    now: DateTime<Utc>,
+) -> Result<usize, LedgerError> {
     let due: Vec<Uuid> = holds::table
         .filter(holds::status.eq(HoldStatus::Pending.as_str()))
         .filter(holds::expires_at.le(now))
@@ -609,7 +700,9 @@ pub async fn expire_holds(conn: &mut AsyncPgConnection, now: DateTime<Utc>) -> R
         .await?;
     let mut expired = 0;
     for id in due {
-        let result = crate::retry_transaction!(conn, |c| { resolve(c, HoldId(id), HoldStatus::Expired, None, now).await });
+        let result = crate::retry_transaction!(conn, |c| {
+            resolve(c, HoldId(id), HoldStatus::Expired, None, now).await
+        });
         match result {
             Ok(_) => expired += 1,
             // captured or voided meanwhile: nothing to expire

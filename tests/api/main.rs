@@ -1,1 +1,9 @@
+//! Integration tests: the real application against a real PostgreSQL, one database per test.
 
+mod helpers;
+
+mod access;
+mod contract;
+mod errors;
+mod ledger_core;
+mod ledger_http;

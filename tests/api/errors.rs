@@ -1,0 +1,288 @@
+//! Bad input answers a problem document naming the field, never a 500, and writes nothing.
+
+use actix_web::test::TestRequest;
+use serde_json::{json, Value};
+
+use crate::helpers::TestApp;
+
+const SUSPENSE: &str = "00000000-0000-4000-8000-000000000471";
+const BANK: &str = "00000000-0000-4000-8000-000000000512";
+
+fn adjustment(debit: &str, credit: &str) -> Value {
+    json!({
+        "description": "test",
+        "postings": [
+            {"account_id": SUSPENSE, "side": "debit", "amount": debit},
+            {"account_id": BANK, "side": "credit", "amount": credit}
+        ]
+    })
+}
+
+async fn assert_nothing_written(app: &TestApp, key: &str) {
+    let report = app.get(key, "/v1/ledger/verify").await;
+    assert_eq!(report.status, 200);
+    assert_eq!(
+        report.body["transactions_checked"], 0,
+        "a refused request wrote something"
+    );
+}
+
+#[actix_web::test]
+async fn malformed_json_is_400() {
+    let app = TestApp::spawn().await;
+    let key = app.admin().await;
+    let req = TestRequest::post()
+        .uri("/v1/ledger/transactions")
+        .insert_header(("Authorization", format!("Bearer {key}")))
+        .insert_header(("Content-Type", "application/json"))
+        .insert_header(("Idempotency-Key", "k"))
+        .set_payload("{\"description\": ");
+    app.send(req).await.problem(400, "malformed_json");
+    assert_nothing_written(&app, &key).await;
+}
+
+#[actix_web::test]
+async fn unknown_fields_and_wrong_types_name_the_field() {
+    let app = TestApp::spawn().await;
+    let key = app.admin().await;
+    let mut body = adjustment("1.00", "1.00");
+    body["postings"][1]["colour"] = json!("red");
+    let reply = app
+        .post_json(&key, "/v1/ledger/transactions", Some("k1"), &body)
+        .await;
+    let problem = reply.problem(422, "invalid_request");
+    assert_eq!(problem["errors"][0]["field"], "postings[1].colour");
+    assert!(problem["errors"][0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("unknown field `colour`"));
+
+    let mut body = adjustment("1.00", "1.00");
+    body["postings"][0]["amount"] = json!(1.0);
+    let reply = app
+        .post_json(&key, "/v1/ledger/transactions", Some("k2"), &body)
+        .await;
+    assert_eq!(
+        reply.problem(422, "invalid_request")["errors"][0]["field"],
+        "postings[0].amount"
+    );
+
+    let mut body = adjustment("1.00", "1.00");
+    body["postings"][0]["side"] = json!("sideways");
+    let reply = app
+        .post_json(&key, "/v1/ledger/transactions", Some("k3"), &body)
+        .await;
+    assert_eq!(
+        reply.problem(422, "invalid_request")["errors"][0]["field"],
+        "postings[0].side"
+    );
+
+    let reply = app
+        .post_json(
+            &key,
+            "/v1/ledger/transactions",
+            Some("k4"),
+            &json!("just a string"),
+        )
+        .await;
+    assert_eq!(
+        reply.problem(422, "invalid_request")["errors"][0]["field"],
+        "body"
+    );
+    assert_nothing_written(&app, &key).await;
+}
+
+#[actix_web::test]
+async fn amounts_beyond_scale_or_not_positive_are_refused() {
+    let app = TestApp::spawn().await;
+    let key = app.admin().await;
+    for (amount, message) in [
+        ("1.001", "EUR allows at most 2 decimal(s)"),
+        ("0", "must be greater than zero"),
+        ("0.00", "must be greater than zero"),
+        ("-5.00", "must be greater than zero"),
+    ] {
+        let reply = app
+            .post_json(
+                &key,
+                "/v1/ledger/transactions",
+                Some(amount),
+                &adjustment(amount, amount),
+            )
+            .await;
+        let problem = reply.problem(422, "invalid_request");
+        assert_eq!(
+            problem["errors"][0]["field"], "postings[0].amount",
+            "{amount}"
+        );
+        assert_eq!(problem["errors"][0]["message"], message, "{amount}");
+    }
+    let reply = app
+        .post_json(
+            &key,
+            "/v1/ledger/transactions",
+            Some("exp"),
+            &adjustment("1e3", "1e3"),
+        )
+        .await;
+    assert_eq!(
+        reply.problem(422, "invalid_request")["errors"][0]["field"],
+        "postings[0].amount"
+    );
+    assert_nothing_written(&app, &key).await;
+}
+
+#[actix_web::test]
+async fn unknown_accounts_and_unbalanced_transactions_are_refused() {
+    let app = TestApp::spawn().await;
+    let key = app.admin().await;
+    let mut body = adjustment("1.00", "1.00");
+    body["postings"][1]["account_id"] = json!("0193e0a0-0000-7000-8000-000000000001");
+    let reply = app
+        .post_json(&key, "/v1/ledger/transactions", Some("u"), &body)
+        .await;
+    assert_eq!(
+        reply.problem(422, "unknown_account")["errors"][0]["field"],
+        "postings[1].account_id"
+    );
+
+    let reply = app
+        .post_json(
+            &key,
+            "/v1/ledger/transactions",
+            Some("b"),
+            &adjustment("1.00", "0.99"),
+        )
+        .await;
+    let problem = reply.problem(422, "unbalanced_transaction");
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("differ by 0.01"),
+        "{}",
+        reply.text
+    );
+
+    let mut one = adjustment("1.00", "1.00");
+    one["postings"].as_array_mut().unwrap().pop();
+    app.post_json(&key, "/v1/ledger/transactions", Some("one"), &one)
+        .await
+        .problem(422, "unbalanced_transaction");
+    assert_nothing_written(&app, &key).await;
+}
+
+#[actix_web::test]
+async fn idempotency_key_is_required_and_bound_to_its_body() {
+    let app = TestApp::spawn().await;
+    let key = app.admin().await;
+    app.post_json(
+        &key,
+        "/v1/ledger/transactions",
+        None,
+        &adjustment("5.00", "5.00"),
+    )
+    .await
+    .problem(400, "missing_idempotency_key");
+    let first = app
+        .post_json(
+            &key,
+            "/v1/ledger/transactions",
+            Some("same"),
+            &adjustment("5.00", "5.00"),
+        )
+        .await;
+    assert_eq!(first.status, 201, "{}", first.text);
+    let replay = app
+        .post_json(
+            &key,
+            "/v1/ledger/transactions",
+            Some("same"),
+            &adjustment("5.00", "5.00"),
+        )
+        .await;
+    assert_eq!(replay.status, 200);
+    assert_eq!(replay.header("idempotent-replayed"), Some("true"));
+    assert_eq!(replay.body["id"], first.body["id"]);
+    app.post_json(
+        &key,
+        "/v1/ledger/transactions",
+        Some("same"),
+        &adjustment("6.00", "6.00"),
+    )
+    .await
+    .problem(409, "idempotency_conflict");
+    let report = app.get(&key, "/v1/ledger/verify").await;
+    assert_eq!(report.body["transactions_checked"], 1);
+}
+
+#[actix_web::test]
+async fn oversized_and_non_json_bodies_are_refused() {
+    let app = TestApp::spawn().await;
+    let key = app.admin().await;
+    let mut body = adjustment("1.00", "1.00");
+    body["description"] = json!("x".repeat(70 * 1024));
+    app.post_json(&key, "/v1/ledger/transactions", Some("big"), &body)
+        .await
+        .problem(413, "payload_too_large");
+    let req = TestRequest::post()
+        .uri("/v1/ledger/transactions")
+        .insert_header(("Authorization", format!("Bearer {key}")))
+        .insert_header(("Content-Type", "text/plain"))
+        .insert_header(("Idempotency-Key", "k"))
+        .set_payload(adjustment("1.00", "1.00").to_string());
+    app.send(req).await.problem(415, "unsupported_media_type");
+    assert_nothing_written(&app, &key).await;
+}
+
+#[actix_web::test]
+async fn bad_cursors_limits_and_parameters_are_400() {
+    let app = TestApp::spawn().await;
+    let key = app.admin().await;
+    let reply = app
+        .get(&key, "/v1/ledger/accounts?cursor=not-a-cursor")
+        .await;
+    assert_eq!(
+        reply.problem(400, "invalid_cursor")["errors"][0]["field"],
+        "cursor"
+    );
+    // a cursor of another list is refused too
+    let postings_cursor = grandlivre::http::encode_cursor("postings", "3");
+    app.get(
+        &key,
+        &format!("/v1/ledger/accounts?cursor={postings_cursor}"),
+    )
+    .await
+    .problem(400, "invalid_cursor");
+    app.get(
+        &key,
+        &format!("/v1/ledger/accounts/{BANK}/postings?cursor=%%%"),
+    )
+    .await
+    .problem(400, "invalid_cursor");
+    let reply = app.get(&key, "/v1/ledger/accounts?limit=500").await;
+    assert_eq!(
+        reply.problem(400, "invalid_parameter")["errors"][0]["field"],
+        "limit"
+    );
+    app.get(&key, "/v1/ledger/accounts?limit=abc")
+        .await
+        .problem(400, "invalid_parameter");
+    let reply = app.get(&key, "/v1/ledger/accounts?customer=1").await;
+    assert_eq!(
+        reply.problem(400, "invalid_parameter")["errors"][0]["field"],
+        "customer"
+    );
+    app.get(&key, "/v1/ledger/accounts/not-a-uuid")
+        .await
+        .problem(400, "invalid_parameter");
+    app.get(
+        &key,
+        "/v1/ledger/accounts/0193e0a0-0000-7000-8000-000000000001",
+    )
+    .await
+    .problem(404, "not_found");
+    app.get(&key, "/v1/nothing-here")
+        .await
+        .problem(404, "not_found");
+}

@@ -1,0 +1,364 @@
+//! The test harness: one private PostgreSQL cluster per test run (shared by the test
+//! binaries), a template database migrated once, and a fresh database per test cloned from
+//! it. `TEST_DATABASE_URL` points the harness at an existing server instead.
+
+use std::fs::{self, OpenOptions};
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::{Arc, OnceLock};
+
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{Service, ServiceResponse};
+use actix_web::test::{self, TestRequest};
+use actix_web::web;
+use chrono::Utc;
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use futures_util::future::LocalBoxFuture;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use grandlivre::auth::{self, Role};
+use grandlivre::clock::FixedClock;
+use grandlivre::db::{self, DbPool};
+use grandlivre::http::health::OpenApiJson;
+use grandlivre::pg_cluster::{Cluster, Durability};
+
+struct TestServer {
+    /// Connection string of the maintenance database, with `{db}` where the name goes.
+    url_pattern: String,
+    template: String,
+}
+
+impl TestServer {
+    fn url(&self, db: &str) -> String {
+        self.url_pattern.replace("{db}", db)
+    }
+}
+
+static SERVER: OnceLock<TestServer> = OnceLock::new();
+
+/// Where this run's cluster lives: under `target/` when the `postgres` user can reach it,
+/// else in the temporary directory (a checkout in a private directory, run as root).
+fn cluster_dir() -> PathBuf {
+    let target = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target");
+    let preferred = target.join("pg-test");
+    let root = fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+        .unwrap_or(false);
+    let open = |p: &std::path::Path| {
+        p.ancestors().skip(1).all(|a| {
+            fs::metadata(a).is_ok_and(|m| {
+                std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o001 != 0
+            })
+        })
+    };
+    if (!root || open(&preferred)) && preferred.as_os_str().len() < 80 {
+        return preferred;
+    }
+    let tag = hex::encode(&Sha256::digest(target.to_string_lossy().as_bytes())[..6]);
+    std::env::temp_dir().join(format!("grandlivre-pg-test-{tag}"))
+}
+
+/// A digest of the migrations, so that a changed migration gets a new template.
+fn migrations_digest() -> String {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("migrations");
+    let mut files: Vec<PathBuf> = fs::read_dir(&dir)
+        .expect("migrations directory")
+        .flat_map(|e| fs::read_dir(e.expect("entry").path()).expect("migration directory"))
+        .map(|e| e.expect("entry").path())
+        .collect();
+    files.sort();
+    let mut hash = Sha256::new();
+    for f in files {
+        hash.update(f.to_string_lossy().as_bytes());
+        hash.update(fs::read(&f).expect("migration file"));
+    }
+    hex::encode(&hash.finalize()[..8])
+}
+
+/// Replaces the database name of a URL or key-value connection string.
+fn url_pattern(url: &str) -> String {
+    if !url.contains("://") {
+        let kept: Vec<&str> = url
+            .split_whitespace()
+            .filter(|kv| !kv.starts_with("dbname="))
+            .collect();
+        return format!("{} dbname={{db}}", kept.join(" "));
+    }
+    let (base, query) = url
+        .split_once('?')
+        .map_or((url, None), |(b, q)| (b, Some(q)));
+    let scheme_end = base.find("://").expect("scheme") + 3;
+    let host_end = base[scheme_end..]
+        .find('/')
+        .map_or(base.len(), |i| scheme_end + i);
+    let mut out = format!("{}/{{db}}", &base[..host_end]);
+    if let Some(q) = query {
+        out.push('?');
+        out.push_str(q);
+    }
+    out
+}
+
+fn setup() -> TestServer {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let (url_pattern, lock_dir) = match std::env::var("TEST_DATABASE_URL") {
+        Ok(url) => (url_pattern(&url), std::env::temp_dir()),
+        Err(_) => {
+            let dir = cluster_dir();
+            let cluster =
+                Cluster::locate(&dir, Durability::Throwaway).unwrap_or_else(|e| panic!("{e}"));
+            cluster.ensure_running().unwrap_or_else(|e| panic!("{e}"));
+            (
+                cluster.connection_string("{db}"),
+                dir.parent().expect("parent").to_path_buf(),
+            )
+        }
+    };
+    let template = format!("gl_template_{}", migrations_digest());
+    let server = TestServer {
+        url_pattern,
+        template,
+    };
+    // one creator of the template at a time, across the test binaries
+    let lock = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(lock_dir.join("grandlivre-test-template.lock"))
+        .expect("template lock file");
+    lock.lock().expect("template lock");
+    runtime.block_on(async {
+        let mut conn = AsyncPgConnection::establish(&server.url("postgres"))
+            .await
+            .expect("connect to the test server");
+        #[derive(diesel::QueryableByName)]
+        struct N {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            n: i64,
+        }
+        let exists: N =
+            diesel::sql_query("SELECT count(*) AS n FROM pg_database WHERE datname = $1")
+                .bind::<diesel::sql_types::Text, _>(&server.template)
+                .get_result(&mut conn)
+                .await
+                .expect("query pg_database");
+        if exists.n == 0 {
+            let building = format!("{}_building", server.template);
+            diesel::sql_query(format!("DROP DATABASE IF EXISTS \"{building}\""))
+                .execute(&mut conn)
+                .await
+                .expect("drop");
+            db::create_database_on(&mut conn, &building, None)
+                .await
+                .expect("create template");
+            db::run_migrations(&server.url(&building))
+                .await
+                .expect("migrate template");
+            diesel::sql_query(format!(
+                "ALTER DATABASE \"{building}\" RENAME TO \"{}\"",
+                server.template
+            ))
+            .execute(&mut conn)
+            .await
+            .expect("rename template");
+        }
+    });
+    drop(lock);
+    server
+}
+
+fn server() -> &'static TestServer {
+    SERVER.get_or_init(|| {
+        std::thread::spawn(setup)
+            .join()
+            .expect("test database setup")
+    })
+}
+
+/// A database of its own for one test, dropped when the test ends.
+pub struct TestDb {
+    pub name: String,
+    pub url: String,
+}
+
+impl TestDb {
+    pub async fn new() -> TestDb {
+        let server = server();
+        let name = format!("gl_test_{}", Uuid::new_v4().simple());
+        let mut conn = AsyncPgConnection::establish(&server.url("postgres"))
+            .await
+            .expect("connect");
+        db::create_database_on(&mut conn, &name, Some(&server.template))
+            .await
+            .expect("clone the template");
+        TestDb {
+            url: server.url(&name),
+            name,
+        }
+    }
+
+    pub async fn conn(&self) -> AsyncPgConnection {
+        AsyncPgConnection::establish(&self.url)
+            .await
+            .expect("connect to the test database")
+    }
+
+    pub fn pool(&self, size: usize) -> DbPool {
+        db::pool(&self.url, size).expect("pool")
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let url = server().url("postgres");
+        let name = self.name.clone();
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async {
+                if let Ok(mut conn) = AsyncPgConnection::establish(&url).await {
+                    let _ = diesel::sql_query(format!(
+                        "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+                    ))
+                    .execute(&mut conn)
+                    .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+type Call = Rc<dyn Fn(actix_http::Request) -> LocalBoxFuture<'static, ServiceResponse<BoxBody>>>;
+
+/// The real application, served in-process against a database of its own.
+pub struct TestApp {
+    pub db: TestDb,
+    pub clock: Arc<FixedClock>,
+    call: Call,
+}
+
+/// A response: status, headers and the parsed JSON body.
+pub struct Reply {
+    pub status: u16,
+    pub headers: actix_web::http::header::HeaderMap,
+    pub body: Value,
+    pub text: String,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// Asserts a problem+json answer with this status and code, and returns its body.
+    #[track_caller]
+    pub fn problem(&self, status: u16, code: &str) -> &Value {
+        assert_eq!(
+            self.status, status,
+            "unexpected status; body: {}",
+            self.text
+        );
+        assert_eq!(
+            self.header("content-type"),
+            Some("application/problem+json"),
+            "body: {}",
+            self.text
+        );
+        assert_eq!(self.body["code"], code, "body: {}", self.text);
+        assert_eq!(self.body["status"], status);
+        assert_eq!(
+            self.body["type"],
+            format!("urn:grandlivre:problem:{}", code.replace('_', "-"))
+        );
+        assert!(self.body["title"].is_string() && self.body["detail"].is_string());
+        assert_eq!(
+            self.body["request_id"].as_str(),
+            self.header("x-request-id"),
+            "problem names its request"
+        );
+        &self.body
+    }
+}
+
+impl TestApp {
+    pub async fn spawn() -> TestApp {
+        let db = TestDb::new().await;
+        let pool = db.pool(8);
+        let clock = Arc::new(FixedClock::new(Utc::now()));
+        let state = grandlivre::startup::state(pool, clock.clone());
+        let doc = web::Data::new(OpenApiJson(grandlivre::openapi::document_json()));
+        let service = Rc::new(test::init_service(grandlivre::startup::app(state, doc)).await);
+        let call: Call = Rc::new(move |req| {
+            let service = service.clone();
+            Box::pin(async move {
+                match service.call(req).await {
+                    Ok(res) => res.map_into_boxed_body(),
+                    Err(e) => panic!("service error escaped the error handlers: {e}"),
+                }
+            })
+        });
+        TestApp { db, clock, call }
+    }
+
+    pub async fn key(&self, role: Role, customer: Option<Uuid>) -> String {
+        let mut conn = self.db.conn().await;
+        auth::create_key(&mut conn, role, customer, Some("test"))
+            .await
+            .expect("create key")
+            .1
+    }
+
+    pub async fn admin(&self) -> String {
+        self.key(Role::Admin, None).await
+    }
+
+    pub async fn send(&self, req: TestRequest) -> Reply {
+        let res = (self.call)(req.to_request()).await;
+        let status = res.status().as_u16();
+        let headers = res.headers().clone();
+        let bytes = res.into_body().try_into_bytes().unwrap_or_default();
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Reply {
+            status,
+            headers,
+            body,
+            text,
+        }
+    }
+
+    pub async fn get(&self, key: &str, path: &str) -> Reply {
+        self.send(
+            TestRequest::get()
+                .uri(path)
+                .insert_header(("Authorization", format!("Bearer {key}"))),
+        )
+        .await
+    }
+
+    pub async fn post_json(
+        &self,
+        key: &str,
+        path: &str,
+        idempotency: Option<&str>,
+        body: &Value,
+    ) -> Reply {
+        let mut req = TestRequest::post()
+            .uri(path)
+            .insert_header(("Authorization", format!("Bearer {key}")))
+            .insert_header(("Content-Type", "application/json"))
+            .set_payload(body.to_string());
+        if let Some(k) = idempotency {
+            req = req.insert_header(("Idempotency-Key", k));
+        }
+        self.send(req).await
+    }
+}
