@@ -11,6 +11,8 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use sha2::Digest;
+
 /// The socket's port number only names the socket file; nothing listens on TCP.
 const PORT: u16 = 5432;
 /// Unix socket paths are limited to 107 bytes on Linux.
@@ -103,6 +105,11 @@ impl Cluster {
 
     pub fn data_dir(&self) -> &Path {
         &self.data_dir
+    }
+
+    /// Where the server binaries (and client tools such as `pgbench`) are.
+    pub fn bin_dir(&self) -> &Path {
+        &self.bin_dir
     }
 
     /// A libpq-style connection string for `dbname` on this cluster's socket.
@@ -265,6 +272,22 @@ impl Cluster {
         }
         cmd.output().map_err(io(format!("running {program}")))
     }
+}
+
+/// A directory for a throw-away cluster named `name`: under `target` when the cluster's
+/// user can reach it and the socket path fits, else in the temporary directory (a checkout
+/// in a private directory, run as root), named after `target` so runs do not collide.
+pub fn scratch_dir(target: &Path, name: &str) -> PathBuf {
+    let preferred = target.join(name);
+    let reachable = match (current_uid(), postgres_user()) {
+        (Some(0), Some((uid, _))) => reachable_by(uid, &preferred),
+        _ => true,
+    };
+    if reachable && preferred.join(".s.PGSQL.5432").as_os_str().len() <= MAX_SOCKET_PATH {
+        return preferred;
+    }
+    let digest = sha2::Sha256::digest(target.to_string_lossy().as_bytes());
+    std::env::temp_dir().join(format!("grandlivre-{name}-{}", hex::encode(&digest[..6])))
 }
 
 fn find_bin_dir() -> Option<PathBuf> {

@@ -93,6 +93,7 @@ diesel::table! {
 
 diesel::joinable!(accounts -> units (unit));
 diesel::joinable!(balances -> accounts (account_id));
+diesel::joinable!(holds -> transactions (capture_transaction_id));
 diesel::joinable!(postings -> accounts (account_id));
 diesel::joinable!(postings -> transactions (transaction_id));
 

@@ -38,28 +38,6 @@ impl TestServer {
 
 static SERVER: OnceLock<TestServer> = OnceLock::new();
 
-/// Where this run's cluster lives: under `target/` when the `postgres` user can reach it,
-/// else in the temporary directory (a checkout in a private directory, run as root).
-fn cluster_dir() -> PathBuf {
-    let target = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target");
-    let preferred = target.join("pg-test");
-    let root = fs::metadata("/proc/self")
-        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
-        .unwrap_or(false);
-    let open = |p: &std::path::Path| {
-        p.ancestors().skip(1).all(|a| {
-            fs::metadata(a).is_ok_and(|m| {
-                std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o001 != 0
-            })
-        })
-    };
-    if (!root || open(&preferred)) && preferred.as_os_str().len() < 80 {
-        return preferred;
-    }
-    let tag = hex::encode(&Sha256::digest(target.to_string_lossy().as_bytes())[..6]);
-    std::env::temp_dir().join(format!("grandlivre-pg-test-{tag}"))
-}
-
 /// A digest of the migrations, so that a changed migration gets a new template.
 fn migrations_digest() -> String {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("migrations");
@@ -109,7 +87,10 @@ fn setup() -> TestServer {
     let (url_pattern, lock_dir) = match std::env::var("TEST_DATABASE_URL") {
         Ok(url) => (url_pattern(&url), std::env::temp_dir()),
         Err(_) => {
-            let dir = cluster_dir();
+            let dir = grandlivre::pg_cluster::scratch_dir(
+                &PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"),
+                "pg-test",
+            );
             let cluster =
                 Cluster::locate(&dir, Durability::Throwaway).unwrap_or_else(|e| panic!("{e}"));
             cluster.ensure_running().unwrap_or_else(|e| panic!("{e}"));

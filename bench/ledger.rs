@@ -1,0 +1,284 @@
+//! Ledger `post` throughput against pgbench's TPC-B-like script, in one run, on one
+//! private cluster (PostgreSQL defaults: every commit flushed), at the same client count.
+//!
+//!     cargo bench --bench ledger            # 20 s per measurement
+//!     BENCH_SECONDS=60 BENCH_CLIENTS=8 cargo bench --bench ledger
+//!
+//! (a) pgbench -b tpcb-like at scale = clients (pgbench's advice: scale ≥ clients).
+//! (b) grandlivre's `ledger::store::post` of a two-posting transaction with a fresh
+//!     idempotency key each time, through a pool of `clients` connections, between two of
+//!     1,000 pre-funded no-overdraft wallets chosen at random (customer-scoped accounts:
+//!     the ledger's design keeps hot paths off shared rows).
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use grandlivre::db;
+use grandlivre::ledger::store::{self, NewAccount};
+use grandlivre::ledger::{NewTransaction, Posting, Side};
+use grandlivre::money::{Amount, Unit};
+use grandlivre::pg_cluster::{scratch_dir, Cluster, Durability};
+use rand::Rng;
+use rust_decimal::Decimal;
+
+const WALLETS: usize = 1000;
+
+fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+struct Run {
+    tps: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+}
+
+fn pgbench(cluster: &Cluster, clients: u64, seconds: u64) -> Run {
+    let tool = cluster.bin_dir().join("pgbench");
+    let socket = cluster.data_dir().to_string_lossy().to_string();
+    let common = |cmd: &mut Command| {
+        cmd.args(["-h", &socket, "-U", "postgres"]);
+    };
+    let mut init = Command::new(&tool);
+    common(&mut init);
+    init.args(["-i", "-q", "-s", &clients.to_string(), "bench_pgbench"]);
+    let out = init.output().expect("run pgbench -i");
+    assert!(
+        out.status.success(),
+        "pgbench -i failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut run = Command::new(&tool);
+    common(&mut run);
+    run.args([
+        "-b",
+        "tpcb-like",
+        "-n",
+        "-r",
+        "-c",
+        &clients.to_string(),
+        "-j",
+        &clients.min(2).to_string(),
+        "-T",
+        &seconds.to_string(),
+        "--log",
+        "--log-prefix",
+        &std::env::temp_dir()
+            .join("grandlivre-pgbench")
+            .to_string_lossy(),
+        "bench_pgbench",
+    ]);
+    let out = run.output().expect("run pgbench");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "pgbench failed: {text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tps = text
+        .lines()
+        .find(|l| l.starts_with("tps = "))
+        .and_then(|l| l.split_whitespace().nth(2))
+        .and_then(|v| v.parse().ok())
+        .expect("pgbench printed its tps");
+    // per-transaction latencies from the logs (column 3, microseconds)
+    let mut latencies: Vec<f64> = Vec::new();
+    for entry in std::fs::read_dir(std::env::temp_dir())
+        .expect("temp dir")
+        .flatten()
+    {
+        let name = entry.file_name().to_string_lossy().to_string();
+        if name.starts_with("grandlivre-pgbench.") {
+            let log = std::fs::read_to_string(entry.path()).unwrap_or_default();
+            latencies.extend(
+                log.lines()
+                    .filter_map(|l| l.split_whitespace().nth(2)?.parse::<f64>().ok())
+                    .map(|us| us / 1000.0),
+            );
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+    let (p50_ms, p99_ms) = percentiles(&mut latencies);
+    Run {
+        tps,
+        p50_ms,
+        p99_ms,
+    }
+}
+
+fn percentiles(ms: &mut [f64]) -> (f64, f64) {
+    if ms.is_empty() {
+        return (f64::NAN, f64::NAN);
+    }
+    ms.sort_by(f64::total_cmp);
+    let at = |q: f64| ms[((ms.len() as f64 - 1.0) * q).round() as usize];
+    (at(0.50), at(0.99))
+}
+
+async fn ledger(url: &str, clients: u64, seconds: u64) -> Run {
+    db::run_migrations(url).await.expect("migrate");
+    let mut conn = AsyncPgConnection::establish(url).await.expect("connect");
+    let mut wallets = Vec::with_capacity(WALLETS);
+    for i in 0..WALLETS {
+        let customer = uuid::Uuid::now_v7();
+        let account = |code: &str, side, no_overdraft| NewAccount {
+            code: code.into(),
+            name: format!("bench {code} {i}"),
+            unit: Unit::Eur,
+            customer_id: Some(customer),
+            normal_side: side,
+            no_overdraft,
+        };
+        let wallet = store::ensure_account(&mut conn, &account("WALLET", Side::Credit, true))
+            .await
+            .expect("wallet")
+            .id;
+        let funding = store::ensure_account(&mut conn, &account("FUNDING", Side::Debit, false))
+            .await
+            .expect("funding")
+            .id;
+        let amount = Amount::new(Decimal::new(1_000_000_000, 0), Unit::Eur).expect("amount");
+        let grant = NewTransaction::new(
+            format!("fund-{i}"),
+            "bench.fund",
+            vec![
+                Posting::debit(funding, amount),
+                Posting::credit(wallet, amount),
+            ],
+        )
+        .expect("balanced");
+        store::post(&mut conn, &grant).await.expect("fund");
+        wallets.push(wallet);
+    }
+    diesel::sql_query("VACUUM ANALYZE")
+        .execute(&mut conn)
+        .await
+        .expect("vacuum");
+    let wallets = Arc::new(wallets);
+    let pool = db::pool(url, clients as usize).expect("pool");
+    let run_for = |duration: Duration, label: &'static str| {
+        let stop = Arc::new(AtomicBool::new(false));
+        let tasks: Vec<_> = (0..clients)
+            .map(|c| {
+                let (pool, wallets, stop) = (pool.clone(), wallets.clone(), stop.clone());
+                tokio::spawn(async move {
+                    let mut conn = pool.get().await.expect("connection");
+                    let mut latencies = Vec::new();
+                    let mut n = 0u64;
+                    while !AtomicBool::load(&stop, Ordering::Relaxed) {
+                        let (a, b) = {
+                            let mut rng = rand::rng();
+                            let a = rng.random_range(0..WALLETS);
+                            let b = (a + rng.random_range(1..WALLETS)) % WALLETS;
+                            (a, b)
+                        };
+                        let cents = rand::rng().random_range(1..10_000);
+                        let amount =
+                            Amount::new(Decimal::new(cents, 2), Unit::Eur).expect("amount");
+                        let tx = NewTransaction::new(
+                            format!("{label}-{c}-{n}"),
+                            "bench.transfer",
+                            vec![
+                                Posting::debit(wallets[a], amount),
+                                Posting::credit(wallets[b], amount),
+                            ],
+                        )
+                        .expect("balanced");
+                        let start = Instant::now();
+                        store::post(&mut conn, &tx).await.expect("post");
+                        latencies.push(start.elapsed().as_secs_f64() * 1000.0);
+                        n += 1;
+                    }
+                    latencies
+                })
+            })
+            .collect();
+        async move {
+            tokio::time::sleep(duration).await;
+            stop.store(true, Ordering::Relaxed);
+            let mut all = Vec::new();
+            for t in tasks {
+                all.extend(t.await.expect("task"));
+            }
+            all
+        }
+    };
+    run_for(Duration::from_secs(3), "warmup").await;
+    let start = Instant::now();
+    let mut latencies = run_for(Duration::from_secs(seconds), "run").await;
+    let elapsed = start.elapsed().as_secs_f64();
+    let tps = latencies.len() as f64 / elapsed;
+    let (p50_ms, p99_ms) = percentiles(&mut latencies);
+    Run {
+        tps,
+        p50_ms,
+        p99_ms,
+    }
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return; // `cargo test --benches` lists; nothing to list
+    }
+    let clients = env_or("BENCH_CLIENTS", 8);
+    let seconds = env_or("BENCH_SECONDS", 20);
+    let target = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target");
+    let dir = scratch_dir(&target, "pg-bench");
+    let cluster = Cluster::locate(&dir, Durability::Durable).unwrap_or_else(|e| panic!("{e}"));
+    cluster.ensure_running().unwrap_or_else(|e| panic!("{e}"));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let ledger_run = runtime.block_on(async {
+        let maintenance = cluster.connection_string("postgres");
+        let mut conn = AsyncPgConnection::establish(&maintenance)
+            .await
+            .expect("connect");
+        for name in ["bench_pgbench", "bench_ledger"] {
+            diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .execute(&mut conn)
+                .await
+                .expect("drop");
+            db::create_database_on(&mut conn, name, None)
+                .await
+                .expect("create");
+        }
+        drop(conn);
+        println!(
+            "grandlivre ledger bench: {clients} clients, {seconds} s per measurement, cluster {}",
+            dir.display()
+        );
+        ledger(&cluster.connection_string("bench_ledger"), clients, seconds).await
+    });
+    let pg = pgbench(&cluster, clients, seconds);
+    println!();
+    println!(
+        "{:<46} {:>10} {:>9} {:>9}",
+        "measurement", "tps", "p50 ms", "p99 ms"
+    );
+    println!(
+        "{:<46} {:>10.0} {:>9.2} {:>9.2}",
+        "pgbench tpcb-like (scale = clients)", pg.tps, pg.p50_ms, pg.p99_ms
+    );
+    println!(
+        "{:<46} {:>10.0} {:>9.2} {:>9.2}",
+        "ledger post, 2 postings, idempotency key",
+        ledger_run.tps,
+        ledger_run.p50_ms,
+        ledger_run.p99_ms
+    );
+    println!();
+    println!("ratio ledger / pgbench = {:.2}", ledger_run.tps / pg.tps);
+    if std::env::var_os("BENCH_KEEP_CLUSTER").is_none() {
+        let _ = cluster.stop();
+    }
+}
