@@ -291,25 +291,37 @@ pub fn scratch_dir(target: &Path, name: &str) -> PathBuf {
 }
 
 fn find_bin_dir() -> Option<PathBuf> {
-    if let Some(dir) = std::env::var_os("GRANDLIVRE_PG_BIN") {
-        return Some(PathBuf::from(dir));
-    }
+    bin_dir_among(
+        std::env::var_os("GRANDLIVRE_PG_BIN").map(PathBuf::from),
+        std::env::var_os("PATH").unwrap_or_default(),
+        Path::new("/usr/lib/postgresql"),
+    )
+}
+
+/// The directory with `pg_ctl` and `initdb`: the override when given (and nothing else),
+/// else the first on `path`, else the newest `<versions>/N/bin`.
+fn bin_dir_among(
+    overridden: Option<PathBuf>,
+    path: std::ffi::OsString,
+    versions: &Path,
+) -> Option<PathBuf> {
     let has_tools = |d: &Path| d.join("pg_ctl").is_file() && d.join("initdb").is_file();
-    let on_path = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .filter_map(|d| d.join("pg_ctl").canonicalize().ok())
-            .filter_map(|p| p.parent().map(Path::to_path_buf))
-            .find(|d| has_tools(d))
-    });
+    if let Some(dir) = overridden {
+        return has_tools(&dir).then_some(dir);
+    }
+    let on_path = std::env::split_paths(&path)
+        .filter_map(|d| d.join("pg_ctl").canonicalize().ok())
+        .filter_map(|p| p.parent().map(Path::to_path_buf))
+        .find(|d| has_tools(d));
     on_path.or_else(|| {
-        let mut versions: Vec<(u32, PathBuf)> = fs::read_dir("/usr/lib/postgresql")
+        let mut found: Vec<(u32, PathBuf)> = fs::read_dir(versions)
             .ok()?
             .filter_map(Result::ok)
             .filter_map(|e| Some((e.file_name().to_str()?.parse().ok()?, e.path().join("bin"))))
             .filter(|(_, d)| has_tools(d))
             .collect();
-        versions.sort();
-        versions.pop().map(|(_, d)| d)
+        found.sort();
+        found.pop().map(|(_, d)| d)
     })
 }
 
@@ -336,4 +348,46 @@ fn reachable_by(uid: u32, dir: &Path) -> bool {
     dir.ancestors().skip(1).all(|a| {
         fs::metadata(a).is_ok_and(|m| m.uid() == uid || m.permissions().mode() & 0o001 != 0)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fake_bin(dir: &Path) {
+        fs::create_dir_all(dir).unwrap();
+        for tool in ["pg_ctl", "initdb"] {
+            fs::write(dir.join(tool), "").unwrap();
+        }
+    }
+
+    #[test]
+    fn finds_binaries_by_override_path_or_newest_version() {
+        let root = std::env::temp_dir().join(format!("gl-bin-{}", uuid::Uuid::new_v4()));
+        let versions = root.join("lib");
+        fake_bin(&versions.join("13/bin"));
+        fake_bin(&versions.join("16/bin"));
+        fs::create_dir_all(versions.join("17/bin")).unwrap(); // no tools: skipped
+        fake_bin(&root.join("onpath"));
+        let none = std::ffi::OsString::new();
+        assert_eq!(
+            bin_dir_among(None, none.clone(), &versions),
+            Some(versions.join("16/bin"))
+        );
+        let path = std::env::join_paths([root.join("empty"), root.join("onpath")]).unwrap();
+        assert_eq!(
+            bin_dir_among(None, path, &versions),
+            Some(root.join("onpath").canonicalize().unwrap())
+        );
+        assert_eq!(
+            bin_dir_among(Some(root.join("13-missing")), none.clone(), &versions),
+            None
+        );
+        assert_eq!(
+            bin_dir_among(Some(versions.join("13/bin")), none.clone(), &versions),
+            Some(versions.join("13/bin"))
+        );
+        assert_eq!(bin_dir_among(None, none, &root.join("nothing")), None);
+        fs::remove_dir_all(root).unwrap();
+    }
 }

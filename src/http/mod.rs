@@ -202,6 +202,14 @@ fn is_json(req: &HttpRequest) -> bool {
 
 /// Deserializes `bytes`, naming the offending field (`postings[1].amount`) on error.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if has_nul_escape(bytes) {
+        // PostgreSQL text cannot hold NUL: refuse it here rather than fail at the database
+        return Err(ApiError::field(
+            ErrorCode::InvalidRequest,
+            "body",
+            "text may not contain the NUL character (\\u0000)",
+        ));
+    }
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
@@ -220,6 +228,16 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         }
     })?;
     Ok(value)
+}
+
+/// Whether the JSON text holds a `\u0000` escape (not an escaped backslash before `u0000`).
+fn has_nul_escape(bytes: &[u8]) -> bool {
+    bytes.windows(6).enumerate().any(|(i, w)| {
+        w[0] == b'\\'
+            && w[1] == b'u'
+            && &w[2..] == b"0000"
+            && bytes[..i].iter().rev().take_while(|&&b| b == b'\\').count() % 2 == 0
+    })
 }
 
 fn strip_position(message: &str) -> String {
@@ -308,6 +326,14 @@ mod tests {
             role,
             customer_id: customer,
         })
+    }
+
+    #[test]
+    fn nul_escapes_are_found_but_not_escaped_backslashes() {
+        assert!(has_nul_escape(br#"{"a":"x\u0000"}"#));
+        assert!(has_nul_escape(br#"{"a":"\\\u0000"}"#));
+        assert!(!has_nul_escape(br#"{"a":"\\u0000"}"#));
+        assert!(!has_nul_escape(br#"{"a":"\u0001"}"#));
     }
 
     #[test]

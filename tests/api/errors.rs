@@ -77,6 +77,15 @@ async fn unknown_fields_and_wrong_types_name_the_field() {
         "postings[0].side"
     );
 
+    let mut body = adjustment("1.00", "1.00");
+    body["description"] = json!("nul \u{0}");
+    let reply = app
+        .post_json(&key, "/v1/ledger/transactions", Some("nul"), &body)
+        .await;
+    assert!(reply.problem(422, "invalid_request")["detail"]
+        .as_str()
+        .unwrap()
+        .contains("NUL"));
     let reply = app
         .post_json(
             &key,

@@ -1,0 +1,139 @@
+//! The binary itself: the embedded cluster's life cycle, and its refusal without binaries.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn grandlivre(data_dir: &std::path::Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_grandlivre"));
+    cmd.env_remove("DATABASE_URL")
+        .env("RUST_LOG", "info")
+        .arg("--data-dir")
+        .arg(data_dir);
+    cmd
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let target = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target");
+    grandlivre::pg_cluster::scratch_dir(
+        &target,
+        &format!("{name}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]),
+    )
+}
+
+fn http_get(port: u16, path: &str) -> Option<String> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut out = String::new();
+    stream.read_to_string(&mut out).ok()?;
+    Some(out)
+}
+
+fn cluster_running(dir: &std::path::Path) -> bool {
+    dir.join("postmaster.pid").exists()
+}
+
+#[test]
+fn without_server_binaries_it_explains_what_to_install() {
+    let dir = scratch("pg-nobin");
+    let out = grandlivre(&dir)
+        .env("GRANDLIVRE_PG_BIN", "/nonexistent")
+        .arg("migrate")
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("No PostgreSQL server binaries were found"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("apt-get install postgresql"), "{stderr}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn serve_creates_reuses_and_stops_its_embedded_cluster() {
+    let dir = scratch("pg-cli");
+    // first use: initdb, start, migrate; a short command stops what it started
+    let out = grandlivre(&dir).arg("migrate").output().expect("migrate");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "1 migration(s) run; the database is current"
+    );
+    assert!(dir.join("PG_VERSION").exists());
+    assert!(
+        !cluster_running(&dir),
+        "migrate left the cluster it started running"
+    );
+
+    // serve reuses the cluster, answers /readyz, and stops it on SIGTERM
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut server = grandlivre(&dir)
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--log-format",
+            "json",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("serve");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let ready = loop {
+        if let Some(reply) = http_get(port, "/readyz") {
+            break reply;
+        }
+        assert!(Instant::now() < deadline, "serve did not answer");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(ready.starts_with("HTTP/1.1 200"), "{ready}");
+    assert!(
+        ready.to_ascii_lowercase().contains("x-request-id:"),
+        "{ready}"
+    );
+    assert!(cluster_running(&dir));
+    let status = Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = server.wait().expect("wait");
+    let mut logs = String::new();
+    server
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut logs)
+        .unwrap();
+    assert!(exit.success(), "{logs}");
+    assert!(
+        !cluster_running(&dir),
+        "the cluster outlived the server: {logs}"
+    );
+    let first = logs
+        .lines()
+        .find(|l| l.contains("grandlivre listening"))
+        .expect(&logs);
+    let json: serde_json::Value =
+        serde_json::from_str(first).expect("--log-format json writes JSON lines");
+    assert_eq!(json["level"], "INFO");
+    let _ = std::fs::remove_dir_all(dir);
+}
