@@ -109,15 +109,15 @@ struct KeyRow {
 }
 
 /// Recently resolved keys, so that the hot path does not read `api_keys` on every call.
-/// A revoked key stops working within `ttl`.
-/// A resolved key digest: who it is (or that it is nobody), and when that was read.
-type CachedKey = (Option<Principal>, Instant);
-
+/// Only valid keys are kept; a revoked key stops working within `ttl`.
 #[derive(Debug)]
 pub struct KeyCache {
     ttl: Duration,
-    entries: RwLock<HashMap<Vec<u8>, CachedKey>>,
+    entries: RwLock<HashMap<Vec<u8>, (Principal, Instant)>>,
 }
+
+/// At most this many keys are cached (far more than a deployment has).
+const MAX_CACHED_KEYS: usize = 10_000;
 
 impl KeyCache {
     pub fn new(ttl: Duration) -> Self {
@@ -127,6 +127,15 @@ impl KeyCache {
         }
     }
 
+    /// The principal of a recently seen valid key, without touching the database.
+    pub fn cached(&self, key: &str) -> Option<Principal> {
+        let entries = self.entries.read().unwrap_or_else(|e| e.into_inner());
+        entries
+            .get(&digest(key))
+            .filter(|(_, at)| at.elapsed() < self.ttl)
+            .map(|(p, _)| p.clone())
+    }
+
     /// The principal for a presented key, or `None` when the key is unknown or revoked.
     pub async fn resolve(
         &self,
@@ -134,16 +143,6 @@ impl KeyCache {
         key: &str,
     ) -> Result<Option<Principal>, diesel::result::Error> {
         let hash = digest(key);
-        if let Some((p, at)) = self
-            .entries
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&hash)
-        {
-            if at.elapsed() < self.ttl {
-                return Ok(p.clone());
-            }
-        }
         let row: Option<KeyRow> = api_keys::table
             .filter(api_keys::key_hash.eq(&hash))
             .select(KeyRow::as_select())
@@ -158,11 +157,15 @@ impl KeyCache {
                 customer_id: k.customer_id,
             })
         });
-        let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
-        if entries.len() > 10_000 {
-            entries.clear();
+        if let Some(p) = &principal {
+            let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
+            if entries.len() >= MAX_CACHED_KEYS {
+                entries.retain(|_, (_, at)| at.elapsed() < self.ttl);
+            }
+            if entries.len() < MAX_CACHED_KEYS {
+                entries.insert(hash, (p.clone(), Instant::now()));
+            }
         }
-        entries.insert(hash, (principal.clone(), Instant::now()));
         Ok(principal)
     }
 }

@@ -61,10 +61,28 @@ pub enum Command {
     Migrate,
     /// Print the OpenAPI contract.
     Openapi,
+    /// Load the demo catalog, two demo customers, and print one API key per role.
+    SeedDemo,
+    /// Run a job for an instant.
+    Jobs {
+        #[command(subcommand)]
+        command: JobsCommand,
+    },
     /// Manage API keys.
     Apikey {
         #[command(subcommand)]
         command: ApikeyCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum JobsCommand {
+    /// Run one job: renewals, billing, hold-expiry.
+    Run {
+        name: String,
+        /// RFC 3339 instant, e.g. 2026-12-01T00:00:00+01:00 (default: now).
+        #[arg(long)]
+        as_of: Option<chrono::DateTime<chrono::Utc>>,
     },
 }
 
@@ -128,6 +146,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                     label,
                 },
         } => create_key(&database.url, role, customer, label.as_deref()).await,
+        Command::SeedDemo => seed_demo(&database.url).await,
+        Command::Jobs {
+            command: JobsCommand::Run { name, as_of },
+        } => run_job(&database.url, &name, as_of).await,
         Command::Openapi => Ok(()),
     };
     let closed = database.close(owner).await;
@@ -166,5 +188,45 @@ async fn create_key(
         role.as_str()
     );
     println!("{key}");
+    Ok(())
+}
+
+async fn connect(url: &str) -> anyhow::Result<diesel_async::AsyncPgConnection> {
+    db::run_migrations(url).await?;
+    Ok(<diesel_async::AsyncPgConnection as diesel_async::AsyncConnection>::establish(url).await?)
+}
+
+async fn seed_demo(url: &str) -> anyhow::Result<()> {
+    let mut conn = connect(url).await?;
+    let seeded = crate::demo::seed(&mut conn, chrono::Utc::now()).await?;
+    println!(
+        "demo catalog loaded ({} new offers); demo customers:",
+        seeded.offers_added
+    );
+    println!(
+        "  {}  Atelier Démo SARL (has a SEPA mandate)",
+        crate::demo::DEMO_CUSTOMER_1
+    );
+    println!("  {}  Cabinet Exemple SAS", crate::demo::DEMO_CUSTOMER_2);
+    println!("API keys (shown once):");
+    for (role, key) in seeded.keys {
+        println!("  {:<9} {key}", role.as_str());
+    }
+    Ok(())
+}
+
+async fn run_job(
+    url: &str,
+    name: &str,
+    as_of: Option<chrono::DateTime<chrono::Utc>>,
+) -> anyhow::Result<()> {
+    let job = crate::jobs::Job::parse(name)
+        .ok_or_else(|| anyhow::anyhow!("no job `{name}` (renewals, billing, hold-expiry)"))?;
+    let mut conn = connect(url).await?;
+    let now = chrono::Utc::now();
+    let run = crate::jobs::run(&mut conn, job, as_of.unwrap_or(now), now)
+        .await
+        .map_err(|e| anyhow::anyhow!("{}", e.detail))?;
+    println!("{}", serde_json::to_string_pretty(&run)?);
     Ok(())
 }

@@ -174,3 +174,8 @@ pub fn is_retryable(e: &DieselError) -> bool {
         _ => false,
     }
 }
+
+/// Errors that may say "run the transaction again".
+pub trait Retryable {
+    fn is_retryable(&self) -> bool;
+}

@@ -34,6 +34,9 @@ pub enum ErrorCode {
     UnbalancedTransaction,
     UnknownAccount,
     InsufficientFunds,
+    SepaMandateRequired,
+    InvalidState,
+    AlreadyExists,
     ServiceUnavailable,
     Internal,
 }
@@ -81,6 +84,15 @@ impl ErrorCode {
                 "An account does not exist or does not fit the posting",
             ),
             InsufficientFunds => (StatusCode::UNPROCESSABLE_ENTITY, "Insufficient funds"),
+            SepaMandateRequired => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "An active SEPA mandate is required",
+            ),
+            InvalidState => (
+                StatusCode::CONFLICT,
+                "The resource's state does not allow this",
+            ),
+            AlreadyExists => (StatusCode::CONFLICT, "It already exists"),
             ServiceUnavailable => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "The service is temporarily unavailable",
@@ -278,6 +290,36 @@ impl From<LedgerError> for ApiError {
                 "The database is busy; retry shortly.",
             ),
             L::Database(e) => ApiError::internal(e),
+        }
+    }
+}
+
+impl From<crate::subscriptions::SubscriptionError> for ApiError {
+    fn from(e: crate::subscriptions::SubscriptionError) -> Self {
+        use crate::subscriptions::SubscriptionError as S;
+        let detail = e.to_string();
+        match e {
+            S::UnknownCustomer(_) | S::CustomerNotActive(_) => {
+                ApiError::field(ErrorCode::InvalidRequest, "customer_id", detail)
+            }
+            S::UnknownOffer(_) | S::NotRecurring(_) | S::NoPrice(..) => {
+                ApiError::field(ErrorCode::InvalidRequest, "offer_code", detail)
+            }
+            S::ParentRequired(_)
+            | S::ParentNotAllowed(_)
+            | S::BadParent(_)
+            | S::AddonDoesNotFit(_) => {
+                ApiError::field(ErrorCode::InvalidRequest, "parent_id", detail)
+            }
+            S::SepaMandateRequired(_) => ApiError::new(ErrorCode::SepaMandateRequired, detail),
+            S::NotFound(_) => ApiError::new(ErrorCode::NotFound, detail),
+            S::WrongState(..) => ApiError::new(ErrorCode::InvalidState, detail),
+            S::IdempotencyConflict => ApiError::new(ErrorCode::IdempotencyConflict, detail),
+            S::Database(e) if crate::db::is_retryable(&e) => ApiError::new(
+                ErrorCode::ServiceUnavailable,
+                "The database is busy; retry shortly.",
+            ),
+            S::Database(e) => ApiError::internal(e),
         }
     }
 }

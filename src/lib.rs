@@ -2,15 +2,22 @@
 //! layers; `cli::run` is the entry point of the binary.
 
 pub mod auth;
+pub mod calendar;
+pub mod catalog;
+pub mod charges;
 pub mod cli;
 pub mod clock;
+pub mod customers;
 pub mod db;
+pub mod demo;
 pub mod error;
 pub mod http;
+pub mod jobs;
 pub mod ledger;
 pub mod money;
 pub mod openapi;
 pub mod pg_cluster;
 pub mod schema;
 pub mod startup;
+pub mod subscriptions;
 pub mod telemetry;

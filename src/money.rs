@@ -136,6 +136,16 @@ pub fn round_cents(value: Decimal) -> Decimal {
     value.round_dp_with_strategy(2, RoundingStrategy::MidpointAwayFromZero)
 }
 
+/// A price for display: trailing zeros dropped, but at least the cents (`39.9000` → `39.90`,
+/// `12.3456` stays).
+pub fn price(value: Decimal) -> DecimalString {
+    let mut d = value.normalize();
+    if d.scale() < 2 {
+        d.rescale(2);
+    }
+    DecimalString(d)
+}
+
 /// A decimal that JSON carries as a string, e.g. `"100.00"`. Numbers are refused: a float
 /// parser has already lost precision by the time we would see it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, ToSchema)]

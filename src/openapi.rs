@@ -25,6 +25,9 @@ use crate::error::{ErrorCode, FieldError, Problem};
     modifiers(&BearerAuth),
     tags(
         (name = "ledger", description = "Accounts, balances, transactions, holds"),
+        (name = "customers", description = "Customers and their charges"),
+        (name = "catalog", description = "Offers, entitlements and dated prices"),
+        (name = "subscriptions", description = "Commitments, renewals, cancellation, early termination"),
         (name = "operations", description = "Health, readiness, metrics, contract")
     )
 )]

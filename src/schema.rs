@@ -41,6 +41,48 @@ diesel::table! {
 }
 
 diesel::table! {
+    charges (id) {
+        id -> Uuid,
+        customer_id -> Uuid,
+        subscription_id -> Nullable<Uuid>,
+        offer_code -> Nullable<Text>,
+        source -> Text,
+        period_index -> Nullable<Int4>,
+        description -> Text,
+        quantity -> Numeric,
+        unit_price -> Numeric,
+        price_basis -> Text,
+        vat_rate -> Numeric,
+        service_start -> Nullable<Date>,
+        service_end -> Nullable<Date>,
+        idempotency_key -> Nullable<Text>,
+        created_at -> Timestamptz,
+        invoice_id -> Nullable<Uuid>,
+    }
+}
+
+diesel::table! {
+    customers (id) {
+        id -> Uuid,
+        legal_name -> Text,
+        siren -> Text,
+        siret -> Nullable<Text>,
+        vat_number -> Nullable<Text>,
+        billing_email -> Text,
+        street_number -> Nullable<Text>,
+        street -> Text,
+        postcode -> Text,
+        town -> Text,
+        country -> Text,
+        status -> Text,
+        idempotency_key -> Nullable<Text>,
+        request_hash -> Nullable<Bytea>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     holds (id) {
         id -> Uuid,
         idempotency_key -> Text,
@@ -60,6 +102,52 @@ diesel::table! {
 }
 
 diesel::table! {
+    mandates (id) {
+        id -> Uuid,
+        customer_id -> Uuid,
+        reference -> Text,
+        signed_on -> Date,
+        status -> Text,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    offer_prices (offer_code, effective_from) {
+        offer_code -> Text,
+        effective_from -> Date,
+        unit_price -> Numeric,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    offers (code) {
+        code -> Text,
+        name -> Text,
+        billing_period -> Text,
+        price_basis -> Text,
+        vat_rate -> Numeric,
+        commitment_months -> Int4,
+        renewal_months -> Int4,
+        notice_days -> Int4,
+        early_termination_rate -> Numeric,
+        sepa_required -> Bool,
+        activation_on_payment -> Bool,
+        addon -> Bool,
+        free_diagnostics -> Bool,
+        assistance_included -> Bool,
+        maintenance -> Bool,
+        appointment_quota -> Nullable<Int4>,
+        credits_per_term -> Nullable<Numeric>,
+        unit_credit_purchase -> Bool,
+        credit_price -> Nullable<Numeric>,
+        increment_minutes -> Nullable<Int4>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     postings (id) {
         id -> Int8,
         transaction_id -> Uuid,
@@ -67,6 +155,35 @@ diesel::table! {
         side -> Text,
         amount -> Numeric,
         unit -> Text,
+    }
+}
+
+diesel::table! {
+    subscription_events (id) {
+        id -> Int8,
+        subscription_id -> Uuid,
+        kind -> Text,
+        at -> Timestamptz,
+        detail -> Jsonb,
+        term_index -> Nullable<Int4>,
+    }
+}
+
+diesel::table! {
+    subscriptions (id) {
+        id -> Uuid,
+        customer_id -> Uuid,
+        offer_code -> Text,
+        parent_id -> Nullable<Uuid>,
+        status -> Text,
+        anchor_date -> Nullable<Date>,
+        start_date -> Date,
+        cancel_received_at -> Nullable<Timestamptz>,
+        ends_at -> Nullable<Timestamptz>,
+        terminated_at -> Nullable<Timestamptz>,
+        idempotency_key -> Nullable<Text>,
+        request_hash -> Nullable<Bytea>,
+        created_at -> Timestamptz,
     }
 }
 
@@ -93,16 +210,31 @@ diesel::table! {
 
 diesel::joinable!(accounts -> units (unit));
 diesel::joinable!(balances -> accounts (account_id));
+diesel::joinable!(charges -> customers (customer_id));
+diesel::joinable!(charges -> offers (offer_code));
+diesel::joinable!(charges -> subscriptions (subscription_id));
 diesel::joinable!(holds -> transactions (capture_transaction_id));
+diesel::joinable!(mandates -> customers (customer_id));
+diesel::joinable!(offer_prices -> offers (offer_code));
 diesel::joinable!(postings -> accounts (account_id));
 diesel::joinable!(postings -> transactions (transaction_id));
+diesel::joinable!(subscription_events -> subscriptions (subscription_id));
+diesel::joinable!(subscriptions -> customers (customer_id));
+diesel::joinable!(subscriptions -> offers (offer_code));
 
 diesel::allow_tables_to_appear_in_same_query!(
     accounts,
     api_keys,
     balances,
+    charges,
+    customers,
     holds,
+    mandates,
+    offer_prices,
+    offers,
     postings,
+    subscription_events,
+    subscriptions,
     transactions,
     units,
 );

@@ -46,6 +46,23 @@ CREATE TABLE balances (
         END)
 );
 
+-- Stored balances change only through the posting and hold triggers (trigger depth > 1),
+-- and what they copy from the account never changes.
+CREATE FUNCTION balances_guard() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'DELETE' THEN
+        RAISE EXCEPTION 'balances cannot be deleted' USING CONSTRAINT = 'gl_append_only';
+    END IF;
+    IF pg_trigger_depth() < 2
+       OR (NEW.account_id, NEW.unit, NEW.unit_scale, NEW.normal_side, NEW.no_overdraft)
+          IS DISTINCT FROM (OLD.account_id, OLD.unit, OLD.unit_scale, OLD.normal_side, OLD.no_overdraft) THEN
+        RAISE EXCEPTION 'balances change only through postings and holds' USING CONSTRAINT = 'gl_append_only';
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER balances_guard BEFORE UPDATE OR DELETE ON balances
+    FOR EACH ROW EXECUTE FUNCTION balances_guard();
+
 CREATE FUNCTION accounts_create_balance() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO balances (account_id, unit, unit_scale, normal_side, no_overdraft)
@@ -116,11 +133,20 @@ CREATE TABLE holds (
     CONSTRAINT holds_idempotency_key_key UNIQUE (idempotency_key),
     CONSTRAINT holds_distinct_accounts CHECK (debit_account_id <> credit_account_id),
     CONSTRAINT holds_resolution CHECK ((status = 'pending') = (resolved_at IS NULL)),
-    CONSTRAINT holds_capture CHECK ((status = 'captured') = (captured_amount IS NOT NULL))
+    CONSTRAINT holds_capture CHECK ((status = 'captured') = (captured_amount IS NOT NULL)
+                                    AND (status = 'captured') = (capture_transaction_id IS NOT NULL))
 );
 CREATE INDEX holds_pending_expiry_idx ON holds (expires_at) WHERE status = 'pending';
 CREATE INDEX holds_debit_account_idx ON holds (debit_account_id);
 CREATE INDEX holds_credit_account_idx ON holds (credit_account_id);
+
+CREATE FUNCTION transactions_stamp() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    NEW.created_at := now();
+    RETURN NEW;
+END $$;
+CREATE TRIGGER transactions_stamp BEFORE INSERT ON transactions
+    FOR EACH ROW EXECUTE FUNCTION transactions_stamp();
 
 -- Invariant 2: append-only.
 CREATE FUNCTION ledger_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -146,6 +172,12 @@ CREATE TRIGGER holds_no_truncate BEFORE TRUNCATE ON holds
 -- ledger_post does) lock balance rows in that order, so concurrent posts never deadlock.
 CREATE FUNCTION postings_apply() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
+    -- a committed transaction is closed: postings join only one created in this database
+    -- transaction (created_at is forced to now(), the start of the database transaction)
+    IF NOT EXISTS (SELECT 1 FROM transactions WHERE id = NEW.transaction_id AND created_at = now()) THEN
+        RAISE EXCEPTION 'postings can only be added to a transaction created in the same database transaction'
+            USING CONSTRAINT = 'gl_append_only';
+    END IF;
     IF NEW.side = 'debit' THEN
         UPDATE balances SET posted_debits = posted_debits + NEW.amount, updated_at = now()
         WHERE account_id = NEW.account_id AND unit = NEW.unit AND scale(NEW.amount) <= unit_scale;
@@ -163,9 +195,8 @@ CREATE TRIGGER postings_apply AFTER INSERT ON postings
     FOR EACH ROW EXECUTE FUNCTION postings_apply();
 
 -- Invariant 1, at commit: a transaction has at least two postings and, per unit,
--- debits = credits. Fired for the transaction row and for each posting row (so that a
--- posting added later to an old transaction is checked too); the first check of a
--- transaction in a database transaction is remembered so the others are free.
+-- debits = credits. Fired for the transaction row and for each posting row, so that no
+-- way of writing postings escapes it.
 CREATE FUNCTION ledger_check_balanced() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
     v_tx uuid;
@@ -176,9 +207,6 @@ BEGIN
         v_tx := NEW.id;
     ELSE
         v_tx := NEW.transaction_id;
-    END IF;
-    IF current_setting('grandlivre.balanced_tx', true) = v_tx::text THEN
-        RETURN NULL;
     END IF;
     SELECT count(*)::integer,
            string_agg(DISTINCT unit, ',') FILTER (WHERE unit_sum <> 0)
@@ -194,7 +222,6 @@ BEGIN
         RAISE EXCEPTION 'transaction % does not balance in %', v_tx, v_unbalanced
             USING CONSTRAINT = 'gl_unbalanced';
     END IF;
-    PERFORM set_config('grandlivre.balanced_tx', v_tx::text, true);
     RETURN NULL;
 END $$;
 CREATE CONSTRAINT TRIGGER transactions_balanced AFTER INSERT ON transactions
@@ -255,6 +282,24 @@ BEGIN
 END $$;
 CREATE TRIGGER holds_apply AFTER INSERT OR UPDATE ON holds
     FOR EACH ROW EXECUTE FUNCTION holds_apply();
+
+-- At commit, a captured hold's capture transaction moves exactly the captured amount from
+-- its debit account to its credit account.
+CREATE FUNCTION holds_check_capture() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.status = 'captured' AND NOT (
+        SELECT count(*) = 2
+               AND bool_and(amount = NEW.captured_amount AND unit = NEW.unit)
+               AND bool_or(side = 'debit' AND account_id = NEW.debit_account_id)
+               AND bool_or(side = 'credit' AND account_id = NEW.credit_account_id)
+          FROM postings WHERE transaction_id = NEW.capture_transaction_id) THEN
+        RAISE EXCEPTION 'hold % is captured without a matching capture transaction', NEW.id
+            USING CONSTRAINT = 'gl_unbalanced';
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE CONSTRAINT TRIGGER holds_capture_posted AFTER UPDATE ON holds
+    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION holds_check_capture();
 
 -- Post one transaction in one round trip. Idempotent on p_key: a replay with the same
 -- request hash returns the first transaction's id; a different hash raises

@@ -12,7 +12,8 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::{
-    decode_cursor, encode_cursor, idempotency_key, parse_json, Auth, JsonBody, RawBody, State,
+    check_instant, decode_cursor, idempotency_key, next_cursor, page_limit, parse_json, Auth,
+    JsonBody, RawBody, State,
 };
 use crate::auth::Role;
 use crate::error::{ApiError, ErrorCode, FieldError};
@@ -25,18 +26,6 @@ use crate::openapi::{ReadErrors, WriteErrors};
 use crate::schema::accounts;
 
 const STAFF: &[Role] = &[Role::Finance];
-
-fn page_limit(limit: Option<i64>) -> Result<i64, ApiError> {
-    match limit {
-        None => Ok(50),
-        Some(n @ 1..=200) => Ok(n),
-        Some(_) => Err(ApiError::field(
-            ErrorCode::InvalidParameter,
-            "limit",
-            "must be between 1 and 200",
-        )),
-    }
-}
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -81,13 +70,7 @@ pub async fn list_accounts(
         .transpose()?;
     let mut conn = state.pool.get().await?;
     let items = store::list_accounts(&mut conn, q.customer_id, after.map(AccountId), limit).await?;
-    let next_cursor = (items.len() as i64 == limit)
-        .then(|| {
-            items
-                .last()
-                .map(|a| encode_cursor("accounts", &a.id.to_string()))
-        })
-        .flatten();
+    let next_cursor = next_cursor("accounts", &items, limit, |a| a.id.to_string());
     Ok(web::Json(AccountPage { items, next_cursor }))
 }
 
@@ -121,6 +104,7 @@ pub async fn get_account(
         .await?
         .ok_or_else(|| ApiError::not_found(format!("account {id}")))?;
     if let Some(at) = q.as_of {
+        let at = check_instant(ErrorCode::InvalidParameter, "as_of", at)?;
         account.balance = store::balance_as_of(&mut conn, id, at)
             .await?
             .ok_or_else(|| ApiError::not_found(format!("account {id}")))?;
@@ -174,13 +158,7 @@ pub async fn list_account_postings(
         return Err(ApiError::not_found(format!("account {id}")));
     }
     let items = store::account_postings(&mut conn, id, after, limit).await?;
-    let next_cursor = (items.len() as i64 == limit)
-        .then(|| {
-            items
-                .last()
-                .map(|p| encode_cursor("postings", &p.id.to_string()))
-        })
-        .flatten();
+    let next_cursor = next_cursor("postings", &items, limit, |p| p.id.to_string());
     Ok(web::Json(PostingPage { items, next_cursor }))
 }
 
@@ -274,7 +252,11 @@ async fn build_manual(
         .description(description)
         .metadata(req.metadata.unwrap_or_default());
     Ok(match req.effective_at {
-        Some(at) => tx.effective_at(at),
+        Some(at) => tx.effective_at(check_instant(
+            ErrorCode::InvalidRequest,
+            "effective_at",
+            at,
+        )?),
         None => tx,
     })
 }

@@ -1,8 +1,12 @@
 //! The HTTP layer only translates: parse, authorize, call the domain, map errors.
 
+pub mod customers;
 pub mod health;
+pub mod jobs;
 pub mod ledger;
 mod observe;
+pub mod offers;
+pub mod subscriptions;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -13,8 +17,6 @@ use actix_web::http::header;
 use actix_web::{web, FromRequest, HttpRequest};
 use base64::Engine;
 use serde::de::DeserializeOwned;
-use serde::Deserialize;
-use utoipa::IntoParams;
 use uuid::Uuid;
 
 pub use observe::{observe, Metrics};
@@ -49,7 +51,23 @@ pub fn register(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
         .service(ledger::post_transaction)
         .service(ledger::get_transaction)
         .service(ledger::reverse_transaction)
-        .service(ledger::get_ledger_verify);
+        .service(ledger::get_ledger_verify)
+        .service(customers::post_customer)
+        .service(customers::list_customers)
+        .service(customers::get_customer)
+        .service(customers::patch_customer)
+        .service(customers::list_customer_charges)
+        .service(offers::list_offers)
+        .service(offers::get_offer)
+        .service(offers::post_offer)
+        .service(offers::list_offer_prices)
+        .service(offers::post_offer_price)
+        .service(subscriptions::post_subscription)
+        .service(subscriptions::list_subscriptions)
+        .service(subscriptions::get_subscription)
+        .service(subscriptions::cancel_subscription)
+        .service(subscriptions::terminate_subscription)
+        .service(jobs::run_job);
 }
 
 /// Error handlers for actix's own extractors, so they answer problem+json too.
@@ -129,6 +147,9 @@ impl FromRequest for Auth {
                     "send an API key as `Authorization: Bearer <key>`",
                 )
             })?;
+            if let Some(p) = state.keys.cached(&token) {
+                return Ok(Auth(p));
+            }
             let mut conn = state.pool.get().await?;
             match state.keys.resolve(&mut conn, &token).await? {
                 Some(p) => Ok(Auth(p)),
@@ -247,12 +268,22 @@ fn strip_position(message: &str) -> String {
     }
 }
 
-/// The `Idempotency-Key` header, required on writes.
+/// The `Idempotency-Key` header, required on ledger writes.
 pub fn idempotency_key(req: &HttpRequest) -> Result<String, ApiError> {
-    let value = req
-        .headers()
-        .get("idempotency-key")
-        .ok_or_else(|| ApiError::new(ErrorCode::MissingIdempotencyKey, "send an `Idempotency-Key` header (any unique string, up to 200 characters) so that a retried request is not applied twice"))?;
+    optional_idempotency_key(req)?.ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::MissingIdempotencyKey,
+            "send an `Idempotency-Key` header (any unique string, up to 200 characters) so that a retried request is not applied twice",
+        )
+    })
+}
+
+/// The `Idempotency-Key` header where it is optional: with it, a retry returns the first
+/// result.
+pub fn optional_idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
+    let Some(value) = req.headers().get("idempotency-key") else {
+        return Ok(None);
+    };
     let key = value.to_str().map(str::trim).unwrap_or_default();
     if key.is_empty() || key.len() > 200 {
         return Err(ApiError::field(
@@ -261,33 +292,59 @@ pub fn idempotency_key(req: &HttpRequest) -> Result<String, ApiError> {
             "1 to 200 visible ASCII characters",
         ));
     }
-    Ok(key.to_string())
+    Ok(Some(key.to_string()))
 }
 
-/// `?cursor=&limit=` of every list.
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-#[serde(deny_unknown_fields)]
-pub struct PageParams {
-    /// The `next_cursor` of the previous page; absent for the first page.
-    pub cursor: Option<String>,
-    /// Items per page, 1 to 200 (default 50).
-    #[param(minimum = 1, maximum = 200)]
-    pub limit: Option<i64>,
-}
-
-impl PageParams {
-    pub fn limit(&self) -> Result<i64, ApiError> {
-        match self.limit {
-            None => Ok(50),
-            Some(n @ 1..=200) => Ok(n),
-            Some(_) => Err(ApiError::field(
-                ErrorCode::InvalidParameter,
-                "limit",
-                "must be between 1 and 200",
-            )),
-        }
+/// Items per page: 1 to 200, 50 when not given.
+pub fn page_limit(limit: Option<i64>) -> Result<i64, ApiError> {
+    match limit {
+        None => Ok(50),
+        Some(n @ 1..=200) => Ok(n),
+        Some(_) => Err(ApiError::field(
+            ErrorCode::InvalidParameter,
+            "limit",
+            "must be between 1 and 200",
+        )),
     }
+}
+
+/// The cursor of the page after `items`, when the page is full.
+pub fn next_cursor<T>(
+    kind: &str,
+    items: &[T],
+    limit: i64,
+    position: impl Fn(&T) -> String,
+) -> Option<String> {
+    (items.len() as i64 == limit)
+        .then(|| items.last().map(|i| encode_cursor(kind, &position(i))))
+        .flatten()
+}
+
+/// Years accepted in dates and instants: PostgreSQL's range ends where chrono's does not,
+/// and no billing date lies outside these.
+const YEARS: std::ops::RangeInclusive<i32> = 1900..=9999;
+
+/// Refuses a date outside [`YEARS`], naming the field (`code`: 422 for bodies, 400 for
+/// query parameters).
+pub fn check_date(
+    code: ErrorCode,
+    field: &str,
+    date: chrono::NaiveDate,
+) -> Result<chrono::NaiveDate, ApiError> {
+    use chrono::Datelike;
+    if YEARS.contains(&date.year()) {
+        Ok(date)
+    } else {
+        Err(ApiError::field(code, field, "years from 1900 to 9999 only"))
+    }
+}
+
+pub fn check_instant(
+    code: ErrorCode,
+    field: &str,
+    at: chrono::DateTime<chrono::Utc>,
+) -> Result<chrono::DateTime<chrono::Utc>, ApiError> {
+    check_date(code, field, at.date_naive()).map(|_| at)
 }
 
 /// Opaque cursors: `kind` guards against a cursor of one list being used on another.

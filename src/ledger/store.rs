@@ -58,8 +58,8 @@ fn refusal(e: DieselError) -> LedgerError {
     LedgerError::Database(e)
 }
 
-impl LedgerError {
-    pub fn is_retryable(&self) -> bool {
+impl crate::db::Retryable for LedgerError {
+    fn is_retryable(&self) -> bool {
         matches!(self, LedgerError::Database(e) if is_retryable(e))
     }
 }
@@ -67,16 +67,16 @@ impl LedgerError {
 /// Runs the block in a database transaction, again when PostgreSQL reports a
 /// serialization failure or a deadlock (neither should happen with ordered locking, but
 /// the caller must never see one). The block is an `async |conn| { ... }` body returning
-/// `Result<_, LedgerError>`.
+/// `Result<_, E>` where `E: From<diesel::result::Error> + db::Retryable`.
 #[macro_export]
 macro_rules! retry_transaction {
-    ($conn:expr, |$c:ident| $body:block) => {{
+    ($conn:expr, $err:ty, |$c:ident| $body:block) => {{
         let mut attempt = 1u32;
         loop {
-            let result: Result<_, $crate::ledger::LedgerError> =
+            let result: Result<_, $err> =
                 diesel_async::AsyncConnection::transaction(&mut *$conn, async |$c| $body).await;
             match result {
-                Err(e) if e.is_retryable() && attempt < $crate::ledger::store::MAX_ATTEMPTS => {
+                Err(e) if $crate::db::Retryable::is_retryable(&e) && attempt < $crate::ledger::store::MAX_ATTEMPTS => {
                     tracing::debug!(attempt, error = %e, "retrying a database transaction");
                     tokio::time::sleep(std::time::Duration::from_millis(2u64 << attempt)).await;
                     attempt += 1;
@@ -243,7 +243,9 @@ pub async fn post(
     let mut attempt = 1;
     loop {
         match post_as(conn, Uuid::now_v7(), tx).await {
-            Err(e) if e.is_retryable() && attempt < MAX_ATTEMPTS => attempt += 1,
+            Err(e) if crate::db::Retryable::is_retryable(&e) && attempt < MAX_ATTEMPTS => {
+                attempt += 1
+            }
             other => return other,
         }
     }
@@ -577,7 +579,7 @@ pub async fn get_hold(
 }
 
 /// Resolves a pending hold (locking it first); `Err(HoldNotPending)` when it is resolved
-/// already, or has passed its expiry at `now` (it is then marked expired).
+/// already, or has passed its expiry at `now` (the hold-expiry job then marks it expired).
 async fn resolve(
     conn: &mut AsyncPgConnection,
     id: HoldId,
@@ -630,7 +632,7 @@ pub async fn capture(
     amount: Option<Amount>,
     now: DateTime<Utc>,
 ) -> Result<(HoldView, Posted), LedgerError> {
-    crate::retry_transaction!(conn, |c| {
+    crate::retry_transaction!(conn, LedgerError, |c| {
         let current = get_hold(c, id).await?.ok_or(LedgerError::UnknownHold(id))?;
         let amount = match amount {
             Some(a) if a.unit() != current.unit => {
@@ -680,7 +682,7 @@ pub async fn void(
     id: HoldId,
     now: DateTime<Utc>,
 ) -> Result<HoldView, LedgerError> {
-    crate::retry_transaction!(conn, |c| {
+    crate::retry_transaction!(conn, LedgerError, |c| {
         Ok(resolve(c, id, HoldStatus::Voided, None, now).await?.view())
     })
 }
@@ -700,7 +702,7 @@ pub async fn expire_holds(
         .await?;
     let mut expired = 0;
     for id in due {
-        let result = crate::retry_transaction!(conn, |c| {
+        let result = crate::retry_transaction!(conn, LedgerError, |c| {
             resolve(c, HoldId(id), HoldStatus::Expired, None, now).await
         });
         match result {

@@ -1,0 +1,176 @@
+use chrono::NaiveDate;
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use rust_decimal::Decimal;
+
+use super::{BillingPeriod, Entitlements, Offer, PriceBasis, PriceVersion};
+use crate::money::DecimalString;
+use crate::schema::{offer_prices, offers};
+
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = offers)]
+struct OfferRow {
+    code: String,
+    name: String,
+    billing_period: String,
+    price_basis: String,
+    vat_rate: Decimal,
+    commitment_months: i32,
+    renewal_months: i32,
+    notice_days: i32,
+    early_termination_rate: Decimal,
+    sepa_required: bool,
+    activation_on_payment: bool,
+    addon: bool,
+    free_diagnostics: bool,
+    assistance_included: bool,
+    maintenance: bool,
+    appointment_quota: Option<i32>,
+    credits_per_term: Option<Decimal>,
+    unit_credit_purchase: bool,
+    credit_price: Option<Decimal>,
+    increment_minutes: Option<i32>,
+}
+
+fn plain(d: Decimal) -> DecimalString {
+    DecimalString(d.normalize())
+}
+
+impl From<OfferRow> for Offer {
+    fn from(r: OfferRow) -> Self {
+        Offer {
+            code: r.code,
+            name: r.name,
+            billing_period: BillingPeriod::parse(&r.billing_period).unwrap_or(BillingPeriod::Once),
+            price_basis: PriceBasis::parse(&r.price_basis).unwrap_or(PriceBasis::Ht),
+            vat_rate: plain(r.vat_rate),
+            commitment_months: r.commitment_months,
+            renewal_months: r.renewal_months,
+            notice_days: r.notice_days,
+            early_termination_rate: plain(r.early_termination_rate),
+            sepa_required: r.sepa_required,
+            activation_on_payment: r.activation_on_payment,
+            addon: r.addon,
+            entitlements: Entitlements {
+                free_diagnostics: r.free_diagnostics,
+                assistance_included: r.assistance_included,
+                maintenance: r.maintenance,
+                appointment_quota: r.appointment_quota,
+                credits_per_term: r.credits_per_term.map(plain),
+                unit_credit_purchase: r.unit_credit_purchase,
+            },
+            credit_price: r.credit_price.map(plain),
+            increment_minutes: r.increment_minutes,
+        }
+    }
+}
+
+/// Inserts the offer unless its code exists; returns whether it was inserted.
+pub async fn insert(
+    conn: &mut AsyncPgConnection,
+    o: &Offer,
+) -> Result<bool, diesel::result::Error> {
+    let n = diesel::insert_into(offers::table)
+        .values((
+            offers::code.eq(&o.code),
+            offers::name.eq(&o.name),
+            offers::billing_period.eq(o.billing_period.as_str()),
+            offers::price_basis.eq(o.price_basis.as_str()),
+            offers::vat_rate.eq(o.vat_rate.0),
+            offers::commitment_months.eq(o.commitment_months),
+            offers::renewal_months.eq(o.renewal_months),
+            offers::notice_days.eq(o.notice_days),
+            offers::early_termination_rate.eq(o.early_termination_rate.0),
+            offers::sepa_required.eq(o.sepa_required),
+            offers::activation_on_payment.eq(o.activation_on_payment),
+            offers::addon.eq(o.addon),
+            offers::free_diagnostics.eq(o.entitlements.free_diagnostics),
+            offers::assistance_included.eq(o.entitlements.assistance_included),
+            offers::maintenance.eq(o.entitlements.maintenance),
+            offers::appointment_quota.eq(o.entitlements.appointment_quota),
+            offers::credits_per_term.eq(o.entitlements.credits_per_term.map(|c| c.0)),
+            offers::unit_credit_purchase.eq(o.entitlements.unit_credit_purchase),
+            offers::credit_price.eq(o.credit_price.map(|c| c.0)),
+            offers::increment_minutes.eq(o.increment_minutes),
+        ))
+        .on_conflict_do_nothing()
+        .execute(conn)
+        .await?;
+    Ok(n == 1)
+}
+
+pub async fn get(
+    conn: &mut AsyncPgConnection,
+    code: &str,
+) -> Result<Option<Offer>, diesel::result::Error> {
+    let row = offers::table
+        .find(code)
+        .select(OfferRow::as_select())
+        .first(conn)
+        .await
+        .optional()?;
+    Ok(row.map(Offer::from))
+}
+
+pub async fn list(conn: &mut AsyncPgConnection) -> Result<Vec<Offer>, diesel::result::Error> {
+    let rows = offers::table
+        .select(OfferRow::as_select())
+        .order(offers::code)
+        .load(conn)
+        .await?;
+    Ok(rows.into_iter().map(Offer::from).collect())
+}
+
+pub async fn prices(
+    conn: &mut AsyncPgConnection,
+    code: &str,
+) -> Result<Vec<PriceVersion>, diesel::result::Error> {
+    let rows: Vec<(NaiveDate, Decimal)> = offer_prices::table
+        .filter(offer_prices::offer_code.eq(code))
+        .order(offer_prices::effective_from)
+        .select((offer_prices::effective_from, offer_prices::unit_price))
+        .load(conn)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(d, p)| PriceVersion {
+            effective_from: d,
+            unit_price: plain(p),
+        })
+        .collect())
+}
+
+/// Adds a price version; `false` when the offer already has one on that date.
+pub async fn add_price(
+    conn: &mut AsyncPgConnection,
+    code: &str,
+    v: &PriceVersion,
+) -> Result<bool, diesel::result::Error> {
+    let n = diesel::insert_into(offer_prices::table)
+        .values((
+            offer_prices::offer_code.eq(code),
+            offer_prices::effective_from.eq(v.effective_from),
+            offer_prices::unit_price.eq(v.unit_price.0),
+        ))
+        .on_conflict_do_nothing()
+        .execute(conn)
+        .await?;
+    Ok(n == 1)
+}
+
+/// The price of `code` in force on `date`.
+pub async fn price_on(
+    conn: &mut AsyncPgConnection,
+    code: &str,
+    date: NaiveDate,
+) -> Result<Option<Decimal>, diesel::result::Error> {
+    offer_prices::table
+        .filter(offer_prices::offer_code.eq(code))
+        .filter(offer_prices::effective_from.le(date))
+        .order(offer_prices::effective_from.desc())
+        .select(offer_prices::unit_price)
+        .first::<Decimal>(conn)
+        .await
+        .optional()
+        .map(|p| p.map(|p| p.normalize()))
+}

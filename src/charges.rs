@@ -1,0 +1,224 @@
+//! Charges: billable items not yet invoiced. Jobs and domain operations create them;
+//! invoicing turns them into invoice lines.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use rust_decimal::Decimal;
+use serde::Serialize;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::catalog::PriceBasis;
+use crate::money::{round_cents, DecimalString};
+use crate::schema::charges;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ChargeSource {
+    SubscriptionPeriod,
+    EarlyTermination,
+    OneOff,
+    TicketPurchase,
+    CreditPurchase,
+    AssistanceOverage,
+    Intervention,
+}
+
+impl ChargeSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChargeSource::SubscriptionPeriod => "subscription_period",
+            ChargeSource::EarlyTermination => "early_termination",
+            ChargeSource::OneOff => "one_off",
+            ChargeSource::TicketPurchase => "ticket_purchase",
+            ChargeSource::CreditPurchase => "credit_purchase",
+            ChargeSource::AssistanceOverage => "assistance_overage",
+            ChargeSource::Intervention => "intervention",
+        }
+    }
+
+    fn parse(s: &str) -> Self {
+        [
+            ChargeSource::SubscriptionPeriod,
+            ChargeSource::EarlyTermination,
+            ChargeSource::OneOff,
+            ChargeSource::TicketPurchase,
+            ChargeSource::CreditPurchase,
+            ChargeSource::AssistanceOverage,
+            ChargeSource::Intervention,
+        ]
+        .into_iter()
+        .find(|c| c.as_str() == s)
+        .unwrap_or(ChargeSource::OneOff)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewCharge {
+    pub customer_id: Uuid,
+    pub subscription_id: Option<Uuid>,
+    pub offer_code: Option<String>,
+    pub source: ChargeSource,
+    pub period_index: Option<i32>,
+    pub description: String,
+    pub quantity: Decimal,
+    pub unit_price: Decimal,
+    pub price_basis: PriceBasis,
+    pub vat_rate: Decimal,
+    pub service_start: Option<NaiveDate>,
+    pub service_end: Option<NaiveDate>,
+    pub idempotency_key: Option<String>,
+}
+
+/// A charge as the API shows it. `amount` is `quantity × unit_price` rounded to the cent,
+/// excluding or including VAT as `price_basis` says.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ChargeView {
+    #[schema(value_type = String, format = Uuid)]
+    pub id: Uuid,
+    #[schema(value_type = String, format = Uuid)]
+    pub customer_id: Uuid,
+    #[schema(value_type = Option<String>, format = Uuid)]
+    pub subscription_id: Option<Uuid>,
+    pub offer_code: Option<String>,
+    pub source: ChargeSource,
+    pub period_index: Option<i32>,
+    pub description: String,
+    pub quantity: DecimalString,
+    pub unit_price: DecimalString,
+    pub amount: DecimalString,
+    pub price_basis: PriceBasis,
+    pub vat_rate: DecimalString,
+    pub service_start: Option<NaiveDate>,
+    pub service_end: Option<NaiveDate>,
+    pub created_at: DateTime<Utc>,
+    /// Set once invoiced.
+    #[schema(value_type = Option<String>, format = Uuid)]
+    pub invoice_id: Option<Uuid>,
+}
+
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = charges)]
+struct ChargeRow {
+    id: Uuid,
+    customer_id: Uuid,
+    subscription_id: Option<Uuid>,
+    offer_code: Option<String>,
+    source: String,
+    period_index: Option<i32>,
+    description: String,
+    quantity: Decimal,
+    unit_price: Decimal,
+    price_basis: String,
+    vat_rate: Decimal,
+    service_start: Option<NaiveDate>,
+    service_end: Option<NaiveDate>,
+    created_at: DateTime<Utc>,
+    invoice_id: Option<Uuid>,
+}
+
+impl From<ChargeRow> for ChargeView {
+    fn from(r: ChargeRow) -> Self {
+        ChargeView {
+            id: r.id,
+            customer_id: r.customer_id,
+            subscription_id: r.subscription_id,
+            offer_code: r.offer_code,
+            source: ChargeSource::parse(&r.source),
+            period_index: r.period_index,
+            description: r.description,
+            quantity: DecimalString(r.quantity.normalize()),
+            unit_price: crate::money::price(r.unit_price),
+            amount: DecimalString(round_cents(r.quantity * r.unit_price)),
+            price_basis: PriceBasis::parse(&r.price_basis).unwrap_or(PriceBasis::Ht),
+            vat_rate: DecimalString(r.vat_rate.normalize()),
+            service_start: r.service_start,
+            service_end: r.service_end,
+            created_at: r.created_at,
+            invoice_id: r.invoice_id,
+        }
+    }
+}
+
+/// Inserts the charge unless the same one exists (same subscription period or fee, or
+/// same idempotency key); returns whether it was inserted.
+pub async fn insert(
+    conn: &mut AsyncPgConnection,
+    c: &NewCharge,
+    now: DateTime<Utc>,
+) -> Result<bool, diesel::result::Error> {
+    let n = diesel::insert_into(charges::table)
+        .values((
+            charges::id.eq(Uuid::now_v7()),
+            charges::customer_id.eq(c.customer_id),
+            charges::subscription_id.eq(c.subscription_id),
+            charges::offer_code.eq(&c.offer_code),
+            charges::source.eq(c.source.as_str()),
+            charges::period_index.eq(c.period_index),
+            charges::description.eq(&c.description),
+            charges::quantity.eq(c.quantity),
+            charges::unit_price.eq(c.unit_price),
+            charges::price_basis.eq(c.price_basis.as_str()),
+            charges::vat_rate.eq(c.vat_rate),
+            charges::service_start.eq(c.service_start),
+            charges::service_end.eq(c.service_end),
+            charges::idempotency_key.eq(&c.idempotency_key),
+            charges::created_at.eq(now),
+        ))
+        .on_conflict_do_nothing()
+        .execute(conn)
+        .await?;
+    Ok(n == 1)
+}
+
+/// A customer's charges, oldest first, after the charge `after`.
+pub async fn for_customer(
+    conn: &mut AsyncPgConnection,
+    customer: Uuid,
+    after: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<ChargeView>, diesel::result::Error> {
+    let mut q = charges::table
+        .filter(charges::customer_id.eq(customer))
+        .order(charges::id)
+        .limit(limit)
+        .select(ChargeRow::as_select())
+        .into_boxed();
+    if let Some(a) = after {
+        q = q.filter(charges::id.gt(a));
+    }
+    Ok(q.load(conn)
+        .await?
+        .into_iter()
+        .map(ChargeView::from)
+        .collect())
+}
+
+/// A subscription's charges in period order.
+pub async fn for_subscription(
+    conn: &mut AsyncPgConnection,
+    subscription: Uuid,
+) -> Result<Vec<ChargeView>, diesel::result::Error> {
+    let rows: Vec<ChargeRow> = charges::table
+        .filter(charges::subscription_id.eq(subscription))
+        .order((charges::period_index.asc().nulls_last(), charges::id))
+        .select(ChargeRow::as_select())
+        .load(conn)
+        .await?;
+    Ok(rows.into_iter().map(ChargeView::from).collect())
+}
+
+/// The period indexes of a subscription already charged.
+pub async fn charged_periods(
+    conn: &mut AsyncPgConnection,
+    subscription: Uuid,
+) -> Result<Vec<i32>, diesel::result::Error> {
+    charges::table
+        .filter(charges::subscription_id.eq(subscription))
+        .filter(charges::source.eq(ChargeSource::SubscriptionPeriod.as_str()))
+        .filter(charges::period_index.is_not_null())
+        .select(charges::period_index.assume_not_null())
+        .load(conn)
+        .await
+}

@@ -1,0 +1,364 @@
+//! Customers: French legal identifiers (SIREN, SIRET, intra-EU VAT number) and a
+//! structured postal address (required in SEPA messages from November 2026).
+
+pub mod store;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::error::FieldError;
+
+/// The Luhn check (used by SIREN and SIRET).
+fn luhn(digits: &str) -> bool {
+    let sum: u32 = digits
+        .bytes()
+        .rev()
+        .enumerate()
+        .map(|(i, b)| {
+            let d = u32::from(b - b'0');
+            if i % 2 == 1 {
+                let x = d * 2;
+                if x > 9 {
+                    x - 9
+                } else {
+                    x
+                }
+            } else {
+                d
+            }
+        })
+        .sum();
+    sum % 10 == 0
+}
+
+fn all_digits(s: &str, n: usize) -> bool {
+    s.len() == n && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// La Poste's establishments share SIREN 356000000, whose SIRETs use another check.
+const LA_POSTE: &str = "356000000";
+
+pub fn check_siren(s: &str) -> Result<(), &'static str> {
+    if !all_digits(s, 9) {
+        return Err("a SIREN is 9 digits");
+    }
+    if !luhn(s) {
+        return Err("not a valid SIREN (its check digit is wrong)");
+    }
+    Ok(())
+}
+
+pub fn check_siret(s: &str) -> Result<(), &'static str> {
+    if !all_digits(s, 14) {
+        return Err("a SIRET is 14 digits");
+    }
+    let valid = if s.starts_with(LA_POSTE) {
+        s.bytes().map(|b| u32::from(b - b'0')).sum::<u32>() % 5 == 0
+    } else {
+        luhn(s)
+    };
+    if !valid {
+        return Err("not a valid SIRET (its check digit is wrong)");
+    }
+    check_siren(&s[..9]).map_err(|_| "the SIREN part of this SIRET is not valid")
+}
+
+/// The French VAT key of a SIREN: `(12 + 3 × (SIREN mod 97)) mod 97`.
+pub fn french_vat_key(siren: &str) -> Option<u32> {
+    let n: u64 = siren.parse().ok()?;
+    Some(((12 + 3 * (n % 97)) % 97) as u32)
+}
+
+/// Checks an intra-EU VAT number; a French one must carry the right key and `siren`.
+pub fn check_vat(vat: &str, siren: &str) -> Result<(), &'static str> {
+    let valid_shape = vat.len() >= 4
+        && vat.len() <= 15
+        && vat[..2].bytes().all(|b| b.is_ascii_uppercase())
+        && vat[2..]
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit());
+    if !valid_shape {
+        return Err(
+            "an intra-EU VAT number is a 2-letter country code and 2 to 13 letters or digits",
+        );
+    }
+    if let Some(rest) = vat.strip_prefix("FR") {
+        if !all_digits(rest, 11) {
+            return Err("a French VAT number is FR, a 2-digit key and the 9-digit SIREN");
+        }
+        if &rest[2..] != siren {
+            return Err("the SIREN in this VAT number is not the customer's");
+        }
+        if rest[..2].parse::<u32>().ok() != french_vat_key(siren) {
+            return Err("the key of this French VAT number does not match its SIREN");
+        }
+    }
+    Ok(())
+}
+
+fn check_email(s: &str) -> bool {
+    let Some((local, domain)) = s.split_once('@') else {
+        return false;
+    };
+    !local.is_empty()
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && s.len() <= 254
+        && !s.chars().any(|c| c.is_whitespace() || c.is_control())
+        && !domain.contains('@')
+}
+
+/// A postal address, structured as SEPA messages need it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"street_number": "12", "street": "Rue de la Paix", "postcode": "75002", "town": "Paris", "country": "FR"}))]
+pub struct Address {
+    /// Building number (`BldgNb`), at most 16 characters.
+    pub street_number: Option<String>,
+    /// Street name (`StrtNm`), at most 70 characters.
+    pub street: String,
+    /// Postcode (`PstCd`), at most 16 characters.
+    pub postcode: String,
+    /// Town (`TwnNm`), at most 35 characters.
+    pub town: String,
+    /// ISO 3166-1 alpha-2 country code.
+    #[schema(example = "FR")]
+    pub country: String,
+}
+
+impl Address {
+    fn check(&self, prefix: &str, errors: &mut Vec<FieldError>) {
+        let mut bounded = |field: &str, value: &str, max: usize| {
+            let n = value.trim().chars().count();
+            if n == 0 || n > max {
+                errors.push(FieldError::new(
+                    format!("{prefix}.{field}"),
+                    format!("1 to {max} characters"),
+                ));
+            }
+        };
+        bounded("street", &self.street, 70);
+        bounded("postcode", &self.postcode, 16);
+        bounded("town", &self.town, 35);
+        if let Some(n) = &self.street_number {
+            bounded("street_number", n, 16);
+        }
+        if !(self.country.len() == 2 && self.country.bytes().all(|b| b.is_ascii_uppercase())) {
+            errors.push(FieldError::new(
+                format!("{prefix}.country"),
+                "an ISO 3166-1 alpha-2 code such as FR",
+            ));
+        }
+        if self.country == "FR" && !all_digits(self.postcode.trim(), 5) {
+            errors.push(FieldError::new(
+                format!("{prefix}.postcode"),
+                "a French postcode is 5 digits",
+            ));
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CustomerStatus {
+    Active,
+    Suspended,
+    Closed,
+}
+
+impl CustomerStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CustomerStatus::Active => "active",
+            CustomerStatus::Suspended => "suspended",
+            CustomerStatus::Closed => "closed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            CustomerStatus::Active,
+            CustomerStatus::Suspended,
+            CustomerStatus::Closed,
+        ]
+        .into_iter()
+        .find(|c| c.as_str() == s)
+    }
+}
+
+/// A customer as created: give `siren`, or `siret` (its SIREN is derived), or both.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({
+    "legal_name": "Atelier Dupont SARL",
+    "siren": "732829320",
+    "vat_number": "FR44732829320",
+    "billing_email": "compta@atelier-dupont.fr",
+    "address": {"street_number": "12", "street": "Rue de la Paix", "postcode": "75002", "town": "Paris", "country": "FR"}
+}))]
+pub struct NewCustomer {
+    pub legal_name: String,
+    pub siren: Option<String>,
+    pub siret: Option<String>,
+    pub vat_number: Option<String>,
+    pub billing_email: String,
+    pub address: Address,
+}
+
+/// The checked form of a customer's identity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CustomerFields {
+    pub legal_name: String,
+    pub siren: String,
+    pub siret: Option<String>,
+    pub vat_number: Option<String>,
+    pub billing_email: String,
+    pub address: Address,
+}
+
+impl NewCustomer {
+    /// Checks every field and names each one that is wrong.
+    pub fn validate(self) -> Result<CustomerFields, Vec<FieldError>> {
+        let mut errors = Vec::new();
+        let legal_name = self.legal_name.trim().to_string();
+        if legal_name.is_empty() || legal_name.chars().count() > 200 {
+            errors.push(FieldError::new("legal_name", "1 to 200 characters"));
+        }
+        let siret = self.siret.map(|s| s.replace(' ', ""));
+        let mut siren = self.siren.map(|s| s.replace(' ', ""));
+        if let Some(s) = &siret {
+            match check_siret(s) {
+                Err(e) => errors.push(FieldError::new("siret", e)),
+                Ok(()) => match &siren {
+                    Some(given) if given != &s[..9] => errors.push(FieldError::new(
+                        "siret",
+                        "its first 9 digits must be the SIREN",
+                    )),
+                    _ => siren = Some(s[..9].to_string()),
+                },
+            }
+        }
+        match &siren {
+            None if siret.is_none() => {
+                errors.push(FieldError::new("siren", "give the SIREN or the SIRET"))
+            }
+            Some(s) => {
+                if let Err(e) = check_siren(s) {
+                    errors.push(FieldError::new("siren", e));
+                }
+            }
+            None => {}
+        }
+        let vat_number = self
+            .vat_number
+            .map(|v| v.replace(' ', "").to_ascii_uppercase());
+        if let (Some(v), Some(s)) = (&vat_number, &siren) {
+            if let Err(e) = check_vat(v, s) {
+                errors.push(FieldError::new("vat_number", e));
+            }
+        }
+        let billing_email = self.billing_email.trim().to_string();
+        if !check_email(&billing_email) {
+            errors.push(FieldError::new(
+                "billing_email",
+                "an email address such as compta@example.fr",
+            ));
+        }
+        self.address.check("address", &mut errors);
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        Ok(CustomerFields {
+            legal_name,
+            siren: siren.unwrap_or_default(),
+            siret,
+            vat_number,
+            billing_email,
+            address: Address {
+                street_number: self.address.street_number.map(|s| s.trim().to_string()),
+                street: self.address.street.trim().to_string(),
+                postcode: self.address.postcode.trim().to_string(),
+                town: self.address.town.trim().to_string(),
+                country: self.address.country,
+            },
+        })
+    }
+}
+
+/// A customer as the API shows it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CustomerView {
+    #[schema(value_type = String, format = Uuid)]
+    pub id: Uuid,
+    pub legal_name: String,
+    pub siren: String,
+    pub siret: Option<String>,
+    pub vat_number: Option<String>,
+    pub billing_email: String,
+    pub address: Address,
+    pub status: CustomerStatus,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn siren_siret_and_vat_checks() {
+        assert!(check_siren("732829320").is_ok());
+        assert!(check_siren("732829321").is_err());
+        assert!(check_siren("73282932").is_err());
+        assert!(check_siret("73282932000074").is_ok());
+        assert!(check_siret("73282932000075").is_err());
+        assert!(
+            check_siret("35600000000001").is_ok(),
+            "La Poste uses its own rule"
+        );
+        assert_eq!(french_vat_key("732829320"), Some(44));
+        assert!(check_vat("FR44732829320", "732829320").is_ok());
+        assert!(check_vat("FR45732829320", "732829320").is_err());
+        assert!(check_vat("FR44732829320", "542107651").is_err());
+        assert!(check_vat("DE123456789", "732829320").is_ok());
+        assert!(check_vat("D1", "732829320").is_err());
+    }
+
+    #[test]
+    fn validation_names_every_wrong_field() {
+        let bad = NewCustomer {
+            legal_name: " ".into(),
+            siren: Some("123456789".into()),
+            siret: None,
+            vat_number: Some("FR00123456789".into()),
+            billing_email: "nobody".into(),
+            address: Address {
+                street_number: None,
+                street: "".into(),
+                postcode: "7500".into(),
+                town: "Paris".into(),
+                country: "fr".into(),
+            },
+        };
+        let fields: Vec<String> = bad
+            .validate()
+            .unwrap_err()
+            .into_iter()
+            .map(|e| e.field)
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                "legal_name",
+                "siren",
+                "vat_number",
+                "billing_email",
+                "address.street",
+                "address.country"
+            ]
+        );
+    }
+}

@@ -1,0 +1,190 @@
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use super::{Address, CustomerFields, CustomerStatus, CustomerView};
+use crate::schema::customers;
+
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = customers)]
+struct CustomerRow {
+    id: Uuid,
+    legal_name: String,
+    siren: String,
+    siret: Option<String>,
+    vat_number: Option<String>,
+    billing_email: String,
+    street_number: Option<String>,
+    street: String,
+    postcode: String,
+    town: String,
+    country: String,
+    status: String,
+    request_hash: Option<Vec<u8>>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl CustomerRow {
+    fn view(self) -> CustomerView {
+        CustomerView {
+            id: self.id,
+            legal_name: self.legal_name,
+            siren: self.siren,
+            siret: self.siret,
+            vat_number: self.vat_number,
+            billing_email: self.billing_email,
+            address: Address {
+                street_number: self.street_number,
+                street: self.street,
+                postcode: self.postcode,
+                town: self.town,
+                country: self.country,
+            },
+            status: CustomerStatus::parse(&self.status).unwrap_or(CustomerStatus::Active),
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        }
+    }
+}
+
+fn fields_hash(f: &CustomerFields) -> Vec<u8> {
+    Sha256::digest(format!("{f:?}").as_bytes()).to_vec()
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CustomerError {
+    #[error("the idempotency key was already used for a different customer")]
+    IdempotencyConflict,
+    #[error(transparent)]
+    Database(#[from] diesel::result::Error),
+}
+
+/// Creates a customer; with a key, a replay returns the first one (`true` = replayed).
+pub async fn create(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    f: &CustomerFields,
+    key: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<(CustomerView, bool), CustomerError> {
+    let hash = fields_hash(f);
+    let inserted: Option<CustomerRow> = diesel::insert_into(customers::table)
+        .values((
+            customers::id.eq(id),
+            customers::legal_name.eq(&f.legal_name),
+            customers::siren.eq(&f.siren),
+            customers::siret.eq(&f.siret),
+            customers::vat_number.eq(&f.vat_number),
+            customers::billing_email.eq(&f.billing_email),
+            customers::street_number.eq(&f.address.street_number),
+            customers::street.eq(&f.address.street),
+            customers::postcode.eq(&f.address.postcode),
+            customers::town.eq(&f.address.town),
+            customers::country.eq(&f.address.country),
+            customers::idempotency_key.eq(key),
+            customers::request_hash.eq(&hash),
+            customers::created_at.eq(now),
+            customers::updated_at.eq(now),
+        ))
+        .on_conflict_do_nothing()
+        .returning(CustomerRow::as_returning())
+        .get_result(conn)
+        .await
+        .optional()?;
+    if let Some(row) = inserted {
+        return Ok((row.view(), false));
+    }
+    let existing: CustomerRow = match key {
+        Some(k) => {
+            customers::table
+                .filter(customers::idempotency_key.eq(k))
+                .select(CustomerRow::as_select())
+                .first(conn)
+                .await?
+        }
+        None => {
+            customers::table
+                .find(id)
+                .select(CustomerRow::as_select())
+                .first(conn)
+                .await?
+        }
+    };
+    if existing.request_hash.as_deref() != Some(hash.as_slice()) {
+        return Err(CustomerError::IdempotencyConflict);
+    }
+    Ok((existing.view(), true))
+}
+
+pub async fn get(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+) -> Result<Option<CustomerView>, diesel::result::Error> {
+    let row = customers::table
+        .find(id)
+        .select(CustomerRow::as_select())
+        .first(conn)
+        .await
+        .optional()?;
+    Ok(row.map(CustomerRow::view))
+}
+
+/// Customers in id order after `after`.
+pub async fn list(
+    conn: &mut AsyncPgConnection,
+    after: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<CustomerView>, diesel::result::Error> {
+    let mut q = customers::table
+        .select(CustomerRow::as_select())
+        .order(customers::id)
+        .limit(limit)
+        .into_boxed();
+    if let Some(a) = after {
+        q = q.filter(customers::id.gt(a));
+    }
+    Ok(q.load(conn)
+        .await?
+        .into_iter()
+        .map(CustomerRow::view)
+        .collect())
+}
+
+/// Replaces the identity and address, and sets the status when given.
+pub async fn update(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    f: &CustomerFields,
+    status: Option<CustomerStatus>,
+    now: DateTime<Utc>,
+) -> Result<Option<CustomerView>, diesel::result::Error> {
+    let row = diesel::update(customers::table.find(id))
+        .set((
+            customers::legal_name.eq(&f.legal_name),
+            customers::siren.eq(&f.siren),
+            customers::siret.eq(&f.siret),
+            customers::vat_number.eq(&f.vat_number),
+            customers::billing_email.eq(&f.billing_email),
+            customers::street_number.eq(&f.address.street_number),
+            customers::street.eq(&f.address.street),
+            customers::postcode.eq(&f.address.postcode),
+            customers::town.eq(&f.address.town),
+            customers::country.eq(&f.address.country),
+            customers::updated_at.eq(now),
+        ))
+        .returning(CustomerRow::as_returning())
+        .get_result(conn)
+        .await
+        .optional()?;
+    if let (Some(_), Some(s)) = (&row, status) {
+        diesel::update(customers::table.find(id))
+            .set(customers::status.eq(s.as_str()))
+            .execute(conn)
+            .await?;
+        return get(conn, id).await;
+    }
+    Ok(row.map(CustomerRow::view))
+}

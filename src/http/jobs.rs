@@ -1,0 +1,49 @@
+//! `/v1/jobs/{name}/run`: run a job for an instant (admin).
+
+use actix_web::{post, web};
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+use super::{check_instant, Auth, JsonBody, State};
+use crate::error::{ApiError, ErrorCode};
+use crate::jobs::{self, Job, JobRun};
+use crate::openapi::WriteErrors;
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"as_of": "2026-12-01T00:00:00+01:00"}))]
+pub struct JobRequest {
+    /// The instant to run the job for (RFC 3339).
+    pub as_of: DateTime<Utc>,
+}
+
+/// Run a job for an instant: `renewals`, `billing`, `hold-expiry`. Idempotent.
+#[utoipa::path(
+    tag = "operations",
+    params(("name" = String, Path, description = "renewals | billing | hold-expiry")),
+    request_body = JobRequest,
+    responses((status = 200, description = "What the run did", body = JobRun), WriteErrors),
+    security(("bearer" = ["admin"]))
+)]
+#[post("/v1/jobs/{name}/run")]
+pub async fn run_job(
+    state: State,
+    auth: Auth,
+    name: web::Path<String>,
+    body: JsonBody<JobRequest>,
+) -> Result<web::Json<JobRun>, ApiError> {
+    auth.require(&[])?;
+    let job = Job::parse(&name).ok_or_else(|| {
+        let known: Vec<_> = Job::ALL.iter().map(|j| j.name()).collect();
+        ApiError::new(
+            ErrorCode::NotFound,
+            format!("no job `{name}`; jobs: {}", known.join(", ")),
+        )
+    })?;
+    let as_of = check_instant(ErrorCode::InvalidRequest, "as_of", body.0.as_of)?;
+    let mut conn = state.pool.get().await?;
+    Ok(web::Json(
+        jobs::run(&mut conn, job, as_of, state.clock.now()).await?,
+    ))
+}

@@ -1,0 +1,144 @@
+//! `/v1/offers`: the catalog and its dated prices. Every role reads; admin writes.
+
+use actix_web::{get, post, web, HttpResponse};
+
+use super::{check_date, Auth, JsonBody, State};
+use crate::auth::Role;
+use crate::catalog::{store, Offer, PriceVersion};
+use crate::error::{ApiError, ErrorCode};
+use crate::openapi::{ReadErrors, WriteErrors};
+
+const READERS: &[Role] = &[Role::Finance, Role::Ticketing, Role::Customer];
+
+/// The catalog.
+#[utoipa::path(
+    tag = "catalog",
+    responses((status = 200, description = "Every offer", body = Vec<Offer>), ReadErrors),
+    security(("bearer" = ["admin", "finance", "ticketing", "customer"]))
+)]
+#[get("/v1/offers")]
+pub async fn list_offers(state: State, auth: Auth) -> Result<web::Json<Vec<Offer>>, ApiError> {
+    auth.require(READERS)?;
+    let mut conn = state.pool.get().await?;
+    Ok(web::Json(store::list(&mut conn).await?))
+}
+
+/// One offer.
+#[utoipa::path(
+    tag = "catalog",
+    params(("code" = String, Path, description = "Offer code")),
+    responses((status = 200, description = "The offer", body = Offer), ReadErrors),
+    security(("bearer" = ["admin", "finance", "ticketing", "customer"]))
+)]
+#[get("/v1/offers/{code}")]
+pub async fn get_offer(
+    state: State,
+    auth: Auth,
+    code: web::Path<String>,
+) -> Result<web::Json<Offer>, ApiError> {
+    auth.require(READERS)?;
+    let mut conn = state.pool.get().await?;
+    store::get(&mut conn, &code)
+        .await?
+        .map(web::Json)
+        .ok_or_else(|| ApiError::not_found(format!("offer `{code}`")))
+}
+
+/// Add an offer to the catalog (then give it a price).
+#[utoipa::path(
+    tag = "catalog",
+    request_body = Offer,
+    responses((status = 201, description = "Created", body = Offer), WriteErrors),
+    security(("bearer" = ["admin"]))
+)]
+#[post("/v1/offers")]
+pub async fn post_offer(
+    state: State,
+    auth: Auth,
+    body: JsonBody<Offer>,
+) -> Result<HttpResponse, ApiError> {
+    auth.require(&[])?;
+    let offer = body.0;
+    offer
+        .validate()
+        .map_err(|errors| ApiError::fields(ErrorCode::InvalidRequest, errors))?;
+    let mut conn = state.pool.get().await?;
+    if !store::insert(&mut conn, &offer).await? {
+        return Err(ApiError::field(
+            ErrorCode::AlreadyExists,
+            "code",
+            format!("offer `{}` exists", offer.code),
+        ));
+    }
+    Ok(HttpResponse::Created().json(offer))
+}
+
+/// The price versions of an offer, oldest first.
+#[utoipa::path(
+    tag = "catalog",
+    params(("code" = String, Path, description = "Offer code")),
+    responses((status = 200, description = "Price versions", body = Vec<PriceVersion>), ReadErrors),
+    security(("bearer" = ["admin", "finance", "ticketing", "customer"]))
+)]
+#[get("/v1/offers/{code}/prices")]
+pub async fn list_offer_prices(
+    state: State,
+    auth: Auth,
+    code: web::Path<String>,
+) -> Result<web::Json<Vec<PriceVersion>>, ApiError> {
+    auth.require(READERS)?;
+    let mut conn = state.pool.get().await?;
+    if store::get(&mut conn, &code).await?.is_none() {
+        return Err(ApiError::not_found(format!("offer `{code}`")));
+    }
+    Ok(web::Json(store::prices(&mut conn, &code).await?))
+}
+
+/// Add a price version, in force from its date until a later one. Charges already created
+/// keep the price they were created with.
+#[utoipa::path(
+    tag = "catalog",
+    params(("code" = String, Path, description = "Offer code")),
+    request_body = PriceVersion,
+    responses((status = 201, description = "Added", body = PriceVersion), WriteErrors),
+    security(("bearer" = ["admin"]))
+)]
+#[post("/v1/offers/{code}/prices")]
+pub async fn post_offer_price(
+    state: State,
+    auth: Auth,
+    code: web::Path<String>,
+    body: JsonBody<PriceVersion>,
+) -> Result<HttpResponse, ApiError> {
+    auth.require(&[])?;
+    let version = body.0;
+    check_date(
+        ErrorCode::InvalidRequest,
+        "effective_from",
+        version.effective_from,
+    )?;
+    let price = version.unit_price.0;
+    if price.is_sign_negative() || price.normalize().scale() > 4 || price > crate::money::MAX_AMOUNT
+    {
+        return Err(ApiError::field(
+            ErrorCode::InvalidRequest,
+            "unit_price",
+            "zero or more, at most 4 decimals",
+        ));
+    }
+    let mut conn = state.pool.get().await?;
+    if store::get(&mut conn, &code).await?.is_none() {
+        return Err(ApiError::not_found(format!("offer `{code}`")));
+    }
+    if !store::add_price(&mut conn, &code, &version).await? {
+        return Err(ApiError::field(
+            ErrorCode::AlreadyExists,
+            "effective_from",
+            format!(
+                "offer `{code}` already has a price from {}",
+                version.effective_from
+            ),
+        ));
+    }
+    Ok(HttpResponse::Created().json(version))
+}
