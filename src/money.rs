@@ -132,8 +132,11 @@ impl Amount {
 }
 
 /// Rounds to the cent, half away from zero (DOMAIN.md: `round_dp` alone rounds half to even).
+/// The result always shows its cents (`758.1` → `758.10`).
 pub fn round_cents(value: Decimal) -> Decimal {
-    value.round_dp_with_strategy(2, RoundingStrategy::MidpointAwayFromZero)
+    let mut cents = value.round_dp_with_strategy(2, RoundingStrategy::MidpointAwayFromZero);
+    cents.rescale(2);
+    cents
 }
 
 /// A price for display: trailing zeros dropped, but at least the cents (`39.9000` → `39.90`,
@@ -229,6 +232,7 @@ mod tests {
         assert_eq!(round_cents(dec!(0.135)), dec!(0.14));
         assert_eq!(round_cents(dec!(-0.125)), dec!(-0.13));
         assert_eq!(round_cents(dec!(83.3333)), dec!(83.33));
+        assert_eq!(round_cents(dec!(758.1)).to_string(), "758.10");
     }
 
     #[test]

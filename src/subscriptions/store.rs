@@ -216,8 +216,8 @@ pub async fn create(
                     return Err(SubscriptionError::BadParent(parent_id));
                 };
                 let terms = self::offer(c, &parent.offer_code).await?;
-                if terms.commitment_months as u32 % billing_months != 0
-                    || terms.renewal_months as u32 % billing_months != 0
+                if !(terms.commitment_months as u32).is_multiple_of(billing_months)
+                    || !(terms.renewal_months as u32).is_multiple_of(billing_months)
                 {
                     return Err(SubscriptionError::AddonDoesNotFit(billing_months));
                 }

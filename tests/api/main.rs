@@ -5,6 +5,8 @@ mod helpers;
 mod access;
 mod cli;
 mod contract;
+mod customers;
 mod errors;
 mod ledger_core;
 mod ledger_http;
+mod subscriptions;

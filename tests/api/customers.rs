@@ -1,0 +1,147 @@
+//! Customers over HTTP: identifiers checked and named, structured addresses, scoping.
+
+use grandlivre::auth::Role;
+use serde_json::{json, Value};
+
+use crate::helpers::TestApp;
+
+fn dupont() -> Value {
+    json!({
+        "legal_name": "Atelier Dupont SARL",
+        "siret": "73282932000074",
+        "vat_number": "FR 44 732829320",
+        "billing_email": "compta@atelier-dupont.fr",
+        "address": {"street_number": "12", "street": "Rue de la Paix", "postcode": "75002", "town": "Paris", "country": "FR"}
+    })
+}
+
+#[actix_web::test]
+async fn customers_are_created_with_checked_identifiers() {
+    let app = TestApp::spawn().await;
+    let finance = app.key(Role::Finance, None).await;
+    let created = app
+        .post_json(&finance, "/v1/customers", Some("c1"), &dupont())
+        .await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    assert_eq!(created.body["siren"], "732829320", "derived from the SIRET");
+    assert_eq!(created.body["vat_number"], "FR44732829320");
+    assert_eq!(created.body["status"], "active");
+    let replay = app
+        .post_json(&finance, "/v1/customers", Some("c1"), &dupont())
+        .await;
+    assert_eq!(
+        (replay.status, &replay.body["id"]),
+        (200, &created.body["id"])
+    );
+    let mut other = dupont();
+    other["legal_name"] = json!("Someone else");
+    app.post_json(&finance, "/v1/customers", Some("c1"), &other)
+        .await
+        .problem(409, "idempotency_conflict");
+
+    let id = created.body["id"].as_str().unwrap();
+    let fetched = app.get(&finance, &format!("/v1/customers/{id}")).await;
+    assert_eq!(fetched.body["address"]["town"], "Paris");
+    let patched = app
+        .send(
+            actix_web::test::TestRequest::patch()
+                .uri(&format!("/v1/customers/{id}"))
+                .insert_header(("Authorization", format!("Bearer {finance}")))
+                .insert_header(("Content-Type", "application/json"))
+                .set_payload(json!({"billing_email": "factures@dupont.fr", "vat_number": "", "status": "suspended"}).to_string()),
+        )
+        .await;
+    assert_eq!(patched.status, 200, "{}", patched.text);
+    assert_eq!(patched.body["billing_email"], "factures@dupont.fr");
+    assert!(patched.body["vat_number"].is_null());
+    assert_eq!(patched.body["status"], "suspended");
+    let listed = app.get(&finance, "/v1/customers?limit=1").await;
+    assert_eq!(listed.body["items"][0]["id"], id);
+}
+
+#[actix_web::test]
+async fn bad_identifiers_are_named() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin().await;
+    let cases = [
+        ("siret", json!("73282932000075"), "siret"),
+        ("siren", json!("732829321"), "siren"),
+        ("vat_number", json!("FR45732829320"), "vat_number"),
+        ("billing_email", json!("compta at dupont"), "billing_email"),
+    ];
+    for (field, value, named) in cases {
+        let mut body = dupont();
+        if field == "siren" {
+            body.as_object_mut().unwrap().remove("siret");
+        }
+        body[field] = value;
+        let reply = app.post_json(&admin, "/v1/customers", None, &body).await;
+        let fields: Vec<&str> = reply.problem(422, "invalid_request")["errors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["field"].as_str().unwrap())
+            .collect();
+        assert!(fields.contains(&named), "{field}: {}", reply.text);
+    }
+    let mut unstructured = dupont();
+    unstructured["address"] = json!("12 rue de la Paix, 75002 Paris");
+    let reply = app
+        .post_json(&admin, "/v1/customers", None, &unstructured)
+        .await;
+    assert_eq!(
+        reply.problem(422, "invalid_request")["errors"][0]["field"],
+        "address"
+    );
+    let mut no_town = dupont();
+    no_town["address"]["town"] = json!("");
+    let reply = app.post_json(&admin, "/v1/customers", None, &no_town).await;
+    assert_eq!(
+        reply.problem(422, "invalid_request")["errors"][0]["field"],
+        "address.town"
+    );
+    let report = app.get(&admin, "/v1/customers").await;
+    assert_eq!(report.body["items"], json!([]), "nothing was written");
+}
+
+#[actix_web::test]
+async fn customer_keys_see_their_own_customer_only() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin().await;
+    let a = app
+        .post_json(&admin, "/v1/customers", None, &dupont())
+        .await
+        .body["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut second = dupont();
+    second["siret"] = json!("44306184100047");
+    second["vat_number"] = json!("FR64443061841");
+    let b = app.post_json(&admin, "/v1/customers", None, &second).await;
+    assert_eq!(b.status, 201, "{}", b.text);
+    let b = b.body["id"].as_str().unwrap().to_string();
+    let key_a = app.key(Role::Customer, Some(a.parse().unwrap())).await;
+    assert_eq!(
+        app.get(&key_a, &format!("/v1/customers/{a}")).await.status,
+        200
+    );
+    app.get(&key_a, &format!("/v1/customers/{b}"))
+        .await
+        .problem(404, "not_found");
+    app.get(&key_a, "/v1/customers")
+        .await
+        .problem(403, "forbidden");
+    app.post_json(&key_a, "/v1/customers", None, &dupont())
+        .await
+        .problem(403, "forbidden");
+    let ticketing = app.key(Role::Ticketing, None).await;
+    app.get(&ticketing, &format!("/v1/customers/{a}"))
+        .await
+        .problem(403, "forbidden");
+    assert_eq!(
+        app.get(&ticketing, "/v1/offers").await.status,
+        200,
+        "every role reads the catalog"
+    );
+}
