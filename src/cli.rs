@@ -77,7 +77,7 @@ pub enum Command {
 
 #[derive(Debug, Subcommand)]
 pub enum JobsCommand {
-    /// Run one job: renewals, billing, hold-expiry.
+    /// Run one job: renewals, billing, hold-expiry, credit-expiry, assistance-period-close.
     Run {
         name: String,
         /// RFC 3339 instant, e.g. 2026-12-01T00:00:00+01:00 (default: now).
@@ -221,7 +221,7 @@ async fn run_job(
     as_of: Option<chrono::DateTime<chrono::Utc>>,
 ) -> anyhow::Result<()> {
     let job = crate::jobs::Job::parse(name)
-        .ok_or_else(|| anyhow::anyhow!("no job `{name}` (renewals, billing, hold-expiry)"))?;
+        .ok_or_else(|| anyhow::anyhow!("no job `{name}` (renewals, billing, hold-expiry, credit-expiry, assistance-period-close)"))?;
     let mut conn = connect(url).await?;
     let now = chrono::Utc::now();
     let run = crate::jobs::run(&mut conn, job, as_of.unwrap_or(now), now)

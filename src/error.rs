@@ -35,6 +35,8 @@ pub enum ErrorCode {
     UnknownAccount,
     InsufficientFunds,
     SepaMandateRequired,
+    ServicePlusRequired,
+    AssistanceIncluded,
     InvalidState,
     AlreadyExists,
     ServiceUnavailable,
@@ -87,6 +89,14 @@ impl ErrorCode {
             SepaMandateRequired => (
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "An active SEPA mandate is required",
+            ),
+            ServicePlusRequired => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "An active Service+ pack is required",
+            ),
+            AssistanceIncluded => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "Assistance is already included",
             ),
             InvalidState => (
                 StatusCode::CONFLICT,

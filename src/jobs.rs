@@ -9,6 +9,7 @@ use utoipa::ToSchema;
 use crate::error::ApiError;
 use crate::ledger;
 use crate::subscriptions::store as subscriptions;
+use crate::wallets::store as wallets;
 
 /// The jobs this build runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
@@ -20,16 +21,28 @@ pub enum Job {
     Billing,
     /// Releases holds past their expiry.
     HoldExpiry,
+    /// Sends the remainder of every expired credit lot to breakage.
+    CreditExpiry,
+    /// Closes Assistance+ periods and charges their overage.
+    AssistancePeriodClose,
 }
 
 impl Job {
-    pub const ALL: [Job; 3] = [Job::Renewals, Job::Billing, Job::HoldExpiry];
+    pub const ALL: [Job; 5] = [
+        Job::Renewals,
+        Job::Billing,
+        Job::HoldExpiry,
+        Job::CreditExpiry,
+        Job::AssistancePeriodClose,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             Job::Renewals => "renewals",
             Job::Billing => "billing",
             Job::HoldExpiry => "hold-expiry",
+            Job::CreditExpiry => "credit-expiry",
+            Job::AssistancePeriodClose => "assistance-period-close",
         }
     }
 
@@ -49,6 +62,10 @@ pub struct JobRun {
     pub ended: u32,
     pub charges_created: u32,
     pub holds_expired: u32,
+    /// Service-credit lots granted (Service+ pack terms, by `renewals`).
+    pub lots_granted: u32,
+    /// Service-credit lots whose remainder went to breakage.
+    pub lots_expired: u32,
 }
 
 /// Runs `job` for `as_of`; `now` is the wall clock, when the rows it creates are created.
@@ -65,11 +82,14 @@ pub async fn run(
         ended: 0,
         charges_created: 0,
         holds_expired: 0,
+        lots_granted: 0,
+        lots_expired: 0,
     };
     match job {
         Job::Renewals => {
             let r = subscriptions::run_renewals(conn, as_of).await?;
             (out.renewed, out.ended) = (r.renewed, r.ended);
+            out.lots_granted = wallets::grant_pack_credits(conn, as_of).await?;
         }
         Job::Billing => {
             out.charges_created = subscriptions::run_billing(conn, as_of, now)
@@ -79,7 +99,11 @@ pub async fn run(
         Job::HoldExpiry => {
             out.holds_expired = ledger::store::expire_holds(conn, as_of).await? as u32
         }
+        Job::CreditExpiry => out.lots_expired = wallets::expire_lots(conn, as_of).await?,
+        Job::AssistancePeriodClose => {
+            out.charges_created = wallets::close_appointment_periods(conn, as_of, now).await?
+        }
     }
-    tracing::info!(job = job.name(), %as_of, renewed = out.renewed, ended = out.ended, charges = out.charges_created, holds = out.holds_expired, "job run");
+    tracing::info!(job = job.name(), %as_of, ?out, "job run");
     Ok(out)
 }

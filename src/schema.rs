@@ -26,6 +26,26 @@ diesel::table! {
 }
 
 diesel::table! {
+    appointment_period_closes (subscription_id, period_index) {
+        subscription_id -> Uuid,
+        period_index -> Int4,
+        closed_at -> Timestamptz,
+        overage -> Int4,
+    }
+}
+
+diesel::table! {
+    appointments (id) {
+        id -> Uuid,
+        subscription_id -> Uuid,
+        period_index -> Int4,
+        overage -> Bool,
+        booked_at -> Timestamptz,
+        idempotency_key -> Text,
+    }
+}
+
+diesel::table! {
     balances (account_id) {
         account_id -> Uuid,
         unit -> Text,
@@ -58,6 +78,23 @@ diesel::table! {
         idempotency_key -> Nullable<Text>,
         created_at -> Timestamptz,
         invoice_id -> Nullable<Uuid>,
+    }
+}
+
+diesel::table! {
+    credit_lots (id) {
+        id -> Uuid,
+        customer_id -> Uuid,
+        account_id -> Uuid,
+        origin -> Text,
+        subscription_id -> Nullable<Uuid>,
+        term_index -> Nullable<Int4>,
+        granted -> Numeric,
+        unit_price -> Numeric,
+        granted_at -> Timestamptz,
+        expires_at -> Timestamptz,
+        expired_at -> Nullable<Timestamptz>,
+        idempotency_key -> Nullable<Text>,
     }
 }
 
@@ -188,6 +225,19 @@ diesel::table! {
 }
 
 diesel::table! {
+    ticket_purchases (id) {
+        id -> Uuid,
+        customer_id -> Uuid,
+        quantity -> Int4,
+        status -> Text,
+        idempotency_key -> Nullable<Text>,
+        request_hash -> Nullable<Bytea>,
+        created_at -> Timestamptz,
+        paid_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
     transactions (id) {
         id -> Uuid,
         kind -> Text,
@@ -209,10 +259,15 @@ diesel::table! {
 }
 
 diesel::joinable!(accounts -> units (unit));
+diesel::joinable!(appointment_period_closes -> subscriptions (subscription_id));
+diesel::joinable!(appointments -> subscriptions (subscription_id));
 diesel::joinable!(balances -> accounts (account_id));
 diesel::joinable!(charges -> customers (customer_id));
 diesel::joinable!(charges -> offers (offer_code));
 diesel::joinable!(charges -> subscriptions (subscription_id));
+diesel::joinable!(credit_lots -> accounts (account_id));
+diesel::joinable!(credit_lots -> customers (customer_id));
+diesel::joinable!(credit_lots -> subscriptions (subscription_id));
 diesel::joinable!(holds -> transactions (capture_transaction_id));
 diesel::joinable!(mandates -> customers (customer_id));
 diesel::joinable!(offer_prices -> offers (offer_code));
@@ -221,12 +276,16 @@ diesel::joinable!(postings -> transactions (transaction_id));
 diesel::joinable!(subscription_events -> subscriptions (subscription_id));
 diesel::joinable!(subscriptions -> customers (customer_id));
 diesel::joinable!(subscriptions -> offers (offer_code));
+diesel::joinable!(ticket_purchases -> customers (customer_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     accounts,
     api_keys,
+    appointment_period_closes,
+    appointments,
     balances,
     charges,
+    credit_lots,
     customers,
     holds,
     mandates,
@@ -235,6 +294,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     postings,
     subscription_events,
     subscriptions,
+    ticket_purchases,
     transactions,
     units,
 );

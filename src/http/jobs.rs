@@ -18,10 +18,11 @@ pub struct JobRequest {
     pub as_of: DateTime<Utc>,
 }
 
-/// Run a job for an instant: `renewals`, `billing`, `hold-expiry`. Idempotent.
+/// Run a job for an instant. Idempotent: running it again for the same or an earlier
+/// instant changes nothing.
 #[utoipa::path(
     tag = "operations",
-    params(("name" = String, Path, description = "renewals | billing | hold-expiry")),
+    params(("name" = Job, Path, description = "The job")),
     request_body = JobRequest,
     responses((status = 200, description = "What the run did", body = JobRun), WriteErrors),
     security(("bearer" = ["admin"]))

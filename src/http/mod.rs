@@ -7,6 +7,7 @@ pub mod ledger;
 mod observe;
 pub mod offers;
 pub mod subscriptions;
+pub mod wallets;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -67,6 +68,10 @@ pub fn register(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
         .service(subscriptions::get_subscription)
         .service(subscriptions::cancel_subscription)
         .service(subscriptions::terminate_subscription)
+        .service(wallets::get_customer_balances)
+        .service(wallets::list_customer_credit_lots)
+        .service(wallets::post_ticket_purchase)
+        .service(wallets::post_credit_purchase)
         .service(jobs::run_job);
 }
 

@@ -371,6 +371,23 @@ pub async fn get_transaction(
     }))
 }
 
+/// The transaction posted under `key`, if any.
+pub async fn find_by_key(
+    conn: &mut AsyncPgConnection,
+    key: &str,
+) -> Result<Option<TransactionView>, LedgerError> {
+    let id: Option<Uuid> = transactions::table
+        .filter(transactions::idempotency_key.eq(key))
+        .select(transactions::id)
+        .first(conn)
+        .await
+        .optional()?;
+    match id {
+        Some(id) => get_transaction(conn, TransactionId(id)).await,
+        None => Ok(None),
+    }
+}
+
 /// Posts the reversal of `id` (every posting on the other side), effective `at`. A
 /// transaction is reversed at most once; asking again returns the same reversal.
 pub async fn reverse(

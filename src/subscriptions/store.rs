@@ -93,6 +93,15 @@ async fn plan_of(
     Ok(Some((plan, own)))
 }
 
+/// The plan and offer of subscription `id` (none while it waits for its first payment).
+pub async fn plan(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+) -> Result<Option<(Plan, Offer)>, SubscriptionError> {
+    let sub = row(conn, id, false).await?;
+    plan_of(conn, &sub).await
+}
+
 /// Whether the customer has an active SEPA mandate (the SEPA issue adds the full model).
 pub async fn has_active_mandate(
     conn: &mut AsyncPgConnection,

@@ -1,0 +1,157 @@
+//! Wallets: prepaid tickets, 12-month service-credit lots, Assistance+ appointment quotas.
+//! Every quantity is a ledger balance: these modules only name the accounts, decide what
+//! to move, and hand balanced transactions to the ledger.
+//!
+//! Accounts of a customer (all customer-scoped, so nothing here locks another customer):
+//! - TICKET: `TICKET-PENDING` (bought, invoice unpaid), `TICKET-WALLET` (usable, no
+//!   overdraft), `TICKET-USED`, against `TICKET-ISSUED`.
+//! - CREDIT: one `CREDIT-LOT:<lot>` per lot (no overdraft), `CREDIT-USED`,
+//!   `CREDIT-EXPIRED`, against `CREDIT-ISSUED`; in EUR, `487` deferred revenue released to
+//!   706 (consumption) or 7088 (breakage) at the lot's unit price.
+//! - APPOINTMENT, per Assistance+ pack and 12-month period: `APPT-QUOTA:<pack>:<n>` (no
+//!   overdraft), `APPT-USED:<pack>:<n>`, `APPT-OVERAGE:<pack>:<n>`, against `APPT-ISSUED`.
+
+pub mod store;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::calendar::{add_months, paris_date, paris_midnight};
+use crate::money::DecimalString;
+
+/// Unit credits are sold at the price of this offer.
+pub const UNIT_CREDIT_OFFER: &str = "service_credit";
+/// Tickets are sold at the price of this offer (100.00 TTC in the demo catalog).
+pub const TICKET_OFFER: &str = "ticket";
+/// Assistance+ overage is billed at the price of this offer in force on the closing date.
+pub const APPOINTMENT_OFFER: &str = "appointment";
+
+/// A lot expires 12 months after its grant, at 00:00 Europe/Paris on the same day of the
+/// month (clamped to the month's end).
+pub fn lot_expiry(granted_at: DateTime<Utc>) -> DateTime<Utc> {
+    paris_midnight(add_months(paris_date(granted_at), 12))
+}
+
+/// The Assistance+ period holding `date`, counted in 12-month periods from the pack start.
+pub fn appointment_period(pack_start: NaiveDate, date: NaiveDate) -> u32 {
+    crate::calendar::months_between(pack_start, date) / 12
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum LotOrigin {
+    /// Included in a Service+ pack term (unit price 0).
+    PackGrant,
+    /// Bought as unit credits.
+    Purchase,
+}
+
+/// A lot of service credits, with what became of it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CreditLotView {
+    #[schema(value_type = String, format = Uuid)]
+    pub id: Uuid,
+    pub origin: LotOrigin,
+    #[schema(value_type = Option<String>, format = Uuid)]
+    pub subscription_id: Option<Uuid>,
+    pub granted: DecimalString,
+    pub consumed: DecimalString,
+    pub expired: DecimalString,
+    /// Still usable (excluding credits held by pending authorizations).
+    pub remaining: DecimalString,
+    /// EUR per credit: 0 for pack credits, the purchase price for bought ones.
+    pub unit_price: DecimalString,
+    pub granted_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Why a wallet operation was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum WalletError {
+    #[error("customer {0} does not exist")]
+    UnknownCustomer(Uuid),
+    #[error("unit credits can be bought only while holding an active Service+ pack")]
+    ServicePlusRequired,
+    #[error("an active subscription includes assistance: tickets would never be used")]
+    AssistanceIncluded,
+    #[error("the balance cannot cover {0}")]
+    Insufficient(String),
+    #[error("offer `{0}` has no price on {1}")]
+    NoPrice(String, NaiveDate),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0} does not exist")]
+    NotFound(String),
+    #[error("the idempotency key was already used for a different request")]
+    IdempotencyConflict,
+    #[error(transparent)]
+    Ledger(#[from] crate::ledger::LedgerError),
+    #[error(transparent)]
+    Database(#[from] diesel::result::Error),
+}
+
+impl crate::db::Retryable for WalletError {
+    fn is_retryable(&self) -> bool {
+        match self {
+            WalletError::Database(e) => crate::db::is_retryable(e),
+            WalletError::Ledger(e) => crate::db::Retryable::is_retryable(e),
+            _ => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: &str) -> DateTime<Utc> {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn lots_expire_at_paris_midnight_twelve_months_on() {
+        // bought 31 March 2026 at 10:00 Paris (summer time): 31 March 2027, 00:00 Paris
+        assert_eq!(
+            lot_expiry(at("2026-03-31T08:00:00Z")),
+            at("2027-03-30T22:00:00Z")
+        );
+        // granted in summer time, expiring in winter time, and the reverse
+        assert_eq!(
+            lot_expiry(at("2026-10-20T10:00:00Z")),
+            at("2027-10-19T22:00:00Z")
+        );
+        assert_eq!(
+            lot_expiry(at("2026-11-20T10:00:00Z")),
+            at("2027-11-19T23:00:00Z")
+        );
+        assert_eq!(
+            lot_expiry(at("2026-03-20T10:00:00Z")),
+            at("2027-03-19T23:00:00Z")
+        );
+        // 29 February clamps to 28 February
+        assert_eq!(
+            lot_expiry(at("2028-02-29T12:00:00Z")),
+            at("2029-02-27T23:00:00Z")
+        );
+        // just after midnight Paris is already the next day
+        assert_eq!(
+            lot_expiry(at("2026-06-14T22:30:00Z")),
+            at("2027-06-14T22:00:00Z")
+        );
+    }
+
+    #[test]
+    fn appointment_periods_are_twelve_months_from_the_pack_start() {
+        let start = NaiveDate::from_ymd_opt(2026, 1, 31).unwrap();
+        assert_eq!(
+            appointment_period(start, NaiveDate::from_ymd_opt(2027, 1, 30).unwrap()),
+            0
+        );
+        assert_eq!(
+            appointment_period(start, NaiveDate::from_ymd_opt(2027, 1, 31).unwrap()),
+            1
+        );
+    }
+}
