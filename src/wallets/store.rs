@@ -312,6 +312,12 @@ pub async fn consume_ticket(
     key: &str,
     at: DateTime<Utc>,
 ) -> Result<crate::ledger::Posted, WalletError> {
+    if let Some(done) = ledger::find_by_key(conn, &format!("tickets:use:{key}")).await? {
+        return Ok(crate::ledger::Posted {
+            id: done.id,
+            replayed: true,
+        });
+    }
     let wallet = holder(conn, customer, "TICKET-WALLET", Unit::Ticket).await?;
     let used = account(
         conn,

@@ -343,3 +343,22 @@ impl TestApp {
         self.send(req).await
     }
 }
+
+pub fn d(s: &str) -> chrono::NaiveDate {
+    s.parse().expect("a date")
+}
+
+/// 00:00 Paris on `date`.
+pub fn paris(date: &str) -> chrono::DateTime<Utc> {
+    grandlivre::calendar::paris_midnight(d(date))
+}
+
+/// An app whose database holds the demo catalog, customers and mandate.
+pub async fn seeded() -> (TestApp, AsyncPgConnection) {
+    let app = TestApp::spawn().await;
+    let mut conn = app.db.conn().await;
+    grandlivre::demo::seed(&mut conn, Utc::now())
+        .await
+        .expect("seed");
+    (app, conn)
+}

@@ -10,3 +10,4 @@ mod errors;
 mod ledger_core;
 mod ledger_http;
 mod subscriptions;
+mod wallets;

@@ -16,25 +16,7 @@ use grandlivre::jobs::{self, Job};
 use grandlivre::subscriptions::store;
 use grandlivre::subscriptions::{NewSubscription, Plan, SubscriptionError, SubscriptionStatus};
 
-use crate::helpers::TestApp;
-
-fn d(s: &str) -> NaiveDate {
-    s.parse().unwrap()
-}
-
-/// 00:00 Paris on `date`.
-fn paris(date: &str) -> DateTime<Utc> {
-    paris_midnight(d(date))
-}
-
-async fn seeded() -> (TestApp, AsyncPgConnection) {
-    let app = TestApp::spawn().await;
-    let mut conn = app.db.conn().await;
-    grandlivre::demo::seed(&mut conn, Utc::now())
-        .await
-        .expect("seed");
-    (app, conn)
-}
+use crate::helpers::{d, paris, seeded};
 
 async fn subscribe(
     conn: &mut AsyncPgConnection,

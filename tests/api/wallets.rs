@@ -1,0 +1,633 @@
+//! Wallets with exact figures: tickets paid before service, 12-month credit lots consumed
+//! earliest expiry first, Assistance+ overage at the tariff of the closing date.
+
+use chrono::{DateTime, Duration, Utc};
+use diesel_async::AsyncPgConnection;
+use proptest::prelude::*;
+use rust_decimal::Decimal;
+use rust_decimal_macros::dec;
+use serde_json::json;
+use uuid::Uuid;
+
+use grandlivre::auth::Role;
+use grandlivre::charges::{self, ChargeSource};
+use grandlivre::demo::{DEMO_CUSTOMER_1 as C1, DEMO_CUSTOMER_2 as C2};
+use grandlivre::jobs::{self, Job};
+use grandlivre::money::{Amount, Unit};
+use grandlivre::subscriptions::{store as subs, NewSubscription};
+use grandlivre::wallets::store as wallets;
+use grandlivre::wallets::WalletError;
+
+use crate::helpers::{d, paris, seeded};
+
+fn at(s: &str) -> DateTime<Utc> {
+    s.parse().unwrap()
+}
+
+fn credits(v: Decimal) -> Amount {
+    Amount::new(v, Unit::Credit).unwrap()
+}
+
+async fn subscribe(
+    conn: &mut AsyncPgConnection,
+    customer: Uuid,
+    offer: &str,
+    start: &str,
+    parent: Option<Uuid>,
+) -> Uuid {
+    let req = NewSubscription {
+        customer_id: customer,
+        offer_code: offer.into(),
+        start_date: Some(d(start)),
+        parent_id: parent,
+    };
+    subs::create(conn, &req, None, paris(start))
+        .await
+        .expect("subscribe")
+        .0
+}
+
+/// Premium assistance (12-month terms) with a Service+ pack on it, from `start`.
+async fn service_plus(conn: &mut AsyncPgConnection, customer: Uuid, start: &str) -> Uuid {
+    let parent = subscribe(conn, customer, "premium_assistance", start, None).await;
+    subscribe(conn, customer, "service_plus_pack", start, Some(parent)).await
+}
+
+async fn job(conn: &mut AsyncPgConnection, job: Job, as_of: DateTime<Utc>) -> jobs::JobRun {
+    jobs::run(conn, job, as_of, as_of).await.expect("job")
+}
+
+#[actix_web::test]
+async fn tickets_are_usable_once_paid_and_refused_with_premium_assistance() {
+    let (app, mut conn) = seeded().await;
+    let own = app.key(Role::Customer, Some(C1)).await;
+    let bought = app
+        .post_json(
+            &own,
+            &format!("/v1/customers/{C1}/ticket-purchases"),
+            Some("t1"),
+            &json!({"quantity": 3}),
+        )
+        .await;
+    assert_eq!(bought.status, 201, "{}", bought.text);
+    assert_eq!(bought.body["status"], "pending_payment");
+    let replay = app
+        .post_json(
+            &own,
+            &format!("/v1/customers/{C1}/ticket-purchases"),
+            Some("t1"),
+            &json!({"quantity": 3}),
+        )
+        .await;
+    assert_eq!(
+        (replay.status, &replay.body["id"]),
+        (200, &bought.body["id"])
+    );
+    let charge = charges::for_customer(&mut conn, C1, None, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|c| c.source == ChargeSource::TicketPurchase)
+        .unwrap();
+    assert_eq!(
+        (charge.quantity.0, charge.unit_price.0, charge.amount.0),
+        (dec!(3), dec!(100.00), dec!(300.00))
+    );
+    assert_eq!(serde_json::to_value(charge.price_basis).unwrap(), "ttc");
+
+    let balances = app.get(&own, &format!("/v1/customers/{C1}/balances")).await;
+    assert_eq!(
+        balances.body["tickets"],
+        json!({"available": 0, "pending_payment": 3}),
+        "{}",
+        balances.text
+    );
+    assert!(matches!(
+        wallets::consume_ticket(&mut conn, C1, "incident-1", Utc::now()).await,
+        Err(WalletError::Insufficient(_))
+    ));
+
+    let id: Uuid = bought.body["id"].as_str().unwrap().parse().unwrap();
+    wallets::ticket_purchase_paid(&mut conn, id, Utc::now())
+        .await
+        .unwrap();
+    wallets::ticket_purchase_paid(&mut conn, id, Utc::now())
+        .await
+        .unwrap(); // idempotent
+    wallets::consume_ticket(&mut conn, C1, "incident-1", Utc::now())
+        .await
+        .unwrap();
+    wallets::consume_ticket(&mut conn, C1, "incident-1", Utc::now())
+        .await
+        .unwrap(); // same incident
+    let balances = app.get(&own, &format!("/v1/customers/{C1}/balances")).await;
+    assert_eq!(
+        balances.body["tickets"],
+        json!({"available": 2, "pending_payment": 0})
+    );
+
+    subscribe(&mut conn, C2, "premium_assistance", "2026-01-01", None).await;
+    let admin = app.admin().await;
+    let refused = app
+        .post_json(
+            &admin,
+            &format!("/v1/customers/{C2}/ticket-purchases"),
+            None,
+            &json!({"quantity": 1}),
+        )
+        .await;
+    refused.problem(422, "assistance_included");
+    app.post_json(
+        &own,
+        &format!("/v1/customers/{C2}/ticket-purchases"),
+        None,
+        &json!({"quantity": 1}),
+    )
+    .await
+    .problem(404, "not_found");
+    app.post_json(
+        &own,
+        &format!("/v1/customers/{C1}/ticket-purchases"),
+        None,
+        &json!({"quantity": 0}),
+    )
+    .await
+    .problem(422, "invalid_request");
+    let verify = app.get(&admin, "/v1/ledger/verify").await;
+    assert_eq!(verify.body["mismatches"], json!([]));
+}
+
+#[actix_web::test]
+async fn unit_credits_need_service_plus_and_packs_grant_a_lot_per_term() {
+    let (app, mut conn) = seeded().await;
+    let admin = app.admin().await;
+    app.clock.set(paris("2026-02-10") + Duration::hours(9));
+    let path = format!("/v1/customers/{C1}/credit-purchases");
+    app.post_json(&admin, &path, None, &json!({"credits": "5"}))
+        .await
+        .problem(422, "service_plus_required");
+
+    service_plus(&mut conn, C1, "2026-01-31").await;
+    assert_eq!(
+        job(&mut conn, Job::Renewals, paris("2026-02-01"))
+            .await
+            .lots_granted,
+        1
+    );
+    let bought = app
+        .post_json(&admin, &path, Some("cp1"), &json!({"credits": "5"}))
+        .await;
+    assert_eq!(bought.status, 201, "{}", bought.text);
+    assert_eq!(bought.body["unit_price"], "80.00");
+    assert_eq!(bought.body["expires_at"], "2027-02-09T23:00:00Z");
+    app.post_json(&admin, &path, None, &json!({"credits": "0.001"}))
+        .await
+        .problem(422, "invalid_request");
+    let charge = charges::for_customer(&mut conn, C1, None, 50)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|c| c.source == ChargeSource::CreditPurchase)
+        .unwrap();
+    assert_eq!(charge.amount.0, dec!(400.00));
+
+    // the pack renews with its parent on 2027-01-31: a new lot, the first keeps its expiry
+    assert_eq!(
+        job(&mut conn, Job::Renewals, paris("2027-01-31"))
+            .await
+            .lots_granted,
+        1
+    );
+    assert_eq!(
+        job(&mut conn, Job::Renewals, paris("2027-01-31"))
+            .await
+            .lots_granted,
+        0
+    );
+    let lots = app
+        .get(&admin, &format!("/v1/customers/{C1}/credit-lots"))
+        .await;
+    let summary: Vec<(String, String, String, String)> = lots
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            (
+                l["origin"].as_str().unwrap().into(),
+                l["granted"].as_str().unwrap().into(),
+                l["unit_price"].as_str().unwrap().into(),
+                l["expires_at"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (
+                "pack_grant".into(),
+                "20.00".into(),
+                "0.00".into(),
+                "2027-01-30T23:00:00Z".into()
+            ),
+            (
+                "purchase".into(),
+                "5.00".into(),
+                "80.00".into(),
+                "2027-02-09T23:00:00Z".into()
+            ),
+            (
+                "pack_grant".into(),
+                "20.00".into(),
+                "0.00".into(),
+                "2028-01-30T23:00:00Z".into()
+            ),
+        ]
+    );
+}
+
+#[actix_web::test]
+async fn a_lot_expires_at_paris_midnight_across_dst() {
+    let (_app, mut conn) = seeded().await;
+    service_plus(&mut conn, C1, "2026-01-01").await;
+    // bought on 31 March at 10:00 Paris (summer time): expires 31 March 2027, 00:00 Paris
+    let (lot, _) = wallets::buy_credits(
+        &mut conn,
+        C1,
+        credits(dec!(10)),
+        None,
+        at("2026-03-31T08:00:00Z"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(lot.expires_at, at("2027-03-30T22:00:00Z"));
+    let (autumn, _) = wallets::buy_credits(
+        &mut conn,
+        C1,
+        credits(dec!(1)),
+        None,
+        at("2026-10-20T08:00:00Z"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(autumn.expires_at, at("2027-10-19T22:00:00Z"));
+    let (winter, _) = wallets::buy_credits(
+        &mut conn,
+        C1,
+        credits(dec!(1)),
+        None,
+        at("2026-11-20T08:00:00Z"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(winter.expires_at, at("2027-11-19T23:00:00Z"));
+
+    // the pack's own lot (granted 2026-01-01, 20 credits) expired on 2027-01-01
+    job(&mut conn, Job::Renewals, paris("2026-01-01")).await;
+    let before = at("2027-03-30T21:59:59Z");
+    wallets::consume_credits(&mut conn, C1, credits(dec!(4)), "use-1", before)
+        .await
+        .unwrap();
+    assert_eq!(
+        job(&mut conn, Job::CreditExpiry, before).await.lots_expired,
+        1,
+        "only the pack lot"
+    );
+    let at_midnight = at("2027-03-30T22:00:00Z");
+    // the 31 March lot has 6 left but is dead at 00:00 Paris; the two others hold 2
+    let refused =
+        wallets::consume_credits(&mut conn, C1, credits(dec!(3)), "use-2", at_midnight).await;
+    assert!(
+        matches!(refused, Err(WalletError::Insufficient(_))),
+        "{refused:?}"
+    );
+    assert_eq!(
+        job(&mut conn, Job::CreditExpiry, at_midnight)
+            .await
+            .lots_expired,
+        1
+    );
+    assert_eq!(
+        job(&mut conn, Job::CreditExpiry, at_midnight)
+            .await
+            .lots_expired,
+        0,
+        "idempotent"
+    );
+    let lots = wallets::lots(&mut conn, C1).await.unwrap();
+    let march = lots.iter().find(|l| l.id == lot.id).unwrap();
+    assert_eq!(
+        (march.consumed.0, march.expired.0, march.remaining.0),
+        (dec!(4), dec!(6), dec!(0))
+    );
+    // breakage: 6 credits × 80.00 from deferred revenue (487) to 7088
+    let breakage = grandlivre::ledger::store::get_account(
+        &mut conn,
+        grandlivre::ledger::AccountId("00000000-0000-4000-8000-000000007088".parse().unwrap()),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(breakage.balance.posted.0, dec!(480.00));
+}
+
+#[actix_web::test]
+async fn consumption_takes_the_earliest_expiry_then_the_oldest_lot() {
+    let (app, mut conn) = seeded().await;
+    service_plus(&mut conn, C1, "2026-02-01").await;
+    job(&mut conn, Job::Renewals, paris("2026-02-01")).await; // A: 20 credits at 0, expires 2027-02-01
+    let (b, _) = wallets::buy_credits(
+        &mut conn,
+        C1,
+        credits(dec!(5)),
+        None,
+        paris("2026-03-01") + Duration::hours(9),
+    )
+    .await
+    .unwrap();
+    let (c, _) = wallets::buy_credits(
+        &mut conn,
+        C1,
+        credits(dec!(3)),
+        None,
+        paris("2026-03-01") + Duration::hours(15),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        b.expires_at, c.expires_at,
+        "same day: same expiry, B is older"
+    );
+    let first =
+        wallets::consume_credits(&mut conn, C1, credits(dec!(22)), "u1", paris("2026-04-01"))
+            .await
+            .unwrap();
+    assert_eq!(
+        first.lots.iter().map(|(_, q)| q.0).collect::<Vec<_>>(),
+        [dec!(20), dec!(2)]
+    );
+    assert_eq!(first.lots[1].0, b.id);
+    assert_eq!(first.revenue.0, dec!(160.00));
+    let again =
+        wallets::consume_credits(&mut conn, C1, credits(dec!(22)), "u1", paris("2026-04-02"))
+            .await
+            .unwrap();
+    assert_eq!(
+        again.transaction_id, first.transaction_id,
+        "a replay consumes nothing more"
+    );
+    let second =
+        wallets::consume_credits(&mut conn, C1, credits(dec!(4)), "u2", paris("2026-04-01"))
+            .await
+            .unwrap();
+    assert_eq!(
+        second.lots,
+        vec![
+            (b.id, grandlivre::money::DecimalString(dec!(3.00))),
+            (c.id, grandlivre::money::DecimalString(dec!(1.00)))
+        ]
+    );
+    assert_eq!(second.revenue.0, dec!(320.00));
+    assert!(matches!(
+        wallets::consume_credits(
+            &mut conn,
+            C1,
+            credits(dec!(2.01)),
+            "u3",
+            paris("2026-04-01")
+        )
+        .await,
+        Err(WalletError::Insufficient(_))
+    ));
+    let balances = wallets::balances(&mut conn, C1, paris("2026-04-01"))
+        .await
+        .unwrap();
+    assert_eq!(balances.credits.total.0, dec!(2.00));
+    assert_eq!(balances.credits.next_expiry_at, Some(c.expires_at));
+    let admin = app.admin().await;
+    assert_eq!(
+        app.get(&admin, "/v1/ledger/verify").await.body["mismatches"],
+        json!([])
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn twenty_concurrent_consumptions_of_seven_credits() {
+    let (app, mut conn) = seeded().await;
+    service_plus(&mut conn, C1, "2026-01-01").await;
+    let now = paris("2026-02-01");
+    wallets::buy_credits(&mut conn, C1, credits(dec!(4)), None, now)
+        .await
+        .unwrap();
+    wallets::buy_credits(
+        &mut conn,
+        C1,
+        credits(dec!(3)),
+        None,
+        now + Duration::hours(1),
+    )
+    .await
+    .unwrap();
+    let pool = app.db.pool(20);
+    let tasks: Vec<_> = (0..20)
+        .map(|i| {
+            let pool = pool.clone();
+            tokio::spawn(async move {
+                let mut conn = pool.get().await.unwrap();
+                wallets::consume_credits(
+                    &mut conn,
+                    C1,
+                    credits(dec!(1)),
+                    &format!("race-{i}"),
+                    now + Duration::hours(2),
+                )
+                .await
+            })
+        })
+        .collect();
+    let mut ok = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(_) => ok += 1,
+            Err(WalletError::Insufficient(_)) => {}
+            Err(e) => panic!("a caller saw {e:?}"),
+        }
+    }
+    assert_eq!(ok, 7);
+    assert_eq!(
+        wallets::balances(&mut conn, C1, now + Duration::hours(3))
+            .await
+            .unwrap()
+            .credits
+            .total
+            .0,
+        dec!(0)
+    );
+}
+
+#[actix_web::test]
+async fn overage_is_billed_at_the_tariff_in_force_when_the_period_closes() {
+    let (app, mut conn) = seeded().await;
+    let parent = subscribe(&mut conn, C1, "premium_assistance", "2026-01-31", None).await;
+    let pack = subscribe(
+        &mut conn,
+        C1,
+        "assistance_plus_pack",
+        "2026-01-31",
+        Some(parent),
+    )
+    .await;
+    for i in 0..12 {
+        let overage = wallets::book_appointment(
+            &mut conn,
+            pack,
+            &format!("rdv-{i}"),
+            paris("2026-06-01") + Duration::hours(i),
+        )
+        .await
+        .unwrap();
+        assert_eq!(overage, i >= 10, "appointment {i}");
+    }
+    assert!(
+        wallets::book_appointment(&mut conn, pack, "rdv-11", paris("2026-06-02"))
+            .await
+            .unwrap(),
+        "replay"
+    );
+    let own = app.key(Role::Customer, Some(C1)).await;
+    app.clock.set(paris("2026-07-01"));
+    let balances = app.get(&own, &format!("/v1/customers/{C1}/balances")).await;
+    assert_eq!(
+        balances.body["appointments"],
+        json!([{"subscription_id": pack, "period_index": 0, "period_start": "2026-01-31", "period_end": "2027-01-31", "quota": 10, "used": 10, "overage": 2}])
+    );
+    // the tariff changes after the bookings, before the period ends
+    let admin = app.admin().await;
+    let tariff = json!({"effective_from": "2026-12-01", "unit_price": "95.00"});
+    assert_eq!(
+        app.post_json(&admin, "/v1/offers/appointment/prices", None, &tariff)
+            .await
+            .status,
+        201
+    );
+    assert_eq!(
+        job(
+            &mut conn,
+            Job::AssistancePeriodClose,
+            paris("2027-01-31") - Duration::seconds(1)
+        )
+        .await
+        .charges_created,
+        0
+    );
+    assert_eq!(
+        job(&mut conn, Job::AssistancePeriodClose, paris("2027-01-31"))
+            .await
+            .charges_created,
+        1
+    );
+    assert_eq!(
+        job(&mut conn, Job::AssistancePeriodClose, paris("2027-03-01"))
+            .await
+            .charges_created,
+        0
+    );
+    let overage = charges::for_subscription(&mut conn, pack)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|c| c.source == ChargeSource::AssistanceOverage)
+        .unwrap();
+    assert_eq!(
+        (overage.quantity.0, overage.unit_price.0, overage.amount.0),
+        (dec!(2), dec!(95.00), dec!(190.00))
+    );
+    // the next period starts with a fresh quota
+    assert!(
+        !wallets::book_appointment(&mut conn, pack, "rdv-next", paris("2027-02-01"))
+            .await
+            .unwrap()
+    );
+}
+
+/// One step of a random wallet history.
+#[derive(Debug, Clone)]
+enum Op {
+    Buy(u32),
+    Consume(u32),
+    Expire,
+    BuyTickets(i32),
+    PayTickets,
+    UseTicket,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        (1..2000u32).prop_map(Op::Buy),
+        (1..2000u32).prop_map(Op::Consume),
+        Just(Op::Expire),
+        (1..4i32).prop_map(Op::BuyTickets),
+        Just(Op::PayTickets),
+        Just(Op::UseTicket),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
+
+    /// After any history, the balances endpoint's figures are the ledger's, and the ledger
+    /// verifies.
+    #[test]
+    fn balances_equal_the_ledger(ops in proptest::collection::vec((op(), 0i64..120), 1..16)) {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(async {
+            let (_app, mut conn) = seeded().await;
+            service_plus(&mut conn, C1, "2026-01-01").await;
+            let mut now = paris("2026-01-02");
+            let mut purchases = Vec::new();
+            let (mut tickets, mut paid_tickets, mut used_tickets) = (0i64, 0i64, 0i64);
+            for (n, (op, days)) in ops.into_iter().enumerate() {
+                now += Duration::days(days);
+                match op {
+                    Op::Buy(c) => { wallets::buy_credits(&mut conn, C1, credits(Decimal::new(c as i64, 2)), None, now).await.unwrap(); }
+                    Op::Consume(c) => {
+                        match wallets::consume_credits(&mut conn, C1, credits(Decimal::new(c as i64, 2)), &n.to_string(), now).await {
+                            Ok(_) | Err(WalletError::Insufficient(_)) => {}
+                            Err(e) => panic!("{e:?}"),
+                        }
+                    }
+                    Op::Expire => { job(&mut conn, Job::CreditExpiry, now).await; }
+                    Op::BuyTickets(q) => {
+                        let (p, _) = wallets::buy_tickets(&mut conn, C2, q, None, now).await.unwrap();
+                        purchases.push((p.id, q));
+                        tickets += q as i64;
+                    }
+                    Op::PayTickets => {
+                        if let Some((id, q)) = purchases.pop() {
+                            wallets::ticket_purchase_paid(&mut conn, id, now).await.unwrap();
+                            paid_tickets += q as i64;
+                        }
+                    }
+                    Op::UseTicket => {
+                        if wallets::consume_ticket(&mut conn, C2, &n.to_string(), now).await.is_ok() {
+                            used_tickets += 1;
+                        }
+                    }
+                }
+            }
+            let t = wallets::balances(&mut conn, C2, now).await.unwrap().tickets;
+            assert_eq!(t.available, paid_tickets - used_tickets);
+            assert_eq!(t.pending_payment, tickets - paid_tickets);
+            let b = wallets::balances(&mut conn, C1, now).await.unwrap();
+            let lots = wallets::lots(&mut conn, C1).await.unwrap();
+            let live: Decimal = lots.iter().filter(|l| l.expires_at > now).map(|l| l.remaining.0).sum();
+            assert_eq!(b.credits.total.0, live);
+            for l in &lots {
+                assert_eq!(l.granted.0, l.consumed.0 + l.expired.0 + l.remaining.0, "lot {} adds up", l.id);
+                assert!(l.remaining.0 >= Decimal::ZERO);
+            }
+            let report = grandlivre::ledger::store::verify(&mut conn).await.unwrap();
+            assert!(report.mismatches.is_empty() && report.unbalanced_transactions.is_empty());
+        });
+    }
+}
