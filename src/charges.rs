@@ -71,6 +71,35 @@ pub struct NewCharge {
     pub idempotency_key: Option<String>,
 }
 
+impl NewCharge {
+    /// A charge of `quantity × unit_price` of `offer`, with its price basis and VAT rate;
+    /// no subscription, period, service dates or key until set.
+    pub fn of_offer(
+        customer_id: Uuid,
+        offer: &crate::catalog::Offer,
+        source: ChargeSource,
+        description: String,
+        quantity: Decimal,
+        unit_price: Decimal,
+    ) -> Self {
+        NewCharge {
+            customer_id,
+            subscription_id: None,
+            offer_code: Some(offer.code.clone()),
+            source,
+            period_index: None,
+            description,
+            quantity,
+            unit_price,
+            price_basis: offer.price_basis,
+            vat_rate: offer.vat_rate.0,
+            service_start: None,
+            service_end: None,
+            idempotency_key: None,
+        }
+    }
+}
+
 /// A charge as the API shows it. `amount` is `quantity × unit_price` rounded to the cent,
 /// excluding or including VAT as `price_basis` says.
 #[derive(Debug, Clone, Serialize, ToSchema)]

@@ -63,11 +63,7 @@ pub async fn post_customer(
         state.clock.now(),
     )
     .await?;
-    Ok(if replayed {
-        HttpResponse::Ok().json(view)
-    } else {
-        HttpResponse::Created().json(view)
-    })
+    Ok(super::created_or_replayed(view, replayed))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

@@ -261,16 +261,6 @@ async fn build_manual(
     })
 }
 
-fn created_or_replayed(view: TransactionView, replayed: bool) -> HttpResponse {
-    if replayed {
-        HttpResponse::Ok()
-            .insert_header(("Idempotent-Replayed", "true"))
-            .json(view)
-    } else {
-        HttpResponse::Created().json(view)
-    }
-}
-
 /// Post a manual adjustment. Requires an `Idempotency-Key`: a retry with the same key and
 /// body returns the first transaction (200, `Idempotent-Replayed: true`); the same key with
 /// another body is refused (409).
@@ -305,7 +295,7 @@ pub async fn post_transaction(
                 posted.id
             ))
         })?;
-    Ok(created_or_replayed(view, posted.replayed))
+    Ok(super::created_or_replayed(view, posted.replayed))
 }
 
 /// A transaction with its postings.
@@ -382,7 +372,7 @@ pub async fn reverse_transaction(
     let view = store::get_transaction(&mut conn, posted.id)
         .await?
         .ok_or_else(|| ApiError::internal(anyhow::anyhow!("reversal {} not found", posted.id)))?;
-    Ok(created_or_replayed(view, posted.replayed))
+    Ok(super::created_or_replayed(view, posted.replayed))
 }
 
 /// Recompute every balance from the postings and pending holds, and every transaction's

@@ -300,6 +300,18 @@ pub fn optional_idempotency_key(req: &HttpRequest) -> Result<Option<String>, Api
     Ok(Some(key.to_string()))
 }
 
+/// 201 with the created resource, or 200 with the first result of an idempotent replay
+/// (marked `Idempotent-Replayed: true`).
+pub fn created_or_replayed(body: impl serde::Serialize, replayed: bool) -> actix_web::HttpResponse {
+    if replayed {
+        actix_web::HttpResponse::Ok()
+            .insert_header(("Idempotent-Replayed", "true"))
+            .json(body)
+    } else {
+        actix_web::HttpResponse::Created().json(body)
+    }
+}
+
 /// Items per page: 1 to 200, 50 when not given.
 pub fn page_limit(limit: Option<i64>) -> Result<i64, ApiError> {
     match limit {

@@ -54,11 +54,7 @@ pub async fn post_subscription(
         store::create(&mut conn, &body.0, key.as_deref(), state.clock.now()).await?;
     drop(conn);
     let view = view(&state, id).await?;
-    Ok(if replayed {
-        HttpResponse::Ok().json(view)
-    } else {
-        HttpResponse::Created().json(view)
-    })
+    Ok(super::created_or_replayed(view, replayed))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

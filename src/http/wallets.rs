@@ -146,11 +146,7 @@ pub async fn post_ticket_purchase(
         state.clock.now(),
     )
     .await?;
-    Ok(if replayed {
-        HttpResponse::Ok().json(view)
-    } else {
-        HttpResponse::Created().json(view)
-    })
+    Ok(super::created_or_replayed(view, replayed))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -193,9 +189,5 @@ pub async fn post_credit_purchase(
     let mut conn = state.pool.get().await?;
     let (lot, replayed) =
         store::buy_credits(&mut conn, id, credits, key.as_deref(), state.clock.now()).await?;
-    Ok(if replayed {
-        HttpResponse::Ok().json(lot)
-    } else {
-        HttpResponse::Created().json(lot)
-    })
+    Ok(super::created_or_replayed(lot, replayed))
 }

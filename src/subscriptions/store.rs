@@ -268,22 +268,19 @@ pub async fn create(
             charges::insert(
                 c,
                 &NewCharge {
-                    customer_id: req.customer_id,
                     subscription_id: Some(id),
-                    offer_code: Some(offer.code.clone()),
-                    source: ChargeSource::SubscriptionPeriod,
                     period_index: Some(0),
-                    description: format!(
-                        "{}, first {} month(s) from the payment date",
-                        offer.name, billing_months
-                    ),
-                    quantity: Decimal::ONE,
-                    unit_price: price,
-                    price_basis: offer.price_basis,
-                    vat_rate: offer.vat_rate.0,
-                    service_start: None,
-                    service_end: None,
-                    idempotency_key: None,
+                    ..NewCharge::of_offer(
+                        req.customer_id,
+                        &offer,
+                        ChargeSource::SubscriptionPeriod,
+                        format!(
+                            "{}, first {} month(s) from the payment date",
+                            offer.name, billing_months
+                        ),
+                        Decimal::ONE,
+                        price,
+                    )
                 },
                 now,
             )
@@ -444,19 +441,15 @@ pub async fn terminate(
                     charges::insert(
                         c,
                         &NewCharge {
-                            customer_id: sub.customer_id,
                             subscription_id: Some(sid),
-                            offer_code: Some(offer.code.clone()),
-                            source: ChargeSource::EarlyTermination,
-                            period_index: None,
-                            description,
-                            quantity: Decimal::ONE,
-                            unit_price: fee.fee.0,
-                            price_basis: offer.price_basis,
-                            vat_rate: offer.vat_rate.0,
-                            service_start: None,
-                            service_end: None,
-                            idempotency_key: None,
+                            ..NewCharge::of_offer(
+                                sub.customer_id,
+                                &offer,
+                                ChargeSource::EarlyTermination,
+                                description,
+                                Decimal::ONE,
+                                fee.fee.0,
+                            )
                         },
                         now,
                     )
@@ -712,19 +705,18 @@ pub async fn run_billing(
             let inserted = charges::insert(
                 conn,
                 &NewCharge {
-                    customer_id: sub.customer_id,
                     subscription_id: Some(sub.id),
-                    offer_code: Some(offer.code.clone()),
-                    source: ChargeSource::SubscriptionPeriod,
                     period_index: Some(p.index as i32),
-                    description: period_text(&offer.name, p.start, p.end),
-                    quantity: Decimal::ONE,
-                    unit_price: price,
-                    price_basis: offer.price_basis,
-                    vat_rate: offer.vat_rate.0,
                     service_start: Some(p.start),
                     service_end: Some(p.end),
-                    idempotency_key: None,
+                    ..NewCharge::of_offer(
+                        sub.customer_id,
+                        &offer,
+                        ChargeSource::SubscriptionPeriod,
+                        period_text(&offer.name, p.start, p.end),
+                        Decimal::ONE,
+                        price,
+                    )
                 },
                 now,
             )

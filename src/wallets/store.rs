@@ -226,19 +226,15 @@ pub async fn buy_tickets(
         charges::insert(
             c,
             &NewCharge {
-                customer_id: customer,
-                subscription_id: None,
-                offer_code: Some(offer.code.clone()),
-                source: ChargeSource::TicketPurchase,
-                period_index: None,
-                description: format!("{} × {quantity}", offer.name),
-                quantity: Decimal::from(quantity),
-                unit_price,
-                price_basis: offer.price_basis,
-                vat_rate: offer.vat_rate.0,
-                service_start: None,
-                service_end: None,
                 idempotency_key: Some(format!("tickets:{id}")),
+                ..NewCharge::of_offer(
+                    customer,
+                    &offer,
+                    ChargeSource::TicketPurchase,
+                    format!("{} × {quantity}", offer.name),
+                    Decimal::from(quantity),
+                    unit_price,
+                )
             },
             now,
         )
@@ -469,19 +465,15 @@ pub async fn buy_credits(
         charges::insert(
             c,
             &NewCharge {
-                customer_id: customer,
-                subscription_id: None,
-                offer_code: Some(offer.code.clone()),
-                source: ChargeSource::CreditPurchase,
-                period_index: None,
-                description: format!("{} × {}", offer.name, credits.value()),
-                quantity: credits.value(),
-                unit_price,
-                price_basis: offer.price_basis,
-                vat_rate: offer.vat_rate.0,
-                service_start: None,
-                service_end: None,
                 idempotency_key: Some(format!("credits:{id}")),
+                ..NewCharge::of_offer(
+                    customer,
+                    &offer,
+                    ChargeSource::CreditPurchase,
+                    format!("{} × {}", offer.name, credits.value()),
+                    credits.value(),
+                    unit_price,
+                )
             },
             now,
         )
@@ -1042,20 +1034,8 @@ pub async fn close_appointment_periods(
                 charges::insert(
                     c,
                     &NewCharge {
-                        customer_id: customer,
                         subscription_id: Some(id),
-                        offer_code: Some(tariff.code.clone()),
-                        source: ChargeSource::AssistanceOverage,
                         period_index: Some(period as i32),
-                        description: format!(
-                            "{} × {overage}, period from {}",
-                            tariff.name,
-                            add_months(start, 12 * period)
-                        ),
-                        quantity: Decimal::from(overage),
-                        unit_price,
-                        price_basis: tariff.price_basis,
-                        vat_rate: tariff.vat_rate.0,
                         service_start: Some(add_months(start, 12 * period)),
                         service_end: Some(
                             close_date.max(
@@ -1064,7 +1044,18 @@ pub async fn close_appointment_periods(
                                     .unwrap_or(close_date),
                             ),
                         ),
-                        idempotency_key: None,
+                        ..NewCharge::of_offer(
+                            customer,
+                            &tariff,
+                            ChargeSource::AssistanceOverage,
+                            format!(
+                                "{} × {overage}, period from {}",
+                                tariff.name,
+                                add_months(start, 12 * period)
+                            ),
+                            Decimal::from(overage),
+                            unit_price,
+                        )
                     },
                     now,
                 )
