@@ -2,6 +2,7 @@
 //! layers; `cli::run` is the entry point of the binary.
 
 pub mod auth;
+pub mod authorizations;
 pub mod calendar;
 pub mod catalog;
 pub mod charges;
