@@ -6,8 +6,8 @@ use diesel_async::AsyncPgConnection;
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::authorizations::store as authorizations;
 use crate::error::ApiError;
-use crate::ledger;
 use crate::subscriptions::store as subscriptions;
 use crate::wallets::store as wallets;
 
@@ -25,15 +25,18 @@ pub enum Job {
     CreditExpiry,
     /// Closes Assistance+ periods and charges their overage.
     AssistancePeriodClose,
+    /// Charges interventions whose dispute window closed (or whose dispute was lost).
+    InterventionRelease,
 }
 
 impl Job {
-    pub const ALL: [Job; 5] = [
+    pub const ALL: [Job; 6] = [
         Job::Renewals,
         Job::Billing,
         Job::HoldExpiry,
         Job::CreditExpiry,
         Job::AssistancePeriodClose,
+        Job::InterventionRelease,
     ];
 
     pub fn name(self) -> &'static str {
@@ -43,6 +46,7 @@ impl Job {
             Job::HoldExpiry => "hold-expiry",
             Job::CreditExpiry => "credit-expiry",
             Job::AssistancePeriodClose => "assistance-period-close",
+            Job::InterventionRelease => "intervention-release",
         }
     }
 
@@ -96,10 +100,11 @@ pub async fn run(
                 .await?
                 .charges_created
         }
-        Job::HoldExpiry => {
-            out.holds_expired = ledger::store::expire_holds(conn, as_of).await? as u32
-        }
+        Job::HoldExpiry => out.holds_expired = authorizations::expire(conn, as_of).await?,
         Job::CreditExpiry => out.lots_expired = wallets::expire_lots(conn, as_of).await?,
+        Job::InterventionRelease => {
+            out.charges_created = authorizations::release(conn, as_of, now).await?
+        }
         Job::AssistancePeriodClose => {
             out.charges_created = wallets::close_appointment_periods(conn, as_of, now).await?
         }

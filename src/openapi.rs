@@ -28,6 +28,7 @@ use crate::error::{ErrorCode, FieldError, Problem};
         (name = "customers", description = "Customers and their charges"),
         (name = "catalog", description = "Offers, entitlements and dated prices"),
         (name = "subscriptions", description = "Commitments, renewals, cancellation, early termination"),
+        (name = "authorizations", description = "The ticketing hot path: decisions, holds, capture, interventions"),
         (name = "wallets", description = "Tickets, service-credit lots, Assistance+ appointments, balances"),
         (name = "operations", description = "Health, readiness, metrics, contract")
     )

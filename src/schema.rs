@@ -46,6 +46,31 @@ diesel::table! {
 }
 
 diesel::table! {
+    authorizations (id) {
+        id -> Uuid,
+        customer_id -> Uuid,
+        request_ref -> Text,
+        request_hash -> Bytea,
+        request -> Jsonb,
+        decision -> Text,
+        funding -> Nullable<Text>,
+        reason -> Text,
+        status -> Text,
+        price -> Nullable<Numeric>,
+        hourly -> Bool,
+        offer_code -> Nullable<Text>,
+        credits -> Nullable<Numeric>,
+        subscription_id -> Nullable<Uuid>,
+        hold_ids -> Array<Nullable<Uuid>>,
+        expires_at -> Nullable<Timestamptz>,
+        take_charge_due_at -> Nullable<Timestamptz>,
+        captured_units -> Nullable<Numeric>,
+        created_at -> Timestamptz,
+        resolved_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
     balances (account_id) {
         account_id -> Uuid,
         unit -> Text,
@@ -134,6 +159,23 @@ diesel::table! {
         captured_amount -> Nullable<Numeric>,
         capture_transaction_id -> Nullable<Uuid>,
         created_at -> Timestamptz,
+        resolved_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    interventions (id) {
+        id -> Uuid,
+        authorization_id -> Uuid,
+        customer_id -> Uuid,
+        offer_code -> Text,
+        description -> Text,
+        quantity -> Numeric,
+        unit_price -> Numeric,
+        sheet_at -> Timestamptz,
+        dispute_deadline -> Timestamptz,
+        status -> Text,
+        disputed_at -> Nullable<Timestamptz>,
         resolved_at -> Nullable<Timestamptz>,
     }
 }
@@ -261,6 +303,8 @@ diesel::table! {
 diesel::joinable!(accounts -> units (unit));
 diesel::joinable!(appointment_period_closes -> subscriptions (subscription_id));
 diesel::joinable!(appointments -> subscriptions (subscription_id));
+diesel::joinable!(authorizations -> customers (customer_id));
+diesel::joinable!(authorizations -> subscriptions (subscription_id));
 diesel::joinable!(balances -> accounts (account_id));
 diesel::joinable!(charges -> customers (customer_id));
 diesel::joinable!(charges -> offers (offer_code));
@@ -269,6 +313,8 @@ diesel::joinable!(credit_lots -> accounts (account_id));
 diesel::joinable!(credit_lots -> customers (customer_id));
 diesel::joinable!(credit_lots -> subscriptions (subscription_id));
 diesel::joinable!(holds -> transactions (capture_transaction_id));
+diesel::joinable!(interventions -> authorizations (authorization_id));
+diesel::joinable!(interventions -> customers (customer_id));
 diesel::joinable!(mandates -> customers (customer_id));
 diesel::joinable!(offer_prices -> offers (offer_code));
 diesel::joinable!(postings -> accounts (account_id));
@@ -283,11 +329,13 @@ diesel::allow_tables_to_appear_in_same_query!(
     api_keys,
     appointment_period_closes,
     appointments,
+    authorizations,
     balances,
     charges,
     credit_lots,
     customers,
     holds,
+    interventions,
     mandates,
     offer_prices,
     offers,

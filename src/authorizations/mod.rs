@@ -2,3 +2,4 @@
 //! [`decision`]; holds, capture and interventions build on the ledger and the wallets.
 
 pub mod decision;
+pub mod store;

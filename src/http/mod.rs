@@ -1,5 +1,6 @@
 //! The HTTP layer only translates: parse, authorize, call the domain, map errors.
 
+pub mod authorizations;
 pub mod customers;
 pub mod health;
 pub mod jobs;
@@ -72,6 +73,12 @@ pub fn register(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
         .service(wallets::list_customer_credit_lots)
         .service(wallets::post_ticket_purchase)
         .service(wallets::post_credit_purchase)
+        .service(authorizations::post_authorization)
+        .service(authorizations::get_authorization)
+        .service(authorizations::capture_authorization)
+        .service(authorizations::void_authorization)
+        .service(authorizations::dispute_intervention)
+        .service(authorizations::resolve_intervention)
         .service(jobs::run_job);
 }
 

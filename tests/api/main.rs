@@ -3,6 +3,7 @@
 mod helpers;
 
 mod access;
+mod authorizations;
 mod cli;
 mod contract;
 mod customers;

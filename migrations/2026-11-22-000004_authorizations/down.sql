@@ -1,0 +1,2 @@
+DROP TABLE interventions;
+DROP TABLE authorizations;

@@ -1,0 +1,935 @@
+//! Authorizations: gather what the customer holds, decide, hold what will be consumed —
+//! all in one database transaction under the customer's row lock, so that concurrent
+//! requests of one customer are decided one after the other (and no other customer waits).
+
+use chrono::{DateTime, Duration, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::decision::{
+    self, Classification, Decision, Funding, Holdings, Outcome, PreferredFunding, Priority, Reason,
+    Request, RequestKind, Requester, ServicePrice,
+};
+use crate::calendar::{paris_date, paris_midnight, BusinessHours};
+use crate::catalog;
+use crate::charges::{self, ChargeSource, NewCharge};
+use crate::ledger::store as ledger;
+use crate::ledger::{AccountId, HoldId, LedgerError, NewHold};
+use crate::money::{round_cents, Amount, DecimalString, Unit};
+use crate::schema::{authorizations, credit_lots, customers, interventions};
+use crate::wallets::store as wallets;
+
+/// How long a hold lasts before the hold-expiry job releases it (config).
+pub const HOLD_TTL: Duration = Duration::days(7);
+/// Days a customer has to dispute an intervention sheet (seed 003).
+pub const DISPUTE_DAYS: i64 = 5;
+/// Intervention time is billed per started increment of these minutes, at this offer's rate.
+pub const INTERVENTION_OFFER: &str = "intervention_time";
+pub const USAGE_HELP_OFFER: &str = "usage_help";
+
+/// A request of the ticketing system.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({
+    "customer_id": "0193e0a0-0000-7000-8000-000000000001",
+    "request_ref": "TCK-2026-004211",
+    "kind": "intervention",
+    "classification": {"type": "in_scope"},
+    "priority": "high",
+    "requester": {"certified": false, "learning_phase_end": null},
+    "occurred_at": "2026-11-20T09:30:00+01:00",
+    "declared_at": "2026-11-20T10:05:00+01:00",
+    "preferred_funding": "auto"
+}))]
+pub struct AuthorizationRequest {
+    #[schema(value_type = String, format = Uuid)]
+    pub customer_id: Uuid,
+    /// The ticketing request id: the idempotency key of this call.
+    pub request_ref: String,
+    pub kind: RequestKind,
+    pub classification: Classification,
+    pub priority: Priority,
+    pub requester: Requester,
+    pub occurred_at: DateTime<Utc>,
+    pub declared_at: DateTime<Utc>,
+    /// For a service purchase: the catalog service (e.g. `configuration`).
+    pub service_code: Option<String>,
+    #[serde(default)]
+    pub preferred_funding: PreferredFunding,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthorizationStatus {
+    Denied,
+    /// Approved; capture or void it.
+    Open,
+    Captured,
+    Voided,
+    Expired,
+}
+
+/// A decision, and where it stands.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct AuthorizationView {
+    #[schema(value_type = String, format = Uuid)]
+    pub id: Uuid,
+    #[schema(value_type = String, format = Uuid)]
+    pub customer_id: Uuid,
+    pub request_ref: String,
+    pub decision: Decision,
+    pub funding: Option<Funding>,
+    pub reason: Reason,
+    pub status: AuthorizationStatus,
+    /// The first hold reserved for it (credits may span several lots: `hold_ids`).
+    #[schema(value_type = Option<String>, format = Uuid)]
+    pub hold_id: Option<Uuid>,
+    #[schema(value_type = Vec<String>)]
+    pub hold_ids: Vec<Uuid>,
+    pub hold_expires_at: Option<DateTime<Utc>>,
+    /// EUR excl. VAT when chargeable: per hour (`hourly`) or per unit.
+    pub price: Option<DecimalString>,
+    pub hourly: bool,
+    /// Credits reserved when paid in credits.
+    pub credits: Option<DecimalString>,
+    pub take_charge_due_at: Option<DateTime<Utc>>,
+    /// Minutes or units captured.
+    pub captured_units: Option<DecimalString>,
+    /// The intervention a chargeable capture created.
+    #[schema(value_type = Option<String>, format = Uuid)]
+    pub intervention_id: Option<Uuid>,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthorizationError {
+    #[error("customer {0} does not exist")]
+    UnknownCustomer(Uuid),
+    #[error("request_ref `{0}` was already used for a different request")]
+    Conflict(String),
+    #[error("authorization {0} does not exist")]
+    NotFound(Uuid),
+    #[error("authorization {0} is {1}")]
+    WrongState(Uuid, &'static str),
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Wallet(#[from] crate::wallets::WalletError),
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    #[error(transparent)]
+    Database(#[from] diesel::result::Error),
+}
+
+impl crate::db::Retryable for AuthorizationError {
+    fn is_retryable(&self) -> bool {
+        match self {
+            AuthorizationError::Database(e) => crate::db::is_retryable(e),
+            AuthorizationError::Ledger(e) => crate::db::Retryable::is_retryable(e),
+            AuthorizationError::Wallet(e) => crate::db::Retryable::is_retryable(e),
+            _ => false,
+        }
+    }
+}
+
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = authorizations)]
+struct Row {
+    id: Uuid,
+    customer_id: Uuid,
+    request_ref: String,
+    decision: String,
+    funding: Option<String>,
+    reason: String,
+    status: String,
+    price: Option<Decimal>,
+    hourly: bool,
+    offer_code: Option<String>,
+    credits: Option<Decimal>,
+    subscription_id: Option<Uuid>,
+    hold_ids: Vec<Option<Uuid>>,
+    expires_at: Option<DateTime<Utc>>,
+    take_charge_due_at: Option<DateTime<Utc>>,
+    captured_units: Option<Decimal>,
+    created_at: DateTime<Utc>,
+}
+
+fn parse<T: serde::de::DeserializeOwned>(s: &str) -> Option<T> {
+    serde_json::from_value(serde_json::Value::String(s.to_string())).ok()
+}
+
+fn name<T: Serialize>(v: T) -> String {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+impl Row {
+    fn status(&self) -> AuthorizationStatus {
+        parse(&self.status).unwrap_or(AuthorizationStatus::Denied)
+    }
+
+    fn funding(&self) -> Option<Funding> {
+        self.funding.as_deref().and_then(parse)
+    }
+
+    fn holds(&self) -> Vec<Uuid> {
+        self.hold_ids.iter().flatten().copied().collect()
+    }
+
+    fn view(self, intervention_id: Option<Uuid>) -> AuthorizationView {
+        let holds = self.holds();
+        AuthorizationView {
+            id: self.id,
+            customer_id: self.customer_id,
+            request_ref: self.request_ref.clone(),
+            decision: parse(&self.decision).unwrap_or(Decision::Denied),
+            funding: self.funding(),
+            reason: parse(&self.reason).unwrap_or(Reason::NoCoverage),
+            status: self.status(),
+            hold_id: <[Uuid]>::first(&holds).copied(),
+            hold_expires_at: self.expires_at.filter(|_| !holds.is_empty()),
+            hold_ids: holds,
+            price: self.price.map(crate::money::price),
+            hourly: self.hourly,
+            credits: self.credits.map(|c| DecimalString(round_cents(c))),
+            take_charge_due_at: self.take_charge_due_at,
+            captured_units: self.captured_units.map(|c| DecimalString(c.normalize())),
+            intervention_id,
+            created_at: self.created_at,
+        }
+    }
+}
+
+fn request_hash(req: &AuthorizationRequest) -> Vec<u8> {
+    Sha256::digest(serde_json::to_string(req).unwrap_or_default().as_bytes()).to_vec()
+}
+
+async fn holdings(
+    conn: &mut AsyncPgConnection,
+    req: &AuthorizationRequest,
+    at: DateTime<Utc>,
+) -> Result<(Holdings, Option<Uuid>, Option<String>), AuthorizationError> {
+    let status: Option<String> = customers::table
+        .find(req.customer_id)
+        .select(customers::status)
+        .for_update()
+        .first(conn)
+        .await
+        .optional()?;
+    let status = status.ok_or(AuthorizationError::UnknownCustomer(req.customer_id))?;
+    let today = paris_date(at);
+    let offers = wallets::active_offers(conn, req.customer_id, at).await?;
+    let mut h = Holdings {
+        suspended: status == "suspended",
+        misdeclared_chargeable: true,
+        ..Holdings::default()
+    };
+    let mut pack = None;
+    for (id, o) in &offers {
+        h.free_diagnostics |= o.entitlements.free_diagnostics;
+        h.assistance_included |= o.entitlements.assistance_included;
+        h.maintenance |= o.entitlements.maintenance;
+        if o.entitlements.appointment_quota.is_some() && pack.is_none() {
+            pack = Some(*id);
+        }
+    }
+    let balances = wallets::balances(conn, req.customer_id, at).await?;
+    if let Some(p) = pack {
+        h.appointment_quota_left = balances
+            .appointments
+            .iter()
+            .find(|a| a.subscription_id == p)
+            .map(|a| i64::from(a.quota - a.used));
+    }
+    h.credits_available = balances.credits.total.0;
+    h.tickets_available = balances.tickets.available;
+    h.hourly_rate = catalog::store::price_on(conn, INTERVENTION_OFFER, today).await?;
+    let service_code = match (req.kind, req.classification) {
+        (RequestKind::ServicePurchase, _) => req.service_code.clone(),
+        (_, Classification::OutOfScope(sub)) => sub.service().map(str::to_string),
+        (_, Classification::UsageQuestion) => Some(USAGE_HELP_OFFER.to_string()),
+        _ => None,
+    };
+    if let Some(code) = &service_code {
+        if let (Some(offer), Some(euros)) = (
+            catalog::store::get(conn, code).await?,
+            catalog::store::price_on(conn, code, today).await?,
+        ) {
+            h.service = Some(ServicePrice {
+                code: code.clone(),
+                euros,
+                credits: offer.credit_price.map(|c| c.0),
+            });
+        }
+    }
+    let charged_offer = match &h.service {
+        Some(s) => Some(s.code.clone()),
+        None => Some(INTERVENTION_OFFER.to_string()),
+    };
+    Ok((h, pack, charged_offer))
+}
+
+/// Reserves what an approved outcome will consume; returns the hold ids.
+async fn reserve(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    customer: Uuid,
+    outcome: &Outcome,
+    expires_at: DateTime<Utc>,
+    at: DateTime<Utc>,
+) -> Result<Vec<Uuid>, AuthorizationError> {
+    match outcome.funding {
+        Some(Funding::Ticket) => {
+            let wallet = ledger::ensure_account(
+                conn,
+                &wallet_account(customer, "TICKET-WALLET", Unit::Ticket, true),
+            )
+            .await?
+            .id;
+            let used = ledger::ensure_account(
+                conn,
+                &wallet_account(customer, "TICKET-USED", Unit::Ticket, false),
+            )
+            .await?
+            .id;
+            let one = Amount::new(Decimal::ONE, Unit::Ticket)
+                .map_err(|e| AuthorizationError::Invalid(e.to_string()))?;
+            let (hold, _) = ledger::hold(
+                conn,
+                &NewHold::new(format!("authz:{id}:ticket"), wallet, used, one, expires_at)?,
+                at,
+            )
+            .await?;
+            Ok(vec![hold.id.0])
+        }
+        Some(Funding::Credits) => {
+            let mut left = outcome.credits.unwrap_or_default();
+            let used = ledger::ensure_account(
+                conn,
+                &wallet_account(customer, "CREDIT-USED", Unit::Credit, false),
+            )
+            .await?
+            .id;
+            let lots: Vec<Uuid> = credit_lots::table
+                .filter(credit_lots::customer_id.eq(customer))
+                .filter(credit_lots::expires_at.gt(at))
+                .filter(credit_lots::granted_at.le(at))
+                .filter(credit_lots::expired_at.is_null())
+                .order((
+                    credit_lots::expires_at,
+                    credit_lots::granted_at,
+                    credit_lots::id,
+                ))
+                .select(credit_lots::account_id)
+                .load(conn)
+                .await?;
+            let mut holds = Vec::new();
+            for (n, lot) in lots.into_iter().enumerate() {
+                if left <= Decimal::ZERO {
+                    break;
+                }
+                let free = ledger::get_account(conn, AccountId(lot))
+                    .await?
+                    .map(|a| a.balance.available.0)
+                    .unwrap_or_default();
+                let take = free.min(left);
+                if take <= Decimal::ZERO {
+                    continue;
+                }
+                let part = Amount::new(take, Unit::Credit)
+                    .map_err(|e| AuthorizationError::Invalid(e.to_string()))?;
+                let (hold, _) = ledger::hold(
+                    conn,
+                    &NewHold::new(
+                        format!("authz:{id}:lot:{n}"),
+                        AccountId(lot),
+                        used,
+                        part,
+                        expires_at,
+                    )?,
+                    at,
+                )
+                .await?;
+                holds.push(hold.id.0);
+                left -= take;
+            }
+            if left > Decimal::ZERO {
+                return Err(LedgerError::InsufficientFunds.into());
+            }
+            Ok(holds)
+        }
+        _ => Ok(Vec::new()),
+    }
+}
+
+fn wallet_account(customer: Uuid, code: &str, unit: Unit, holder: bool) -> ledger::NewAccount {
+    ledger::NewAccount {
+        code: code.to_string(),
+        name: code.to_string(),
+        unit,
+        customer_id: Some(customer),
+        normal_side: crate::ledger::Side::Credit,
+        no_overdraft: holder,
+    }
+}
+
+async fn load(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    lock: bool,
+) -> Result<Row, AuthorizationError> {
+    let q = authorizations::table.find(id).select(Row::as_select());
+    let row = if lock {
+        q.for_update().first(conn).await
+    } else {
+        q.first(conn).await
+    };
+    row.optional()?.ok_or(AuthorizationError::NotFound(id))
+}
+
+pub async fn view(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+) -> Result<AuthorizationView, AuthorizationError> {
+    let row = load(conn, id, false).await?;
+    let intervention: Option<Uuid> = interventions::table
+        .filter(interventions::authorization_id.eq(id))
+        .select(interventions::id)
+        .first(conn)
+        .await
+        .optional()?;
+    Ok(row.view(intervention))
+}
+
+/// Decides a request at `at` and holds what it will consume. Idempotent on `request_ref`:
+/// a replay returns the first decision (`true`), another body with the same ref is refused.
+pub async fn authorize(
+    conn: &mut AsyncPgConnection,
+    req: &AuthorizationRequest,
+    at: DateTime<Utc>,
+    hours: &BusinessHours,
+) -> Result<(AuthorizationView, bool), AuthorizationError> {
+    let hash = request_hash(req);
+    let existing: Option<(Uuid, Vec<u8>)> = authorizations::table
+        .filter(authorizations::request_ref.eq(&req.request_ref))
+        .select((authorizations::id, authorizations::request_hash))
+        .first(conn)
+        .await
+        .optional()?;
+    if let Some((id, h)) = existing {
+        return if h == hash {
+            Ok((view(conn, id).await?, true))
+        } else {
+            Err(AuthorizationError::Conflict(req.request_ref.clone()))
+        };
+    }
+    let id = Uuid::now_v7();
+    let result = crate::retry_transaction!(conn, AuthorizationError, |c| {
+        let (h, pack, charged_offer) = holdings(c, req, at).await?;
+        let r = Request {
+            kind: req.kind,
+            classification: req.classification,
+            priority: req.priority,
+            requester: req.requester,
+            occurred_at: req.occurred_at,
+            declared_at: req.declared_at,
+            service_code: req.service_code.clone(),
+            preferred: req.preferred_funding,
+        };
+        let outcome = decision::decide(&r, &h, hours);
+        let expires_at = at + HOLD_TTL;
+        let holds = if outcome.decision == Decision::Approved {
+            reserve(c, id, req.customer_id, &outcome, expires_at, at).await?
+        } else {
+            Vec::new()
+        };
+        let approved = outcome.decision == Decision::Approved;
+        let inserted = diesel::insert_into(authorizations::table)
+            .values((
+                authorizations::id.eq(id),
+                authorizations::customer_id.eq(req.customer_id),
+                authorizations::request_ref.eq(&req.request_ref),
+                authorizations::request_hash.eq(&hash),
+                authorizations::request.eq(serde_json::to_value(req).unwrap_or_default()),
+                authorizations::decision.eq(name(outcome.decision)),
+                authorizations::funding.eq(outcome.funding.map(name)),
+                authorizations::reason.eq(name(outcome.reason)),
+                authorizations::status.eq(if approved { "open" } else { "denied" }),
+                authorizations::price.eq(outcome.price),
+                authorizations::hourly.eq(outcome.hourly),
+                authorizations::offer_code.eq(if outcome.funding == Some(Funding::Chargeable) {
+                    charged_offer
+                } else {
+                    None
+                }),
+                authorizations::credits.eq(outcome.credits),
+                authorizations::subscription_id.eq(
+                    if matches!(outcome.funding, Some(Funding::Quota | Funding::Overage)) {
+                        pack
+                    } else {
+                        None
+                    },
+                ),
+                authorizations::hold_ids.eq(holds.iter().map(|h| Some(*h)).collect::<Vec<_>>()),
+                authorizations::expires_at.eq(approved.then_some(expires_at)),
+                authorizations::take_charge_due_at.eq(outcome.take_charge_due_at),
+                authorizations::created_at.eq(at),
+            ))
+            .on_conflict_do_nothing()
+            .execute(c)
+            .await?;
+        if inserted == 0 {
+            // a concurrent request with the same ref won: this attempt reserves nothing
+            return Err(AuthorizationError::Conflict(req.request_ref.clone()));
+        }
+        Ok(())
+    });
+    match result {
+        Ok(()) => Ok((view(conn, id).await?, false)),
+        Err(AuthorizationError::Conflict(r)) => {
+            let (other, h): (Uuid, Vec<u8>) = authorizations::table
+                .filter(authorizations::request_ref.eq(&r))
+                .select((authorizations::id, authorizations::request_hash))
+                .first(conn)
+                .await?;
+            if h == hash {
+                Ok((view(conn, other).await?, true))
+            } else {
+                Err(AuthorizationError::Conflict(r))
+            }
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// What was actually done, for a capture: minutes of work (hourly-priced) or units.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Capture {
+    /// Minutes worked (hourly-priced interventions: billed per started 15 minutes).
+    pub minutes: Option<i64>,
+    /// Units consumed (credits, a ticket, service units); at most what was held.
+    pub units: Option<DecimalString>,
+}
+
+/// Captures an open authorization at `at`: consumes at most what was held (the rest is
+/// released); a chargeable one becomes an intervention held for the dispute window.
+pub async fn capture(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    what: Capture,
+    at: DateTime<Utc>,
+) -> Result<AuthorizationView, AuthorizationError> {
+    crate::retry_transaction!(conn, AuthorizationError, |c| {
+        let row = load(c, id, true).await?;
+        match row.status() {
+            AuthorizationStatus::Open => {}
+            AuthorizationStatus::Denied => {
+                return Err(AuthorizationError::WrongState(id, "denied"))
+            }
+            AuthorizationStatus::Captured => {
+                return Err(AuthorizationError::WrongState(id, "already captured"))
+            }
+            AuthorizationStatus::Voided => {
+                return Err(AuthorizationError::WrongState(id, "voided"))
+            }
+            AuthorizationStatus::Expired => {
+                return Err(AuthorizationError::WrongState(id, "expired"))
+            }
+        }
+        if row.expires_at.is_some_and(|e| e <= at) {
+            return Err(AuthorizationError::WrongState(id, "expired"));
+        }
+        let units = what.units.map(|u| u.0);
+        if units.is_some_and(|u| u < Decimal::ZERO)
+            || what.minutes.is_some_and(|m| !(0..=24 * 60).contains(&m))
+        {
+            return Err(AuthorizationError::Invalid(
+                "units must be 0 or more, minutes 0 to 1440".into(),
+            ));
+        }
+        let mut captured = units.unwrap_or(Decimal::ONE);
+        match row.funding() {
+            Some(Funding::Ticket) => {
+                if captured > Decimal::ONE {
+                    return Err(AuthorizationError::Invalid(
+                        "a ticket covers one intervention: units at most 1".into(),
+                    ));
+                }
+                let hold = HoldId(
+                    row.holds()
+                        .into_iter()
+                        .next()
+                        .ok_or_else(|| AuthorizationError::Invalid("no hold".into()))?,
+                );
+                if captured.is_zero() {
+                    ledger::void(c, hold, at).await?;
+                } else {
+                    ledger::capture(c, hold, None, at).await?;
+                }
+            }
+            Some(Funding::Credits) => {
+                let held = row.credits.unwrap_or_default();
+                captured = units.unwrap_or(held);
+                if captured > held {
+                    return Err(AuthorizationError::Invalid(format!(
+                        "units: at most the {held} credits held"
+                    )));
+                }
+                let mut left = captured;
+                let mut revenue = Decimal::ZERO;
+                for hold_id in &row.holds() {
+                    let hold = ledger::get_hold(c, HoldId(*hold_id))
+                        .await?
+                        .ok_or(AuthorizationError::NotFound(*hold_id))?;
+                    let take = hold.amount.0.min(left);
+                    if take.is_zero() {
+                        ledger::void(c, hold.id, at).await?;
+                        continue;
+                    }
+                    let part = Amount::new(take, Unit::Credit)
+                        .map_err(|e| AuthorizationError::Invalid(e.to_string()))?;
+                    ledger::capture(c, hold.id, Some(part), at).await?;
+                    let unit_price: Decimal = credit_lots::table
+                        .filter(credit_lots::account_id.eq(hold.debit_account_id.0))
+                        .select(credit_lots::unit_price)
+                        .first(c)
+                        .await?;
+                    revenue += round_cents(take * unit_price);
+                    left -= take;
+                }
+                if revenue > Decimal::ZERO {
+                    let eur = Amount::new(revenue, Unit::Eur)
+                        .map_err(|e| AuthorizationError::Invalid(e.to_string()))?;
+                    let deferred = ledger::ensure_account(
+                        c,
+                        &wallet_account(row.customer_id, "487", Unit::Eur, false),
+                    )
+                    .await?
+                    .id;
+                    let revenue_706 =
+                        AccountId(Uuid::from_u128(0x0000_0000_0000_4000_8000_0000_0000_0706));
+                    let tx = crate::ledger::NewTransaction::new(
+                        format!("authz:{id}:revenue"),
+                        "credits.use",
+                        vec![
+                            crate::ledger::Posting::debit(deferred, eur),
+                            crate::ledger::Posting::credit(revenue_706, eur),
+                        ],
+                    )?
+                    .effective_at(at);
+                    ledger::post(c, &tx).await?;
+                }
+            }
+            Some(Funding::Quota | Funding::Overage) => {
+                let pack = row
+                    .subscription_id
+                    .ok_or_else(|| AuthorizationError::Invalid("no pack".into()))?;
+                wallets::book_appointment(c, pack, &format!("authz:{id}"), at).await?;
+            }
+            Some(Funding::Chargeable) => {
+                let price = row.price.unwrap_or_default();
+                let offer_code = row
+                    .offer_code
+                    .clone()
+                    .unwrap_or_else(|| INTERVENTION_OFFER.to_string());
+                let (quantity, unit_price, description) = if row.hourly {
+                    let minutes = what.minutes.ok_or_else(|| {
+                        AuthorizationError::Invalid("minutes: the time worked is required".into())
+                    })?;
+                    let increments = (minutes + 14) / 15;
+                    captured = Decimal::from(minutes);
+                    (
+                        Decimal::from(increments),
+                        price / Decimal::from(4),
+                        format!("Intervention, {minutes} min ({increments} × 15 min)"),
+                    )
+                } else {
+                    (
+                        captured,
+                        price,
+                        format!("Service `{offer_code}` × {captured}"),
+                    )
+                };
+                if quantity > Decimal::ZERO {
+                    let sheet_date = paris_date(at);
+                    diesel::insert_into(interventions::table)
+                        .values((
+                            interventions::id.eq(Uuid::now_v7()),
+                            interventions::authorization_id.eq(id),
+                            interventions::customer_id.eq(row.customer_id),
+                            interventions::offer_code.eq(&offer_code),
+                            interventions::description.eq(description),
+                            interventions::quantity.eq(quantity),
+                            interventions::unit_price.eq(unit_price),
+                            interventions::sheet_at.eq(at),
+                            interventions::dispute_deadline.eq(paris_midnight(
+                                sheet_date + Duration::days(DISPUTE_DAYS + 1),
+                            )),
+                            interventions::status.eq("pending"),
+                        ))
+                        .execute(c)
+                        .await?;
+                }
+            }
+            Some(Funding::Included) | None => {}
+        }
+        diesel::update(authorizations::table.find(id))
+            .set((
+                authorizations::status.eq("captured"),
+                authorizations::captured_units.eq(captured),
+                authorizations::resolved_at.eq(at),
+            ))
+            .execute(c)
+            .await?;
+        Ok(())
+    })?;
+    view(conn, id).await
+}
+
+/// Voids an open authorization: its holds are released.
+pub async fn void(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    at: DateTime<Utc>,
+) -> Result<AuthorizationView, AuthorizationError> {
+    crate::retry_transaction!(conn, AuthorizationError, |c| {
+        let row = load(c, id, true).await?;
+        if row.status() != AuthorizationStatus::Open {
+            return Err(AuthorizationError::WrongState(id, "not open"));
+        }
+        for hold in &row.holds() {
+            match ledger::void(c, HoldId(*hold), at).await {
+                Ok(_) | Err(LedgerError::HoldNotPending(..)) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        diesel::update(authorizations::table.find(id))
+            .set((
+                authorizations::status.eq("voided"),
+                authorizations::resolved_at.eq(at),
+            ))
+            .execute(c)
+            .await?;
+        Ok(())
+    })?;
+    view(conn, id).await
+}
+
+/// `hold-expiry` at `as_of`: open authorizations past their hold's expiry are expired and
+/// every such hold released. Returns the holds expired.
+pub async fn expire(
+    conn: &mut AsyncPgConnection,
+    as_of: DateTime<Utc>,
+) -> Result<u32, AuthorizationError> {
+    diesel::update(
+        authorizations::table
+            .filter(authorizations::status.eq("open"))
+            .filter(authorizations::expires_at.le(as_of)),
+    )
+    .set((
+        authorizations::status.eq("expired"),
+        authorizations::resolved_at.eq(as_of),
+    ))
+    .execute(conn)
+    .await?;
+    Ok(ledger::expire_holds(conn, as_of).await? as u32)
+}
+
+/// A chargeable intervention and its dispute.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct InterventionView {
+    #[schema(value_type = String, format = Uuid)]
+    pub id: Uuid,
+    #[schema(value_type = String, format = Uuid)]
+    pub authorization_id: Uuid,
+    pub description: String,
+    pub quantity: DecimalString,
+    pub unit_price: DecimalString,
+    pub amount: DecimalString,
+    pub sheet_at: DateTime<Utc>,
+    /// Disputes are accepted before this instant (5 days after the sheet's day, Paris).
+    pub dispute_deadline: DateTime<Utc>,
+    /// `pending`, `disputed`, `upheld` (resolved against the customer), `released`
+    /// (charged) or `voided` (resolved for the customer).
+    pub status: String,
+}
+
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = interventions)]
+struct InterventionRow {
+    id: Uuid,
+    authorization_id: Uuid,
+    customer_id: Uuid,
+    offer_code: String,
+    description: String,
+    quantity: Decimal,
+    unit_price: Decimal,
+    sheet_at: DateTime<Utc>,
+    dispute_deadline: DateTime<Utc>,
+    status: String,
+}
+
+impl From<InterventionRow> for InterventionView {
+    fn from(r: InterventionRow) -> Self {
+        InterventionView {
+            id: r.id,
+            authorization_id: r.authorization_id,
+            description: r.description,
+            quantity: DecimalString(r.quantity.normalize()),
+            unit_price: crate::money::price(r.unit_price),
+            amount: DecimalString(round_cents(r.quantity * r.unit_price)),
+            sheet_at: r.sheet_at,
+            dispute_deadline: r.dispute_deadline,
+            status: r.status,
+        }
+    }
+}
+
+async fn intervention(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+) -> Result<InterventionRow, AuthorizationError> {
+    interventions::table
+        .find(id)
+        .select(InterventionRow::as_select())
+        .for_update()
+        .first(conn)
+        .await
+        .optional()?
+        .ok_or_else(|| AuthorizationError::Invalid(format!("intervention {id} does not exist")))
+}
+
+pub async fn get_intervention(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+) -> Result<Option<InterventionView>, AuthorizationError> {
+    Ok(interventions::table
+        .find(id)
+        .select(InterventionRow::as_select())
+        .first(conn)
+        .await
+        .optional()?
+        .map(Into::into))
+}
+
+/// The customer disputes the intervention sheet; accepted within the window only.
+pub async fn dispute(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    at: DateTime<Utc>,
+) -> Result<InterventionView, AuthorizationError> {
+    let row = intervention(conn, id).await?;
+    if row.status != "pending" {
+        return Err(AuthorizationError::WrongState(id, "not pending"));
+    }
+    if at >= row.dispute_deadline {
+        return Err(AuthorizationError::WrongState(
+            id,
+            "past its dispute window",
+        ));
+    }
+    diesel::update(interventions::table.find(id))
+        .set((
+            interventions::status.eq("disputed"),
+            interventions::disputed_at.eq(at),
+        ))
+        .execute(conn)
+        .await?;
+    get_intervention(conn, id)
+        .await?
+        .ok_or_else(|| AuthorizationError::Invalid(format!("intervention {id} vanished")))
+}
+
+/// Resolves a dispute: for the customer voids the intervention (never billed); against
+/// the customer lets the release job charge it.
+pub async fn resolve(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    for_customer: bool,
+    at: DateTime<Utc>,
+) -> Result<InterventionView, AuthorizationError> {
+    let row = intervention(conn, id).await?;
+    if row.status != "disputed" {
+        return Err(AuthorizationError::WrongState(id, "not disputed"));
+    }
+    let status = if for_customer { "voided" } else { "upheld" };
+    diesel::update(interventions::table.find(id))
+        .set((
+            interventions::status.eq(status),
+            interventions::resolved_at.eq(at),
+        ))
+        .execute(conn)
+        .await?;
+    get_intervention(conn, id)
+        .await?
+        .ok_or_else(|| AuthorizationError::Invalid(format!("intervention {id} vanished")))
+}
+
+/// `intervention-release` at `as_of`: undisputed interventions whose window has closed, and
+/// those resolved against the customer, become charges. Idempotent.
+pub async fn release(
+    conn: &mut AsyncPgConnection,
+    as_of: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<u32, AuthorizationError> {
+    let due: Vec<Uuid> = interventions::table
+        .filter(
+            interventions::status.eq("upheld").or(interventions::status
+                .eq("pending")
+                .and(interventions::dispute_deadline.le(as_of))),
+        )
+        .select(interventions::id)
+        .load(conn)
+        .await?;
+    let mut released = 0;
+    for id in due {
+        let done = crate::retry_transaction!(conn, AuthorizationError, |c| {
+            let row = intervention(c, id).await?;
+            let releasable = row.status == "upheld"
+                || (row.status == "pending" && row.dispute_deadline <= as_of);
+            if !releasable {
+                return Ok(false);
+            }
+            let offer = catalog::store::get(c, &row.offer_code)
+                .await?
+                .ok_or_else(|| {
+                    AuthorizationError::Invalid(format!(
+                        "offer `{}` does not exist",
+                        row.offer_code
+                    ))
+                })?;
+            charges::insert(
+                c,
+                &NewCharge {
+                    service_start: Some(paris_date(row.sheet_at)),
+                    idempotency_key: Some(format!("intervention:{id}")),
+                    ..NewCharge::of_offer(
+                        row.customer_id,
+                        &offer,
+                        ChargeSource::Intervention,
+                        row.description.clone(),
+                        row.quantity,
+                        row.unit_price,
+                    )
+                },
+                now,
+            )
+            .await?;
+            diesel::update(interventions::table.find(id))
+                .set(interventions::status.eq("released"))
+                .execute(c)
+                .await?;
+            Ok(true)
+        })?;
+        released += u32::from(done);
+    }
+    Ok(released)
+}

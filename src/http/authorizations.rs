@@ -1,0 +1,211 @@
+//! The ticketing hot path: `/v1/authorizations` and `/v1/interventions`.
+
+use actix_web::{get, post, web, HttpResponse};
+use serde::Deserialize;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::{check_instant, parse_json, Auth, JsonBody, RawBody, State};
+use crate::auth::Role;
+use crate::authorizations::store::{
+    self, AuthorizationError, AuthorizationRequest, AuthorizationView, Capture, InterventionView,
+};
+use crate::calendar::BusinessHours;
+use crate::error::{ApiError, ErrorCode};
+use crate::openapi::{ReadErrors, WriteErrors};
+
+impl From<AuthorizationError> for ApiError {
+    fn from(e: AuthorizationError) -> Self {
+        let detail = e.to_string();
+        match e {
+            AuthorizationError::UnknownCustomer(_) => {
+                ApiError::field(ErrorCode::InvalidRequest, "customer_id", detail)
+            }
+            AuthorizationError::Conflict(_) => {
+                ApiError::new(ErrorCode::IdempotencyConflict, detail)
+            }
+            AuthorizationError::NotFound(_) => ApiError::new(ErrorCode::NotFound, detail),
+            AuthorizationError::WrongState(..) => ApiError::new(ErrorCode::InvalidState, detail),
+            AuthorizationError::Invalid(_) => ApiError::new(ErrorCode::InvalidRequest, detail),
+            AuthorizationError::Wallet(e) => e.into(),
+            AuthorizationError::Ledger(e) => e.into(),
+            AuthorizationError::Database(e) => e.into(),
+        }
+    }
+}
+
+const TICKETING: &[Role] = &[Role::Ticketing];
+const DISPUTERS: &[Role] = &[Role::Ticketing, Role::Finance];
+
+/// Is this request covered, and by what? Decides in DOMAIN.md's rule order and holds what
+/// the work will consume. `request_ref` is the idempotency key: a replay returns the first
+/// decision (200); the same ref with another body is a 409.
+#[utoipa::path(
+    tag = "authorizations",
+    request_body = AuthorizationRequest,
+    responses(
+        (status = 201, description = "Decided (approved or denied)", body = AuthorizationView),
+        (status = 200, description = "Replay: the first decision", body = AuthorizationView),
+        WriteErrors
+    ),
+    security(("bearer" = ["admin", "ticketing"]))
+)]
+#[post("/v1/authorizations")]
+pub async fn post_authorization(
+    state: State,
+    auth: Auth,
+    body: JsonBody<AuthorizationRequest>,
+) -> Result<HttpResponse, ApiError> {
+    auth.require(TICKETING)?;
+    let req = body.0;
+    if req.request_ref.trim().is_empty() || req.request_ref.len() > 200 {
+        return Err(ApiError::field(
+            ErrorCode::InvalidRequest,
+            "request_ref",
+            "1 to 200 characters",
+        ));
+    }
+    check_instant(ErrorCode::InvalidRequest, "occurred_at", req.occurred_at)?;
+    check_instant(ErrorCode::InvalidRequest, "declared_at", req.declared_at)?;
+    if req.declared_at < req.occurred_at {
+        return Err(ApiError::field(
+            ErrorCode::InvalidRequest,
+            "declared_at",
+            "cannot be before occurred_at",
+        ));
+    }
+    let mut conn = state.pool.get().await?;
+    let (view, replayed) = store::authorize(
+        &mut conn,
+        &req,
+        state.clock.now(),
+        &BusinessHours::default(),
+    )
+    .await?;
+    Ok(super::created_or_replayed(view, replayed))
+}
+
+/// An authorization.
+#[utoipa::path(
+    tag = "authorizations",
+    params(("id" = Uuid, Path, description = "Authorization id")),
+    responses((status = 200, description = "The authorization", body = AuthorizationView), ReadErrors),
+    security(("bearer" = ["admin", "ticketing", "finance"]))
+)]
+#[get("/v1/authorizations/{id}")]
+pub async fn get_authorization(
+    state: State,
+    auth: Auth,
+    id: web::Path<Uuid>,
+) -> Result<web::Json<AuthorizationView>, ApiError> {
+    auth.require(DISPUTERS)?;
+    let mut conn = state.pool.get().await?;
+    Ok(web::Json(store::view(&mut conn, id.into_inner()).await?))
+}
+
+/// Capture what was done: `minutes` for work billed by the hour, `units` otherwise (at
+/// most what was held; the rest is released). A chargeable capture creates an intervention
+/// that can be disputed for 5 days. Capturing twice, or a voided one, is a 409.
+#[utoipa::path(
+    tag = "authorizations",
+    params(("id" = Uuid, Path, description = "Authorization id")),
+    request_body(content = Option<Capture>, description = "Optional; may be empty"),
+    responses((status = 200, description = "Captured", body = AuthorizationView), WriteErrors),
+    security(("bearer" = ["admin", "ticketing"]))
+)]
+#[post("/v1/authorizations/{id}/capture")]
+pub async fn capture_authorization(
+    state: State,
+    auth: Auth,
+    id: web::Path<Uuid>,
+    body: RawBody,
+) -> Result<web::Json<AuthorizationView>, ApiError> {
+    auth.require(TICKETING)?;
+    let what: Capture = if body.0.iter().all(u8::is_ascii_whitespace) {
+        Capture::default()
+    } else {
+        parse_json(&body.0)?
+    };
+    let mut conn = state.pool.get().await?;
+    Ok(web::Json(
+        store::capture(&mut conn, id.into_inner(), what, state.clock.now()).await?,
+    ))
+}
+
+/// Void an open authorization: what it held is released. Voiding a captured one is a 409.
+#[utoipa::path(
+    tag = "authorizations",
+    params(("id" = Uuid, Path, description = "Authorization id")),
+    responses((status = 200, description = "Voided", body = AuthorizationView), WriteErrors),
+    security(("bearer" = ["admin", "ticketing"]))
+)]
+#[post("/v1/authorizations/{id}/void")]
+pub async fn void_authorization(
+    state: State,
+    auth: Auth,
+    id: web::Path<Uuid>,
+) -> Result<web::Json<AuthorizationView>, ApiError> {
+    auth.require(TICKETING)?;
+    let mut conn = state.pool.get().await?;
+    Ok(web::Json(
+        store::void(&mut conn, id.into_inner(), state.clock.now()).await?,
+    ))
+}
+
+/// The customer disputes an intervention sheet (within 5 days of its date).
+#[utoipa::path(
+    tag = "authorizations",
+    params(("id" = Uuid, Path, description = "Intervention id")),
+    responses((status = 200, description = "Disputed", body = InterventionView), WriteErrors),
+    security(("bearer" = ["admin", "ticketing", "finance"]))
+)]
+#[post("/v1/interventions/{id}/dispute")]
+pub async fn dispute_intervention(
+    state: State,
+    auth: Auth,
+    id: web::Path<Uuid>,
+) -> Result<web::Json<InterventionView>, ApiError> {
+    auth.require(DISPUTERS)?;
+    let mut conn = state.pool.get().await?;
+    Ok(web::Json(
+        store::dispute(&mut conn, id.into_inner(), state.clock.now()).await?,
+    ))
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DisputeOutcome {
+    /// The intervention is voided, never billed.
+    ForCustomer,
+    /// The intervention is billed by the next intervention-release run.
+    AgainstCustomer,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResolveRequest {
+    pub outcome: DisputeOutcome,
+}
+
+/// Resolve a dispute for or against the customer.
+#[utoipa::path(
+    tag = "authorizations",
+    params(("id" = Uuid, Path, description = "Intervention id")),
+    request_body = ResolveRequest,
+    responses((status = 200, description = "Resolved", body = InterventionView), WriteErrors),
+    security(("bearer" = ["admin", "ticketing", "finance"]))
+)]
+#[post("/v1/interventions/{id}/resolve")]
+pub async fn resolve_intervention(
+    state: State,
+    auth: Auth,
+    id: web::Path<Uuid>,
+    body: JsonBody<ResolveRequest>,
+) -> Result<web::Json<InterventionView>, ApiError> {
+    auth.require(DISPUTERS)?;
+    let for_customer = matches!(body.0.outcome, DisputeOutcome::ForCustomer);
+    let mut conn = state.pool.get().await?;
+    Ok(web::Json(
+        store::resolve(&mut conn, id.into_inner(), for_customer, state.clock.now()).await?,
+    ))
+}
