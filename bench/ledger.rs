@@ -4,6 +4,9 @@
 //!     cargo bench --bench ledger            # 20 s per measurement
 //!     BENCH_SECONDS=60 BENCH_CLIENTS=8 cargo bench --bench ledger
 //!
+//! (c) the authorization of a ticketing request (decision + hold) followed by its capture,
+//!     through the Rust API, over 1,000 customers with mixed entitlements.
+//!
 //! (a) pgbench -b tpcb-like at scale = clients (pgbench's advice: scale ≥ clients).
 //! (b) grandlivre's `ledger::store::post` of a two-posting transaction with a fresh
 //!     idempotency key each time, through a pool of `clients` connections, between two of
@@ -223,6 +226,196 @@ async fn ledger(url: &str, clients: u64, seconds: u64) -> Run {
     }
 }
 
+/// 1,000 customers with mixed entitlements: fibre (maintenance), paid tickets, Service+
+/// credits (service purchases), nothing (misdeclared incidents, chargeable). Each client
+/// authorizes (decision + hold) then captures, in a loop.
+async fn authorizations(url: &str, clients: u64, seconds: u64) -> Run {
+    use grandlivre::authorizations::store::{self as authz, AuthorizationRequest, Capture};
+    use grandlivre::calendar::BusinessHours;
+    db::run_migrations(url).await.expect("migrate");
+    let mut conn = AsyncPgConnection::establish(url).await.expect("connect");
+    let now = chrono::Utc::now();
+    grandlivre::demo::seed(&mut conn, now).await.expect("seed");
+    let mut customers = Vec::with_capacity(1000);
+    for i in 0..1000u32 {
+        let id = uuid::Uuid::now_v7();
+        let fields = grandlivre::customers::CustomerFields {
+            legal_name: format!("Bench {i}"),
+            siren: "900000019".into(),
+            siret: None,
+            vat_number: None,
+            billing_email: "bench@example.org".into(),
+            address: grandlivre::customers::Address {
+                street_number: None,
+                street: "Rue".into(),
+                postcode: "75001".into(),
+                town: "Paris".into(),
+                country: "FR".into(),
+            },
+        };
+        grandlivre::customers::store::create(&mut conn, id, &fields, None, now)
+            .await
+            .expect("customer");
+        let start = Some(grandlivre::calendar::paris_date(now) - chrono::Duration::days(30));
+        let subscribe =
+            |offer: &str, parent| NewSubscriptionReq(id, offer.to_string(), start, parent);
+        match i % 4 {
+            0 => {
+                diesel::sql_query(format!(
+                    "INSERT INTO mandates (id, customer_id, reference, signed_on) VALUES ('{}', '{id}', 'B-{i}', '2026-01-01')",
+                    uuid::Uuid::now_v7()
+                ))
+                .execute(&mut conn)
+                .await
+                .expect("mandate");
+                subscribe("ip_access_fibre", None)
+                    .create(&mut conn, now)
+                    .await;
+            }
+            1 => {
+                let (p, _) =
+                    grandlivre::wallets::store::buy_tickets(&mut conn, id, 1000, None, now)
+                        .await
+                        .expect("tickets");
+                grandlivre::wallets::store::ticket_purchase_paid(&mut conn, p.id, now)
+                    .await
+                    .expect("paid");
+            }
+            2 => {
+                let parent = subscribe("premium_assistance", None)
+                    .create(&mut conn, now)
+                    .await;
+                subscribe("service_plus_pack", Some(parent))
+                    .create(&mut conn, now)
+                    .await;
+                let credits =
+                    Amount::new(Decimal::new(1_000_000, 0), Unit::Credit).expect("credits");
+                grandlivre::wallets::store::buy_credits(&mut conn, id, credits, None, now)
+                    .await
+                    .expect("credits");
+            }
+            _ => {}
+        }
+        customers.push((id, i % 4));
+    }
+    diesel::sql_query("VACUUM ANALYZE")
+        .execute(&mut conn)
+        .await
+        .expect("vacuum");
+    let customers = Arc::new(customers);
+    let pool = db::pool(url, clients as usize).expect("pool");
+    let run_for = |duration: Duration, label: &'static str| {
+        let stop = Arc::new(AtomicBool::new(false));
+        let tasks: Vec<_> = (0..clients)
+            .map(|c| {
+                let (pool, customers, stop) = (pool.clone(), customers.clone(), stop.clone());
+                tokio::spawn(async move {
+                    let mut conn = pool.get().await.expect("connection");
+                    let hours = BusinessHours::default();
+                    let mut latencies = Vec::new();
+                    let mut n = 0u64;
+                    while !AtomicBool::load(&stop, Ordering::Relaxed) {
+                        let (customer, kind) =
+                            customers[rand::rng().random_range(0..customers.len())];
+                        let (kind_name, classification, extra) = match kind {
+                            2 => (
+                                "service_purchase",
+                                serde_json::json!({"type": "in_scope"}),
+                                Some("training"),
+                            ),
+                            3 => (
+                                "intervention",
+                                serde_json::json!({"type": "misdeclared"}),
+                                None,
+                            ),
+                            _ => (
+                                "intervention",
+                                serde_json::json!({"type": "in_scope"}),
+                                None,
+                            ),
+                        };
+                        let now = chrono::Utc::now();
+                        let req: AuthorizationRequest = serde_json::from_value(serde_json::json!({
+                            "customer_id": customer,
+                            "request_ref": format!("{label}-{c}-{n}"),
+                            "kind": kind_name,
+                            "classification": classification,
+                            "priority": "high",
+                            "requester": {"certified": false, "learning_phase_end": null},
+                            "occurred_at": now - chrono::Duration::minutes(30),
+                            "declared_at": now,
+                            "service_code": extra,
+                            "preferred_funding": "auto"
+                        }))
+                        .expect("request");
+                        let start = Instant::now();
+                        let (view, _) = authz::authorize(&mut conn, &req, now, &hours)
+                            .await
+                            .expect("authorize");
+                        latencies.push(start.elapsed().as_secs_f64() * 1000.0);
+                        if view.status == authz::AuthorizationStatus::Open {
+                            let what = Capture {
+                                minutes: Some(20),
+                                units: None,
+                            };
+                            authz::capture(&mut conn, view.id, what, now)
+                                .await
+                                .expect("capture");
+                        }
+                        n += 1;
+                    }
+                    latencies
+                })
+            })
+            .collect();
+        async move {
+            tokio::time::sleep(duration).await;
+            stop.store(true, Ordering::Relaxed);
+            let mut all = Vec::new();
+            for t in tasks {
+                all.extend(t.await.expect("task"));
+            }
+            all
+        }
+    };
+    run_for(Duration::from_secs(3), "warmup").await;
+    let start = Instant::now();
+    let mut latencies = run_for(Duration::from_secs(seconds), "run").await;
+    let tps = latencies.len() as f64 / start.elapsed().as_secs_f64();
+    let (p50_ms, p99_ms) = percentiles(&mut latencies);
+    Run {
+        tps,
+        p50_ms,
+        p99_ms,
+    }
+}
+
+struct NewSubscriptionReq(
+    uuid::Uuid,
+    String,
+    Option<chrono::NaiveDate>,
+    Option<uuid::Uuid>,
+);
+
+impl NewSubscriptionReq {
+    async fn create(
+        self,
+        conn: &mut AsyncPgConnection,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> uuid::Uuid {
+        let req = grandlivre::subscriptions::NewSubscription {
+            customer_id: self.0,
+            offer_code: self.1,
+            start_date: self.2,
+            parent_id: self.3,
+        };
+        grandlivre::subscriptions::store::create(conn, &req, None, now)
+            .await
+            .expect("subscribe")
+            .0
+    }
+}
+
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return; // `cargo test --benches` lists; nothing to list
@@ -243,7 +436,7 @@ fn main() {
         let mut conn = AsyncPgConnection::establish(&maintenance)
             .await
             .expect("connect");
-        for name in ["bench_pgbench", "bench_ledger"] {
+        for name in ["bench_pgbench", "bench_ledger", "bench_authz"] {
             diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
                 .execute(&mut conn)
                 .await
@@ -257,8 +450,12 @@ fn main() {
             "grandlivre ledger bench: {clients} clients, {seconds} s per measurement, cluster {}",
             dir.display()
         );
-        ledger(&cluster.connection_string("bench_ledger"), clients, seconds).await
+        let ledger_run = ledger(&cluster.connection_string("bench_ledger"), clients, seconds).await;
+        let authz_run =
+            authorizations(&cluster.connection_string("bench_authz"), clients, seconds).await;
+        (ledger_run, authz_run)
     });
+    let (ledger_run, authz_run) = ledger_run;
     let pg = pgbench(&cluster, clients, seconds);
     println!();
     println!(
@@ -276,8 +473,19 @@ fn main() {
         ledger_run.p50_ms,
         ledger_run.p99_ms
     );
+    println!(
+        "{:<46} {:>10.0} {:>9.2} {:>9.2}",
+        "authorization (decision + hold), then capture",
+        authz_run.tps,
+        authz_run.p50_ms,
+        authz_run.p99_ms
+    );
     println!();
     println!("ratio ledger / pgbench = {:.2}", ledger_run.tps / pg.tps);
+    println!(
+        "ratio authorizations / pgbench = {:.2} (latencies: the authorization call)",
+        authz_run.tps / pg.tps
+    );
     if std::env::var_os("BENCH_KEEP_CLUSTER").is_none() {
         let _ = cluster.stop();
     }

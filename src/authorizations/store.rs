@@ -21,7 +21,7 @@ use crate::charges::{self, ChargeSource, NewCharge};
 use crate::ledger::store as ledger;
 use crate::ledger::{AccountId, HoldId, LedgerError, NewHold};
 use crate::money::{round_cents, Amount, DecimalString, Unit};
-use crate::schema::{authorizations, credit_lots, customers, interventions};
+use crate::schema::{authorizations, credit_lots, interventions};
 use crate::wallets::store as wallets;
 
 /// How long a hold lasts before the hold-expiry job releases it (config).
@@ -211,69 +211,129 @@ fn request_hash(req: &AuthorizationRequest) -> Vec<u8> {
     Sha256::digest(serde_json::to_string(req).unwrap_or_default().as_bytes()).to_vec()
 }
 
+#[derive(QueryableByName)]
+struct Snapshot {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    status: String,
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    free_diagnostics: bool,
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    assistance_included: bool,
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    maintenance: bool,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Uuid>)]
+    pack_id: Option<Uuid>,
+    #[diesel(sql_type = diesel::sql_types::Numeric)]
+    tickets: Decimal,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Uuid>)]
+    ticket_wallet: Option<Uuid>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Uuid>)]
+    ticket_used: Option<Uuid>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Uuid>)]
+    credit_used: Option<Uuid>,
+    #[diesel(sql_type = diesel::sql_types::Numeric)]
+    credits: Decimal,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Numeric>)]
+    hourly_rate: Option<Decimal>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Numeric>)]
+    service_euros: Option<Decimal>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Numeric>)]
+    service_credits: Option<Decimal>,
+}
+
+/// Everything the decision needs, in one round trip. Run after the customer's row is
+/// locked, in a statement of its own: a lock taken by this statement would not refresh
+/// its subqueries, which read the snapshot taken before the wait.
+const SNAPSHOT: &str = "
+SELECT c.status,
+       coalesce(e.free_diagnostics, false) AS free_diagnostics,
+       coalesce(e.assistance_included, false) AS assistance_included,
+       coalesce(e.maintenance, false) AS maintenance,
+       e.pack_id,
+       coalesce((SELECT b.posted_credits - b.posted_debits - b.pending_debits
+                   FROM accounts a JOIN balances b ON b.account_id = a.id
+                  WHERE a.customer_id = c.id AND a.code = 'TICKET-WALLET'), 0) AS tickets,
+       (SELECT a.id FROM accounts a WHERE a.customer_id = c.id AND a.code = 'TICKET-WALLET') AS ticket_wallet,
+       (SELECT a.id FROM accounts a WHERE a.customer_id = c.id AND a.code = 'TICKET-USED') AS ticket_used,
+       (SELECT a.id FROM accounts a WHERE a.customer_id = c.id AND a.code = 'CREDIT-USED') AS credit_used,
+       coalesce((SELECT sum(b.posted_credits - b.posted_debits - b.pending_debits)
+                   FROM credit_lots l JOIN balances b ON b.account_id = l.account_id
+                  WHERE l.customer_id = c.id AND l.expires_at > $2 AND l.granted_at <= $2
+                    AND l.expired_at IS NULL), 0) AS credits,
+       (SELECT p.unit_price FROM offer_prices p WHERE p.offer_code = 'intervention_time' AND p.effective_from <= $3
+         ORDER BY p.effective_from DESC LIMIT 1) AS hourly_rate,
+       (SELECT p.unit_price FROM offer_prices p WHERE p.offer_code = $4 AND p.effective_from <= $3
+         ORDER BY p.effective_from DESC LIMIT 1) AS service_euros,
+       (SELECT o.credit_price FROM offers o WHERE o.code = $4) AS service_credits
+  FROM customers c
+  LEFT JOIN LATERAL (
+       SELECT bool_or(o.free_diagnostics) AS free_diagnostics,
+              bool_or(o.assistance_included) AS assistance_included,
+              bool_or(o.maintenance) AS maintenance,
+              (array_agg(s.id ORDER BY s.id) FILTER (WHERE o.appointment_quota IS NOT NULL))[1] AS pack_id
+         FROM subscriptions s JOIN offers o ON o.code = s.offer_code
+        WHERE s.customer_id = c.id AND s.status = 'active' AND s.start_date <= $3
+          AND (s.ends_at IS NULL OR s.ends_at > $2)) e ON true
+ WHERE c.id = $1";
+
+/// What the customer holds at `at`, the pack an appointment would use, the offer a
+/// chargeable request is billed at, and the accounts a hold needs (when they exist).
 async fn holdings(
     conn: &mut AsyncPgConnection,
     req: &AuthorizationRequest,
     at: DateTime<Utc>,
-) -> Result<(Holdings, Option<Uuid>, Option<String>), AuthorizationError> {
-    let status: Option<String> = customers::table
-        .find(req.customer_id)
-        .select(customers::status)
-        .for_update()
-        .first(conn)
-        .await
-        .optional()?;
-    let status = status.ok_or(AuthorizationError::UnknownCustomer(req.customer_id))?;
+) -> Result<(Holdings, Option<Uuid>, Option<String>, Snapshot), AuthorizationError> {
     let today = paris_date(at);
-    let offers = wallets::active_offers(conn, req.customer_id, at).await?;
-    let mut h = Holdings {
-        suspended: status == "suspended",
-        misdeclared_chargeable: true,
-        ..Holdings::default()
-    };
-    let mut pack = None;
-    for (id, o) in &offers {
-        h.free_diagnostics |= o.entitlements.free_diagnostics;
-        h.assistance_included |= o.entitlements.assistance_included;
-        h.maintenance |= o.entitlements.maintenance;
-        if o.entitlements.appointment_quota.is_some() && pack.is_none() {
-            pack = Some(*id);
-        }
-    }
-    let balances = wallets::balances(conn, req.customer_id, at).await?;
-    if let Some(p) = pack {
-        h.appointment_quota_left = balances
-            .appointments
-            .iter()
-            .find(|a| a.subscription_id == p)
-            .map(|a| i64::from(a.quota - a.used));
-    }
-    h.credits_available = balances.credits.total.0;
-    h.tickets_available = balances.tickets.available;
-    h.hourly_rate = catalog::store::price_on(conn, INTERVENTION_OFFER, today).await?;
     let service_code = match (req.kind, req.classification) {
         (RequestKind::ServicePurchase, _) => req.service_code.clone(),
         (_, Classification::OutOfScope(sub)) => sub.service().map(str::to_string),
         (_, Classification::UsageQuestion) => Some(USAGE_HELP_OFFER.to_string()),
         _ => None,
     };
-    if let Some(code) = &service_code {
-        if let (Some(offer), Some(euros)) = (
-            catalog::store::get(conn, code).await?,
-            catalog::store::price_on(conn, code, today).await?,
-        ) {
-            h.service = Some(ServicePrice {
-                code: code.clone(),
-                euros,
-                credits: offer.credit_price.map(|c| c.0),
-            });
-        }
+    diesel::sql_query("SELECT 1 FROM customers WHERE id = $1 FOR UPDATE")
+        .bind::<diesel::sql_types::Uuid, _>(req.customer_id)
+        .execute(conn)
+        .await?;
+    let snap: Snapshot = diesel::sql_query(SNAPSHOT)
+        .bind::<diesel::sql_types::Uuid, _>(req.customer_id)
+        .bind::<diesel::sql_types::Timestamptz, _>(at)
+        .bind::<diesel::sql_types::Date, _>(today)
+        .bind::<diesel::sql_types::Text, _>(service_code.clone().unwrap_or_default())
+        .get_result(conn)
+        .await
+        .optional()?
+        .ok_or(AuthorizationError::UnknownCustomer(req.customer_id))?;
+    let mut h = Holdings {
+        suspended: snap.status == "suspended",
+        free_diagnostics: snap.free_diagnostics,
+        assistance_included: snap.assistance_included,
+        maintenance: snap.maintenance,
+        credits_available: snap.credits,
+        tickets_available: i64::try_from(snap.tickets.trunc().mantissa()).unwrap_or(0),
+        misdeclared_chargeable: true,
+        hourly_rate: snap.hourly_rate.map(|r| r.normalize()),
+        ..Holdings::default()
+    };
+    if let (Some(code), Some(euros)) = (&service_code, snap.service_euros) {
+        h.service = Some(ServicePrice {
+            code: code.clone(),
+            euros: euros.normalize(),
+            credits: snap.service_credits,
+        });
+    }
+    if let (Some(pack), RequestKind::Appointment) = (snap.pack_id, req.kind) {
+        let balances = wallets::balances(conn, req.customer_id, at).await?;
+        h.appointment_quota_left = balances
+            .appointments
+            .iter()
+            .find(|a| a.subscription_id == pack)
+            .map(|a| i64::from(a.quota - a.used));
     }
     let charged_offer = match &h.service {
         Some(s) => Some(s.code.clone()),
         None => Some(INTERVENTION_OFFER.to_string()),
     };
-    Ok((h, pack, charged_offer))
+    Ok((h, snap.pack_id, charged_offer, snap))
 }
 
 /// Reserves what an approved outcome will consume; returns the hold ids.
@@ -282,23 +342,34 @@ async fn reserve(
     id: Uuid,
     customer: Uuid,
     outcome: &Outcome,
+    snap: &Snapshot,
     expires_at: DateTime<Utc>,
     at: DateTime<Utc>,
 ) -> Result<Vec<Uuid>, AuthorizationError> {
     match outcome.funding {
         Some(Funding::Ticket) => {
-            let wallet = ledger::ensure_account(
-                conn,
-                &wallet_account(customer, "TICKET-WALLET", Unit::Ticket, true),
-            )
-            .await?
-            .id;
-            let used = ledger::ensure_account(
-                conn,
-                &wallet_account(customer, "TICKET-USED", Unit::Ticket, false),
-            )
-            .await?
-            .id;
+            let wallet = match snap.ticket_wallet {
+                Some(a) => AccountId(a),
+                None => {
+                    ledger::ensure_account(
+                        conn,
+                        &wallet_account(customer, "TICKET-WALLET", Unit::Ticket, true),
+                    )
+                    .await?
+                    .id
+                }
+            };
+            let used = match snap.ticket_used {
+                Some(a) => AccountId(a),
+                None => {
+                    ledger::ensure_account(
+                        conn,
+                        &wallet_account(customer, "TICKET-USED", Unit::Ticket, false),
+                    )
+                    .await?
+                    .id
+                }
+            };
             let one = Amount::new(Decimal::ONE, Unit::Ticket)
                 .map_err(|e| AuthorizationError::Invalid(e.to_string()))?;
             let (hold, _) = ledger::hold(
@@ -311,12 +382,17 @@ async fn reserve(
         }
         Some(Funding::Credits) => {
             let mut left = outcome.credits.unwrap_or_default();
-            let used = ledger::ensure_account(
-                conn,
-                &wallet_account(customer, "CREDIT-USED", Unit::Credit, false),
-            )
-            .await?
-            .id;
+            let used = match snap.credit_used {
+                Some(a) => AccountId(a),
+                None => {
+                    ledger::ensure_account(
+                        conn,
+                        &wallet_account(customer, "CREDIT-USED", Unit::Credit, false),
+                    )
+                    .await?
+                    .id
+                }
+            };
             let lots: Vec<Uuid> = credit_lots::table
                 .filter(credit_lots::customer_id.eq(customer))
                 .filter(credit_lots::expires_at.gt(at))
@@ -432,7 +508,7 @@ pub async fn authorize(
     }
     let id = Uuid::now_v7();
     let result = crate::retry_transaction!(conn, AuthorizationError, |c| {
-        let (h, pack, charged_offer) = holdings(c, req, at).await?;
+        let (h, pack, charged_offer, snap) = holdings(c, req, at).await?;
         let r = Request {
             kind: req.kind,
             classification: req.classification,
@@ -446,7 +522,7 @@ pub async fn authorize(
         let outcome = decision::decide(&r, &h, hours);
         let expires_at = at + HOLD_TTL;
         let holds = if outcome.decision == Decision::Approved {
-            reserve(c, id, req.customer_id, &outcome, expires_at, at).await?
+            reserve(c, id, req.customer_id, &outcome, &snap, expires_at, at).await?
         } else {
             Vec::new()
         };
