@@ -19,7 +19,7 @@ use crate::calendar::{paris_date, paris_midnight, BusinessHours};
 use crate::catalog;
 use crate::charges::{self, ChargeSource, NewCharge};
 use crate::ledger::store as ledger;
-use crate::ledger::{AccountId, HoldId, LedgerError, NewHold};
+use crate::ledger::{AccountId, HoldId, LedgerError, NewHold, Side};
 use crate::money::{round_cents, Amount, DecimalString, Unit};
 use crate::schema::{authorizations, credit_lots, interventions};
 use crate::wallets::store as wallets;
@@ -351,23 +351,29 @@ async fn reserve(
             let wallet = match snap.ticket_wallet {
                 Some(a) => AccountId(a),
                 None => {
-                    ledger::ensure_account(
+                    wallets::account(
                         conn,
-                        &wallet_account(customer, "TICKET-WALLET", Unit::Ticket, true),
+                        customer,
+                        "TICKET-WALLET",
+                        Unit::Ticket,
+                        Side::Credit,
+                        true,
                     )
                     .await?
-                    .id
                 }
             };
             let used = match snap.ticket_used {
                 Some(a) => AccountId(a),
                 None => {
-                    ledger::ensure_account(
+                    wallets::account(
                         conn,
-                        &wallet_account(customer, "TICKET-USED", Unit::Ticket, false),
+                        customer,
+                        "TICKET-USED",
+                        Unit::Ticket,
+                        Side::Credit,
+                        false,
                     )
                     .await?
-                    .id
                 }
             };
             let one = Amount::new(Decimal::ONE, Unit::Ticket)
@@ -381,78 +387,41 @@ async fn reserve(
             Ok(vec![hold.id.0])
         }
         Some(Funding::Credits) => {
-            let mut left = outcome.credits.unwrap_or_default();
             let used = match snap.credit_used {
                 Some(a) => AccountId(a),
                 None => {
-                    ledger::ensure_account(
+                    wallets::account(
                         conn,
-                        &wallet_account(customer, "CREDIT-USED", Unit::Credit, false),
+                        customer,
+                        "CREDIT-USED",
+                        Unit::Credit,
+                        Side::Credit,
+                        false,
                     )
                     .await?
-                    .id
                 }
             };
-            let lots: Vec<Uuid> = credit_lots::table
-                .filter(credit_lots::customer_id.eq(customer))
-                .filter(credit_lots::expires_at.gt(at))
-                .filter(credit_lots::granted_at.le(at))
-                .filter(credit_lots::expired_at.is_null())
-                .order((
-                    credit_lots::expires_at,
-                    credit_lots::granted_at,
-                    credit_lots::id,
-                ))
-                .select(credit_lots::account_id)
-                .load(conn)
-                .await?;
+            let wanted = Amount::new(outcome.credits.unwrap_or_default(), Unit::Credit)
+                .map_err(|e| AuthorizationError::Invalid(e.to_string()))?;
             let mut holds = Vec::new();
-            for (n, lot) in lots.into_iter().enumerate() {
-                if left <= Decimal::ZERO {
-                    break;
-                }
-                let free = ledger::get_account(conn, AccountId(lot))
-                    .await?
-                    .map(|a| a.balance.available.0)
-                    .unwrap_or_default();
-                let take = free.min(left);
-                if take <= Decimal::ZERO {
-                    continue;
-                }
+            for (n, (lot, take, _)) in wallets::allocate_credits(conn, customer, wanted, at)
+                .await?
+                .into_iter()
+                .enumerate()
+            {
                 let part = Amount::new(take, Unit::Credit)
                     .map_err(|e| AuthorizationError::Invalid(e.to_string()))?;
                 let (hold, _) = ledger::hold(
                     conn,
-                    &NewHold::new(
-                        format!("authz:{id}:lot:{n}"),
-                        AccountId(lot),
-                        used,
-                        part,
-                        expires_at,
-                    )?,
+                    &NewHold::new(format!("authz:{id}:lot:{n}"), lot, used, part, expires_at)?,
                     at,
                 )
                 .await?;
                 holds.push(hold.id.0);
-                left -= take;
-            }
-            if left > Decimal::ZERO {
-                return Err(LedgerError::InsufficientFunds.into());
             }
             Ok(holds)
         }
         _ => Ok(Vec::new()),
-    }
-}
-
-fn wallet_account(customer: Uuid, code: &str, unit: Unit, holder: bool) -> ledger::NewAccount {
-    ledger::NewAccount {
-        code: code.to_string(),
-        name: code.to_string(),
-        unit,
-        customer_id: Some(customer),
-        normal_side: crate::ledger::Side::Credit,
-        no_overdraft: holder,
     }
 }
 
@@ -684,12 +653,9 @@ pub async fn capture(
                 if revenue > Decimal::ZERO {
                     let eur = Amount::new(revenue, Unit::Eur)
                         .map_err(|e| AuthorizationError::Invalid(e.to_string()))?;
-                    let deferred = ledger::ensure_account(
-                        c,
-                        &wallet_account(row.customer_id, "487", Unit::Eur, false),
-                    )
-                    .await?
-                    .id;
+                    let deferred =
+                        wallets::account(c, row.customer_id, "487", Unit::Eur, Side::Credit, false)
+                            .await?;
                     let revenue_706 =
                         AccountId(Uuid::from_u128(0x0000_0000_0000_4000_8000_0000_0000_0706));
                     let tx = crate::ledger::NewTransaction::new(

@@ -37,7 +37,8 @@ struct SubFacts {
     ends_at: Option<DateTime<Utc>>,
 }
 
-async fn account(
+/// The customer's account `code` (created on first use).
+pub(crate) async fn account(
     conn: &mut AsyncPgConnection,
     customer: Uuid,
     code: &str,
@@ -569,6 +570,55 @@ pub struct CreditUse {
     pub revenue: DecimalString,
 }
 
+/// Which lots `credits` come from at `at`: the customer's live lots in consumption order
+/// (earliest expiry, then oldest), each for at most what it has free (holds excluded), as
+/// `(lot account, credits, unit price)`. Locks those lots, which serialises consumers of
+/// one customer. `Insufficient` when they cannot cover it.
+pub(crate) async fn allocate_credits(
+    conn: &mut AsyncPgConnection,
+    customer: Uuid,
+    credits: Amount,
+    at: DateTime<Utc>,
+) -> Result<Vec<(AccountId, Decimal, Decimal)>, WalletError> {
+    let live: Vec<LotRow> = credit_lots::table
+        .filter(credit_lots::customer_id.eq(customer))
+        .filter(credit_lots::expires_at.gt(at))
+        .filter(credit_lots::granted_at.le(at))
+        .filter(credit_lots::expired_at.is_null())
+        .order((
+            credit_lots::expires_at,
+            credit_lots::granted_at,
+            credit_lots::id,
+        ))
+        .select(LotRow::as_select())
+        .for_update()
+        .load(conn)
+        .await?;
+    let mut left = credits.value();
+    let mut parts = Vec::new();
+    for lot in &live {
+        if left.is_zero() {
+            break;
+        }
+        let free = ledger::get_account(conn, AccountId(lot.account_id))
+            .await?
+            .map(|a| a.balance.available.0)
+            .unwrap_or_default();
+        let take = free.min(left);
+        if take > Decimal::ZERO {
+            parts.push((AccountId(lot.account_id), take, lot.unit_price));
+            left -= take;
+        }
+    }
+    if !left.is_zero() {
+        return Err(WalletError::Insufficient(format!(
+            "{} credits",
+            credits.value()
+        )));
+    }
+    Ok(parts)
+}
+
 /// Consumes `credits` at `at`: earliest expiry first, then oldest lot; one consumption may
 /// span several lots; refused when the usable balance cannot cover it. Idempotent on `key`.
 pub async fn consume_credits(
@@ -593,47 +643,13 @@ pub async fn consume_credits(
     .await?;
     let deferred = account(conn, customer, "487", Unit::Eur, Side::Credit, false).await?;
     let tx = crate::retry_transaction!(conn, WalletError, |c| {
-        // locking the customer's live lots, in consumption order, serialises consumers
-        let live: Vec<LotRow> = credit_lots::table
-            .filter(credit_lots::customer_id.eq(customer))
-            .filter(credit_lots::expires_at.gt(at))
-            .filter(credit_lots::granted_at.le(at))
-            .filter(credit_lots::expired_at.is_null())
-            .order((
-                credit_lots::expires_at,
-                credit_lots::granted_at,
-                credit_lots::id,
-            ))
-            .select(LotRow::as_select())
-            .for_update()
-            .load(c)
-            .await?;
-        let mut left = credits.value();
         let mut postings = Vec::new();
         let mut revenue = Decimal::ZERO;
-        for lot in &live {
-            if left.is_zero() {
-                break;
-            }
-            let free = ledger::get_account(c, AccountId(lot.account_id))
-                .await?
-                .map(|a| a.balance.available.0)
-                .unwrap_or_default();
-            let take = free.min(left);
-            if take <= Decimal::ZERO {
-                continue;
-            }
+        for (lot, take, unit_price) in allocate_credits(c, customer, credits, at).await? {
             let part = amount(take, Unit::Credit)?;
-            postings.push(Posting::debit(AccountId(lot.account_id), part));
+            postings.push(Posting::debit(lot, part));
             postings.push(Posting::credit(used, part));
-            revenue += round_cents(take * lot.unit_price);
-            left -= take;
-        }
-        if !left.is_zero() {
-            return Err(WalletError::Insufficient(format!(
-                "{} credits",
-                credits.value()
-            )));
+            revenue += round_cents(take * unit_price);
         }
         if revenue > Decimal::ZERO {
             let eur = amount(revenue, Unit::Eur)?;
