@@ -241,40 +241,10 @@ struct Snapshot {
     service_credits: Option<Decimal>,
 }
 
-/// Everything the decision needs, in one round trip. Run after the customer's row is
-/// locked, in a statement of its own: a lock taken by this statement would not refresh
-/// its subqueries, which read the snapshot taken before the wait.
-const SNAPSHOT: &str = "
-SELECT c.status,
-       coalesce(e.free_diagnostics, false) AS free_diagnostics,
-       coalesce(e.assistance_included, false) AS assistance_included,
-       coalesce(e.maintenance, false) AS maintenance,
-       e.pack_id,
-       coalesce((SELECT b.posted_credits - b.posted_debits - b.pending_debits
-                   FROM accounts a JOIN balances b ON b.account_id = a.id
-                  WHERE a.customer_id = c.id AND a.code = 'TICKET-WALLET'), 0) AS tickets,
-       (SELECT a.id FROM accounts a WHERE a.customer_id = c.id AND a.code = 'TICKET-WALLET') AS ticket_wallet,
-       (SELECT a.id FROM accounts a WHERE a.customer_id = c.id AND a.code = 'TICKET-USED') AS ticket_used,
-       (SELECT a.id FROM accounts a WHERE a.customer_id = c.id AND a.code = 'CREDIT-USED') AS credit_used,
-       coalesce((SELECT sum(b.posted_credits - b.posted_debits - b.pending_debits)
-                   FROM credit_lots l JOIN balances b ON b.account_id = l.account_id
-                  WHERE l.customer_id = c.id AND l.expires_at > $2 AND l.granted_at <= $2
-                    AND l.expired_at IS NULL), 0) AS credits,
-       (SELECT p.unit_price FROM offer_prices p WHERE p.offer_code = 'intervention_time' AND p.effective_from <= $3
-         ORDER BY p.effective_from DESC LIMIT 1) AS hourly_rate,
-       (SELECT p.unit_price FROM offer_prices p WHERE p.offer_code = $4 AND p.effective_from <= $3
-         ORDER BY p.effective_from DESC LIMIT 1) AS service_euros,
-       (SELECT o.credit_price FROM offers o WHERE o.code = $4) AS service_credits
-  FROM customers c
-  LEFT JOIN LATERAL (
-       SELECT bool_or(o.free_diagnostics) AS free_diagnostics,
-              bool_or(o.assistance_included) AS assistance_included,
-              bool_or(o.maintenance) AS maintenance,
-              (array_agg(s.id ORDER BY s.id) FILTER (WHERE o.appointment_quota IS NOT NULL))[1] AS pack_id
-         FROM subscriptions s JOIN offers o ON o.code = s.offer_code
-        WHERE s.customer_id = c.id AND s.status = 'active' AND s.start_date <= $3
-          AND (s.ends_at IS NULL OR s.ends_at > $2)) e ON true
- WHERE c.id = $1";
+/// Everything the decision needs, in one call (see the `authorization_snapshot` function).
+/// Run after the customer's row is locked, in a statement of its own: a lock taken by the
+/// same statement would not refresh the reads, made on the snapshot taken before the wait.
+const SNAPSHOT: &str = "SELECT * FROM authorization_snapshot($1, $2, $3, $4)";
 
 /// What the customer holds at `at`, the pack an appointment would use, the offer a
 /// chargeable request is billed at, and the accounts a hold needs (when they exist).
@@ -290,10 +260,13 @@ async fn holdings(
         (_, Classification::UsageQuestion) => Some(USAGE_HELP_OFFER.to_string()),
         _ => None,
     };
-    diesel::sql_query("SELECT 1 FROM customers WHERE id = $1 FOR UPDATE")
-        .bind::<diesel::sql_types::Uuid, _>(req.customer_id)
-        .execute(conn)
-        .await?;
+    crate::schema::customers::table
+        .find(req.customer_id)
+        .select(crate::schema::customers::id)
+        .for_update()
+        .first::<Uuid>(conn)
+        .await
+        .optional()?;
     let snap: Snapshot = diesel::sql_query(SNAPSHOT)
         .bind::<diesel::sql_types::Uuid, _>(req.customer_id)
         .bind::<diesel::sql_types::Timestamptz, _>(at)
@@ -461,20 +434,8 @@ pub async fn authorize(
     at: DateTime<Utc>,
     hours: &BusinessHours,
 ) -> Result<(AuthorizationView, bool), AuthorizationError> {
+    // a replay costs a rolled-back attempt; the first request costs no look-up
     let hash = request_hash(req);
-    let existing: Option<(Uuid, Vec<u8>)> = authorizations::table
-        .filter(authorizations::request_ref.eq(&req.request_ref))
-        .select((authorizations::id, authorizations::request_hash))
-        .first(conn)
-        .await
-        .optional()?;
-    if let Some((id, h)) = existing {
-        return if h == hash {
-            Ok((view(conn, id).await?, true))
-        } else {
-            Err(AuthorizationError::Conflict(req.request_ref.clone()))
-        };
-    }
     let id = Uuid::now_v7();
     let result = crate::retry_transaction!(conn, AuthorizationError, |c| {
         let (h, pack, charged_offer, snap) = holdings(c, req, at).await?;
@@ -528,16 +489,15 @@ pub async fn authorize(
                 authorizations::created_at.eq(at),
             ))
             .on_conflict_do_nothing()
-            .execute(c)
-            .await?;
-        if inserted == 0 {
-            // a concurrent request with the same ref won: this attempt reserves nothing
-            return Err(AuthorizationError::Conflict(req.request_ref.clone()));
-        }
-        Ok(())
+            .returning(Row::as_returning())
+            .get_result::<Row>(c)
+            .await
+            .optional()?;
+        // the ref exists (a replay, or a concurrent twin): this attempt is rolled back
+        inserted.ok_or_else(|| AuthorizationError::Conflict(req.request_ref.clone()))
     });
     match result {
-        Ok(()) => Ok((view(conn, id).await?, false)),
+        Ok(row) => Ok((row.view(None), false)),
         Err(AuthorizationError::Conflict(r)) => {
             let (other, h): (Uuid, Vec<u8>) = authorizations::table
                 .filter(authorizations::request_ref.eq(&r))
@@ -601,6 +561,7 @@ pub async fn capture(
             ));
         }
         let mut captured = units.unwrap_or(Decimal::ONE);
+        let mut intervention = None;
         match row.funding() {
             Some(Funding::Ticket) => {
                 if captured > Decimal::ONE {
@@ -702,9 +663,11 @@ pub async fn capture(
                 };
                 if quantity > Decimal::ZERO {
                     let sheet_date = paris_date(at);
+                    let new_id = Uuid::now_v7();
+                    intervention = Some(new_id);
                     diesel::insert_into(interventions::table)
                         .values((
-                            interventions::id.eq(Uuid::now_v7()),
+                            interventions::id.eq(new_id),
                             interventions::authorization_id.eq(id),
                             interventions::customer_id.eq(row.customer_id),
                             interventions::offer_code.eq(&offer_code),
@@ -723,17 +686,17 @@ pub async fn capture(
             }
             Some(Funding::Included) | None => {}
         }
-        diesel::update(authorizations::table.find(id))
+        let row = diesel::update(authorizations::table.find(id))
             .set((
                 authorizations::status.eq("captured"),
                 authorizations::captured_units.eq(captured),
                 authorizations::resolved_at.eq(at),
             ))
-            .execute(c)
+            .returning(Row::as_returning())
+            .get_result::<Row>(c)
             .await?;
-        Ok(())
-    })?;
-    view(conn, id).await
+        Ok(row.view(intervention))
+    })
 }
 
 /// Voids an open authorization: its holds are released.
