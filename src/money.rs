@@ -34,6 +34,13 @@ impl Unit {
         }
     }
 
+    /// `value` as this unit shows it: exactly its number of decimals.
+    pub fn show(self, value: Decimal) -> DecimalString {
+        let mut d = value.normalize();
+        d.rescale(self.scale());
+        DecimalString(d)
+    }
+
     pub fn code(self) -> &'static str {
         match self {
             Unit::Eur => "EUR",

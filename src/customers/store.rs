@@ -50,6 +50,40 @@ impl CustomerRow {
     }
 }
 
+/// The identity and address columns, written alike on creation and on update (a `None`
+/// clears the column).
+#[derive(Insertable, AsChangeset)]
+#[diesel(table_name = customers, treat_none_as_null = true)]
+struct IdentityColumns<'a> {
+    legal_name: &'a str,
+    siren: &'a str,
+    siret: Option<&'a str>,
+    vat_number: Option<&'a str>,
+    billing_email: &'a str,
+    street_number: Option<&'a str>,
+    street: &'a str,
+    postcode: &'a str,
+    town: &'a str,
+    country: &'a str,
+}
+
+impl<'a> From<&'a CustomerFields> for IdentityColumns<'a> {
+    fn from(f: &'a CustomerFields) -> Self {
+        IdentityColumns {
+            legal_name: &f.legal_name,
+            siren: &f.siren,
+            siret: f.siret.as_deref(),
+            vat_number: f.vat_number.as_deref(),
+            billing_email: &f.billing_email,
+            street_number: f.address.street_number.as_deref(),
+            street: &f.address.street,
+            postcode: &f.address.postcode,
+            town: &f.address.town,
+            country: &f.address.country,
+        }
+    }
+}
+
 fn fields_hash(f: &CustomerFields) -> Vec<u8> {
     Sha256::digest(format!("{f:?}").as_bytes()).to_vec()
 }
@@ -74,16 +108,7 @@ pub async fn create(
     let inserted: Option<CustomerRow> = diesel::insert_into(customers::table)
         .values((
             customers::id.eq(id),
-            customers::legal_name.eq(&f.legal_name),
-            customers::siren.eq(&f.siren),
-            customers::siret.eq(&f.siret),
-            customers::vat_number.eq(&f.vat_number),
-            customers::billing_email.eq(&f.billing_email),
-            customers::street_number.eq(&f.address.street_number),
-            customers::street.eq(&f.address.street),
-            customers::postcode.eq(&f.address.postcode),
-            customers::town.eq(&f.address.town),
-            customers::country.eq(&f.address.country),
+            IdentityColumns::from(f),
             customers::idempotency_key.eq(key),
             customers::request_hash.eq(&hash),
             customers::created_at.eq(now),
@@ -163,28 +188,13 @@ pub async fn update(
 ) -> Result<Option<CustomerView>, diesel::result::Error> {
     let row = diesel::update(customers::table.find(id))
         .set((
-            customers::legal_name.eq(&f.legal_name),
-            customers::siren.eq(&f.siren),
-            customers::siret.eq(&f.siret),
-            customers::vat_number.eq(&f.vat_number),
-            customers::billing_email.eq(&f.billing_email),
-            customers::street_number.eq(&f.address.street_number),
-            customers::street.eq(&f.address.street),
-            customers::postcode.eq(&f.address.postcode),
-            customers::town.eq(&f.address.town),
-            customers::country.eq(&f.address.country),
+            IdentityColumns::from(f),
+            status.map(|s| customers::status.eq(s.as_str())),
             customers::updated_at.eq(now),
         ))
         .returning(CustomerRow::as_returning())
         .get_result(conn)
         .await
         .optional()?;
-    if let (Some(_), Some(s)) = (&row, status) {
-        diesel::update(customers::table.find(id))
-            .set(customers::status.eq(s.as_str()))
-            .execute(conn)
-            .await?;
-        return get(conn, id).await;
-    }
     Ok(row.map(CustomerRow::view))
 }

@@ -431,7 +431,7 @@ pub struct BalanceView {
 impl BalanceView {
     pub fn compute(
         normal_side: Side,
-        scale: u32,
+        unit: Unit,
         [posted_debits, posted_credits, pending_debits, pending_credits]: [Decimal; 4],
         as_of: Option<DateTime<Utc>>,
     ) -> Self {
@@ -445,11 +445,7 @@ impl BalanceView {
                 posted_debits - posted_credits - pending_credits,
             ),
         };
-        let s = |d: Decimal| {
-            let mut d = d.normalize();
-            d.rescale(scale);
-            DecimalString(d)
-        };
+        let s = |d: Decimal| unit.show(d);
         BalanceView {
             posted_debits: s(posted_debits),
             posted_credits: s(posted_credits),
@@ -626,10 +622,20 @@ mod tests {
 
     #[test]
     fn balance_signs_follow_the_normal_side() {
-        let b = BalanceView::compute(Side::Credit, 2, [dec!(3), dec!(10), dec!(2), dec!(0)], None);
+        let b = BalanceView::compute(
+            Side::Credit,
+            Unit::Credit,
+            [dec!(3), dec!(10), dec!(2), dec!(0)],
+            None,
+        );
         assert_eq!((b.posted.0, b.available.0), (dec!(7), dec!(5)));
         assert_eq!(b.posted.0.to_string(), "7.00");
-        let b = BalanceView::compute(Side::Debit, 0, [dec!(10), dec!(3), dec!(0), dec!(4)], None);
+        let b = BalanceView::compute(
+            Side::Debit,
+            Unit::Ticket,
+            [dec!(10), dec!(3), dec!(0), dec!(4)],
+            None,
+        );
         assert_eq!(
             (b.posted.0.to_string(), b.available.0.to_string()),
             ("7".into(), "3".into())

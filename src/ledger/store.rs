@@ -132,7 +132,7 @@ fn account_view(a: AccountRow, b: BalanceRow) -> AccountView {
         no_overdraft: a.no_overdraft,
         balance: BalanceView::compute(
             side,
-            unit.scale(),
+            unit,
             [
                 b.posted_debits,
                 b.posted_credits,
@@ -319,14 +319,12 @@ struct PostingRow {
 impl From<PostingRow> for PostingView {
     fn from(p: PostingRow) -> Self {
         let unit = parse_unit(&p.unit);
-        let mut amount = p.amount.normalize();
-        amount.rescale(unit.scale());
         PostingView {
             id: p.id,
             transaction_id: TransactionId(p.transaction_id),
             account_id: AccountId(p.account_id),
             side: parse_side(&p.side),
-            amount: DecimalString(amount),
+            amount: unit.show(p.amount),
             unit,
         }
     }
@@ -483,7 +481,7 @@ pub async fn balance_as_of(
     .await?;
     Ok(Some(BalanceView::compute(
         view.normal_side,
-        view.unit.scale(),
+        view.unit,
         [
             sums.posted_debits,
             sums.posted_credits,
@@ -519,11 +517,7 @@ impl HoldRow {
 
     fn view(&self) -> HoldView {
         let unit = parse_unit(&self.unit);
-        let scaled = |d: Decimal| {
-            let mut d = d.normalize();
-            d.rescale(unit.scale());
-            DecimalString(d)
-        };
+        let scaled = |d: Decimal| unit.show(d);
         HoldView {
             id: HoldId(self.id),
             debit_account_id: AccountId(self.debit_account_id),

@@ -10,6 +10,14 @@ use utoipa::ToSchema;
 use crate::calendar::{add_months, months_between, paris_date, paris_midnight};
 use crate::money::{round_cents, DecimalString};
 
+/// The last instant up to `as_of` at which a subscription ending at `ends_at` is alive.
+pub fn alive_until(ends_at: Option<DateTime<Utc>>, as_of: DateTime<Utc>) -> DateTime<Utc> {
+    match ends_at {
+        Some(end) if end <= as_of => end - chrono::Duration::microseconds(1),
+        _ => as_of,
+    }
+}
+
 /// The calendar of a subscription (for an add-on, its parent's terms).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Plan {

@@ -644,11 +644,7 @@ pub async fn run_renewals(
         let Some((plan, _)) = plan_of(conn, &sub).await? else {
             continue;
         };
-        // the last instant the subscription was alive, up to as_of
-        let until = match sub.ends_at {
-            Some(end) if end <= as_of => end - chrono::Duration::microseconds(1),
-            _ => as_of,
-        };
+        let until = schedule::alive_until(sub.ends_at, as_of);
         if until < paris_midnight(plan.anchor) {
             continue;
         }

@@ -354,6 +354,7 @@ struct LotRow {
     expired_at: Option<DateTime<Utc>>,
 }
 
+#[derive(Clone)]
 struct NewLot {
     customer: Uuid,
     origin: LotOrigin,
@@ -495,27 +496,25 @@ pub async fn grant_pack_credits(
     conn: &mut AsyncPgConnection,
     as_of: DateTime<Utc>,
 ) -> Result<u32, WalletError> {
-    let packs: Vec<(Uuid, Uuid, String)> = subscriptions::table
+    let packs: Vec<SubFacts> = subscriptions::table
         .filter(subscriptions::anchor_date.is_not_null())
-        .select((
-            subscriptions::id,
-            subscriptions::customer_id,
-            subscriptions::offer_code,
-        ))
+        .select(SubFacts::as_select())
         .load(conn)
         .await?;
     let mut granted = 0;
-    for (id, customer, code) in packs {
+    for SubFacts {
+        id,
+        customer_id: customer,
+        offer_code: code,
+        start_date,
+        ends_at,
+        ..
+    } in packs
+    {
         let Some(offer) = catalog::store::get(conn, &code).await? else {
             continue;
         };
         let Some(per_term) = offer.entitlements.credits_per_term else {
-            continue;
-        };
-        let Some(view) = crate::subscriptions::store::view(conn, id, as_of)
-            .await
-            .map_err(|e| WalletError::Invalid(e.to_string()))?
-        else {
             continue;
         };
         let Some((plan, _)) = crate::subscriptions::store::plan(conn, id)
@@ -524,11 +523,8 @@ pub async fn grant_pack_credits(
         else {
             continue;
         };
-        let start = paris_midnight(view.start_date);
-        let until = match view.ends_at {
-            Some(end) if end <= as_of => end - chrono::Duration::microseconds(1),
-            _ => as_of,
-        };
+        let start = paris_midnight(start_date);
+        let until = crate::subscriptions::schedule::alive_until(ends_at, as_of);
         if until < start {
             continue;
         }
@@ -544,14 +540,7 @@ pub async fn grant_pack_credits(
                 key: None,
             };
             let inserted = crate::retry_transaction!(conn, WalletError, |c| {
-                grant_lot(
-                    c,
-                    NewLot {
-                        key: lot.key.clone(),
-                        ..lot
-                    },
-                )
-                .await
+                grant_lot(c, lot.clone()).await
             });
             granted += u32::from(inserted?.is_some());
         }
@@ -969,25 +958,13 @@ async fn period_figures(
     pack_id: Uuid,
     period: u32,
 ) -> Result<(i32, i32), WalletError> {
-    let (_, u, o) = appt_codes(pack_id, period);
-    let mut figures = [0i32; 2];
-    for (slot, code) in [u, o].iter().enumerate() {
-        let found: Option<Uuid> = crate::schema::accounts::table
-            .filter(crate::schema::accounts::code.eq(code))
-            .filter(crate::schema::accounts::customer_id.eq(customer))
-            .select(crate::schema::accounts::id)
-            .first(conn)
-            .await
-            .optional()?;
-        if let Some(id) = found {
-            let posted = ledger::get_account(conn, AccountId(id))
-                .await?
-                .map(|a| a.balance.posted.0)
-                .unwrap_or_default();
-            figures[slot] = i32::try_from(posted.trunc().mantissa()).unwrap_or(i32::MAX);
-        }
-    }
-    Ok((figures[0], figures[1]))
+    let (_, used, overage) = appt_codes(pack_id, period);
+    let count =
+        |b: Option<BalanceView>| i32::try_from(whole(b.map(|b| b.posted.0))).unwrap_or(i32::MAX);
+    Ok((
+        count(balance_of(conn, customer, &used).await?),
+        count(balance_of(conn, customer, &overage).await?),
+    ))
 }
 
 /// `assistance-period-close` at `as_of`: each Assistance+ period that has ended by then (or
@@ -1139,6 +1116,7 @@ async fn balance_of(
     }
 }
 
+/// A count held as a whole-unit balance (0 when there is no account).
 fn whole(d: Option<Decimal>) -> i64 {
     d.map(|d| i64::try_from(d.trunc().mantissa()).unwrap_or(i64::MAX))
         .unwrap_or(0)
