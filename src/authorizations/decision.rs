@@ -96,18 +96,36 @@ pub struct Requester {
     pub learning_phase_end: Option<NaiveDate>,
 }
 
-/// The request as the rules need it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Request {
+/// A request of the ticketing system: what the rules decide on, plus who asks and the
+/// ticketing request id (its idempotency key).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({
+    "customer_id": "0193e0a0-0000-7000-8000-000000000001",
+    "request_ref": "TCK-2026-004211",
+    "kind": "intervention",
+    "classification": {"type": "in_scope"},
+    "priority": "high",
+    "requester": {"certified": false, "learning_phase_end": null},
+    "occurred_at": "2026-11-20T09:30:00+01:00",
+    "declared_at": "2026-11-20T10:05:00+01:00",
+    "preferred_funding": "auto"
+}))]
+pub struct AuthorizationRequest {
+    #[schema(value_type = String, format = Uuid)]
+    pub customer_id: uuid::Uuid,
+    /// The ticketing request id: the idempotency key of this call.
+    pub request_ref: String,
     pub kind: RequestKind,
     pub classification: Classification,
     pub priority: Priority,
     pub requester: Requester,
     pub occurred_at: DateTime<Utc>,
     pub declared_at: DateTime<Utc>,
-    /// For a service purchase: the catalog service.
+    /// For a service purchase: the catalog service (e.g. `configuration`).
     pub service_code: Option<String>,
-    pub preferred: PreferredFunding,
+    #[serde(default)]
+    pub preferred_funding: PreferredFunding,
 }
 
 /// A service's prices: in euros and, when sold for credits, in credits.
@@ -229,13 +247,18 @@ fn approved(funding: Funding, reason: Reason) -> Outcome {
 }
 
 /// A paid service: in credits when asked (or when `auto` and they cover it), else euros.
-fn paid_service(req: &Request, h: &Holdings, reason: Reason, hourly_fallback: bool) -> Outcome {
-    if req.preferred == PreferredFunding::Ticket {
+fn paid_service(
+    req: &AuthorizationRequest,
+    h: &Holdings,
+    reason: Reason,
+    hourly_fallback: bool,
+) -> Outcome {
+    if req.preferred_funding == PreferredFunding::Ticket {
         return denied(Reason::TicketNotApplicable);
     }
     let Some(service) = &h.service else {
         return match (hourly_fallback, h.hourly_rate) {
-            (true, Some(rate)) if req.preferred != PreferredFunding::Credits => Outcome {
+            (true, Some(rate)) if req.preferred_funding != PreferredFunding::Credits => Outcome {
                 price: Some(rate),
                 hourly: true,
                 ..approved(Funding::Chargeable, reason)
@@ -245,7 +268,7 @@ fn paid_service(req: &Request, h: &Holdings, reason: Reason, hourly_fallback: bo
         };
     };
     let in_credits = service.credits.filter(|c| *c <= h.credits_available);
-    match (req.preferred, in_credits) {
+    match (req.preferred_funding, in_credits) {
         (PreferredFunding::Credits | PreferredFunding::Auto, Some(c)) => Outcome {
             credits: Some(c),
             ..approved(Funding::Credits, reason)
@@ -259,7 +282,7 @@ fn paid_service(req: &Request, h: &Holdings, reason: Reason, hourly_fallback: bo
 }
 
 /// Decides, then sets the take-charge deadline of what is approved.
-pub fn decide(req: &Request, h: &Holdings, hours: &BusinessHours) -> Outcome {
+pub fn decide(req: &AuthorizationRequest, h: &Holdings, hours: &BusinessHours) -> Outcome {
     let mut outcome = rules(req, h, hours);
     if outcome.decision == Decision::Approved {
         let delay = if outcome.funding == Some(Funding::Ticket) {
@@ -272,7 +295,7 @@ pub fn decide(req: &Request, h: &Holdings, hours: &BusinessHours) -> Outcome {
     outcome
 }
 
-fn rules(req: &Request, h: &Holdings, hours: &BusinessHours) -> Outcome {
+fn rules(req: &AuthorizationRequest, h: &Holdings, hours: &BusinessHours) -> Outcome {
     use Classification as C;
     if h.suspended {
         return denied(Reason::AccountSuspended);
@@ -328,7 +351,7 @@ fn rules(req: &Request, h: &Holdings, hours: &BusinessHours) -> Outcome {
         None => denied(Reason::UnknownService),
     };
     if matches!(
-        req.preferred,
+        req.preferred_funding,
         PreferredFunding::Auto | PreferredFunding::Ticket
     ) && h.tickets_available > 0
     {
@@ -338,7 +361,7 @@ fn rules(req: &Request, h: &Holdings, hours: &BusinessHours) -> Outcome {
             denied(Reason::DeclarationWindowElapsed)
         };
     }
-    if req.preferred == PreferredFunding::Euros {
+    if req.preferred_funding == PreferredFunding::Euros {
         return euros(h);
     }
     denied(Reason::NoCoverage)
@@ -357,8 +380,10 @@ mod tests {
             .with_timezone(&Utc)
     }
 
-    fn request(kind: RequestKind, classification: Classification) -> Request {
-        Request {
+    fn request(kind: RequestKind, classification: Classification) -> AuthorizationRequest {
+        AuthorizationRequest {
+            customer_id: uuid::Uuid::nil(),
+            request_ref: "T-1".into(),
             kind,
             classification,
             priority: Priority::High,
@@ -369,7 +394,7 @@ mod tests {
             occurred_at: p("2026-11-20 10:00"),
             declared_at: p("2026-11-20 11:00"),
             service_code: None,
-            preferred: PreferredFunding::Auto,
+            preferred_funding: PreferredFunding::Auto,
         }
     }
 
@@ -381,7 +406,7 @@ mod tests {
         }
     }
 
-    fn outcome(req: &Request, h: &Holdings) -> (Decision, Option<Funding>, Reason) {
+    fn outcome(req: &AuthorizationRequest, h: &Holdings) -> (Decision, Option<Funding>, Reason) {
         let o = decide(req, h, &BusinessHours::default());
         (o.decision, o.funding, o.reason)
     }
@@ -478,12 +503,12 @@ mod tests {
             decide(&q, &rich, &BusinessHours::default()).credits,
             Some(dec!(1))
         );
-        q.preferred = PreferredFunding::Credits;
+        q.preferred_funding = PreferredFunding::Credits;
         assert_eq!(
             outcome(&q, &h),
             (Decision::Denied, None, Reason::InsufficientCredits)
         );
-        q.preferred = PreferredFunding::Euros;
+        q.preferred_funding = PreferredFunding::Euros;
         assert_eq!(
             decide(&q, &rich, &BusinessHours::default()).funding,
             Some(Funding::Chargeable)
@@ -555,8 +580,8 @@ mod tests {
             outcome(&r, &bare()),
             (Decision::Denied, None, Reason::NoCoverage)
         );
-        let euros = Request {
-            preferred: PreferredFunding::Euros,
+        let euros = AuthorizationRequest {
+            preferred_funding: PreferredFunding::Euros,
             ..r.clone()
         };
         assert_eq!(outcome(&euros, &bare()).2, Reason::ChargeableOnRequest);

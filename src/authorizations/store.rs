@@ -11,9 +11,9 @@ use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+pub use super::decision::AuthorizationRequest;
 use super::decision::{
-    self, Classification, Decision, Funding, Holdings, Outcome, PreferredFunding, Priority, Reason,
-    Request, RequestKind, Requester, ServicePrice,
+    self, Classification, Decision, Funding, Holdings, Outcome, Reason, RequestKind, ServicePrice,
 };
 use crate::calendar::{paris_date, paris_midnight, BusinessHours};
 use crate::catalog;
@@ -31,37 +31,6 @@ pub const DISPUTE_DAYS: i64 = 5;
 /// Intervention time is billed per started increment of these minutes, at this offer's rate.
 pub const INTERVENTION_OFFER: &str = "intervention_time";
 pub const USAGE_HELP_OFFER: &str = "usage_help";
-
-/// A request of the ticketing system.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-#[schema(example = json!({
-    "customer_id": "0193e0a0-0000-7000-8000-000000000001",
-    "request_ref": "TCK-2026-004211",
-    "kind": "intervention",
-    "classification": {"type": "in_scope"},
-    "priority": "high",
-    "requester": {"certified": false, "learning_phase_end": null},
-    "occurred_at": "2026-11-20T09:30:00+01:00",
-    "declared_at": "2026-11-20T10:05:00+01:00",
-    "preferred_funding": "auto"
-}))]
-pub struct AuthorizationRequest {
-    #[schema(value_type = String, format = Uuid)]
-    pub customer_id: Uuid,
-    /// The ticketing request id: the idempotency key of this call.
-    pub request_ref: String,
-    pub kind: RequestKind,
-    pub classification: Classification,
-    pub priority: Priority,
-    pub requester: Requester,
-    pub occurred_at: DateTime<Utc>,
-    pub declared_at: DateTime<Utc>,
-    /// For a service purchase: the catalog service (e.g. `configuration`).
-    pub service_code: Option<String>,
-    #[serde(default)]
-    pub preferred_funding: PreferredFunding,
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -439,17 +408,7 @@ pub async fn authorize(
     let id = Uuid::now_v7();
     let result = crate::retry_transaction!(conn, AuthorizationError, |c| {
         let (h, pack, charged_offer, snap) = holdings(c, req, at).await?;
-        let r = Request {
-            kind: req.kind,
-            classification: req.classification,
-            priority: req.priority,
-            requester: req.requester,
-            occurred_at: req.occurred_at,
-            declared_at: req.declared_at,
-            service_code: req.service_code.clone(),
-            preferred: req.preferred_funding,
-        };
-        let outcome = decision::decide(&r, &h, hours);
+        let outcome = decision::decide(req, &h, hours);
         let expires_at = at + HOLD_TTL;
         let holds = if outcome.decision == Decision::Approved {
             reserve(c, id, req.customer_id, &outcome, &snap, expires_at, at).await?
