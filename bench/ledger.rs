@@ -164,39 +164,34 @@ async fn ledger(url: &str, clients: u64, seconds: u64) -> Run {
         .execute(&mut conn)
         .await
         .expect("vacuum");
-    let wallets = Arc::new(wallets);
+    drive(url, clients, seconds, Transfers(Arc::new(wallets))).await
+}
+
+/// One operation of a load: does it under `key` (unique per operation) and returns the
+/// milliseconds that count.
+trait Workload: Clone + Send + Sync + 'static {
+    fn step(
+        &self,
+        conn: &mut AsyncPgConnection,
+        key: String,
+    ) -> impl std::future::Future<Output = f64> + Send;
+}
+
+/// `clients` clients looping on `load` through a pool: 3 s of warm-up, then `seconds`
+/// measured.
+async fn drive<W: Workload>(url: &str, clients: u64, seconds: u64, load: W) -> Run {
     let pool = db::pool(url, clients as usize).expect("pool");
     let run_for = |duration: Duration, label: &'static str| {
         let stop = Arc::new(AtomicBool::new(false));
         let tasks: Vec<_> = (0..clients)
             .map(|c| {
-                let (pool, wallets, stop) = (pool.clone(), wallets.clone(), stop.clone());
+                let (pool, load, stop) = (pool.clone(), load.clone(), stop.clone());
                 tokio::spawn(async move {
                     let mut conn = pool.get().await.expect("connection");
                     let mut latencies = Vec::new();
                     let mut n = 0u64;
                     while !AtomicBool::load(&stop, Ordering::Relaxed) {
-                        let (a, b) = {
-                            let mut rng = rand::rng();
-                            let a = rng.random_range(0..WALLETS);
-                            let b = (a + rng.random_range(1..WALLETS)) % WALLETS;
-                            (a, b)
-                        };
-                        let cents = rand::rng().random_range(1..10_000);
-                        let amount =
-                            Amount::new(Decimal::new(cents, 2), Unit::Eur).expect("amount");
-                        let tx = NewTransaction::new(
-                            format!("{label}-{c}-{n}"),
-                            "bench.transfer",
-                            vec![
-                                Posting::debit(wallets[a], amount),
-                                Posting::credit(wallets[b], amount),
-                            ],
-                        )
-                        .expect("balanced");
-                        let start = Instant::now();
-                        store::post(&mut conn, &tx).await.expect("post");
-                        latencies.push(start.elapsed().as_secs_f64() * 1000.0);
+                        latencies.push(load.step(&mut conn, format!("{label}-{c}-{n}")).await);
                         n += 1;
                     }
                     latencies
@@ -216,8 +211,7 @@ async fn ledger(url: &str, clients: u64, seconds: u64) -> Run {
     run_for(Duration::from_secs(3), "warmup").await;
     let start = Instant::now();
     let mut latencies = run_for(Duration::from_secs(seconds), "run").await;
-    let elapsed = start.elapsed().as_secs_f64();
-    let tps = latencies.len() as f64 / elapsed;
+    let tps = latencies.len() as f64 / start.elapsed().as_secs_f64();
     let (p50_ms, p99_ms) = percentiles(&mut latencies);
     Run {
         tps,
@@ -226,12 +220,97 @@ async fn ledger(url: &str, clients: u64, seconds: u64) -> Run {
     }
 }
 
+/// A transfer between two random wallets, timed.
+#[derive(Clone)]
+struct Transfers(Arc<Vec<grandlivre::ledger::AccountId>>);
+
+impl Workload for Transfers {
+    async fn step(&self, conn: &mut AsyncPgConnection, key: String) -> f64 {
+        let wallets = &self.0;
+        let (a, b, cents) = {
+            let mut rng = rand::rng();
+            let a = rng.random_range(0..wallets.len());
+            let b = (a + rng.random_range(1..wallets.len())) % wallets.len();
+            (a, b, rng.random_range(1..10_000))
+        };
+        let amount = Amount::new(Decimal::new(cents, 2), Unit::Eur).expect("amount");
+        let tx = NewTransaction::new(
+            key,
+            "bench.transfer",
+            vec![
+                Posting::debit(wallets[a], amount),
+                Posting::credit(wallets[b], amount),
+            ],
+        )
+        .expect("balanced");
+        let start = Instant::now();
+        store::post(conn, &tx).await.expect("post");
+        start.elapsed().as_secs_f64() * 1000.0
+    }
+}
+
+/// An authorization for a random customer, timed, then its capture (not timed).
+#[derive(Clone)]
+struct Authorizations(Arc<Vec<(uuid::Uuid, u32)>>);
+
+impl Workload for Authorizations {
+    async fn step(&self, conn: &mut AsyncPgConnection, key: String) -> f64 {
+        use grandlivre::authorizations::store::{self as authz, AuthorizationRequest, Capture};
+        let (customer, kind) = self.0[rand::rng().random_range(0..self.0.len())];
+        let (kind_name, classification, service) = match kind {
+            2 => (
+                "service_purchase",
+                serde_json::json!({"type": "in_scope"}),
+                Some("training"),
+            ),
+            3 => (
+                "intervention",
+                serde_json::json!({"type": "misdeclared"}),
+                None,
+            ),
+            _ => (
+                "intervention",
+                serde_json::json!({"type": "in_scope"}),
+                None,
+            ),
+        };
+        let now = chrono::Utc::now();
+        let req: AuthorizationRequest = serde_json::from_value(serde_json::json!({
+            "customer_id": customer,
+            "request_ref": key,
+            "kind": kind_name,
+            "classification": classification,
+            "priority": "high",
+            "requester": {"certified": false, "learning_phase_end": null},
+            "occurred_at": now - chrono::Duration::minutes(30),
+            "declared_at": now,
+            "service_code": service,
+            "preferred_funding": "auto"
+        }))
+        .expect("request");
+        let start = Instant::now();
+        let hours = grandlivre::calendar::BusinessHours::default();
+        let (view, _) = authz::authorize(conn, &req, now, &hours)
+            .await
+            .expect("authorize");
+        let ms = start.elapsed().as_secs_f64() * 1000.0;
+        if view.status == authz::AuthorizationStatus::Open {
+            let what = Capture {
+                minutes: Some(20),
+                units: None,
+            };
+            authz::capture(conn, view.id, what, now)
+                .await
+                .expect("capture");
+        }
+        ms
+    }
+}
+
 /// 1,000 customers with mixed entitlements: fibre (maintenance), paid tickets, Service+
 /// credits (service purchases), nothing (misdeclared incidents, chargeable). Each client
 /// authorizes (decision + hold) then captures, in a loop.
 async fn authorizations(url: &str, clients: u64, seconds: u64) -> Run {
-    use grandlivre::authorizations::store::{self as authz, AuthorizationRequest, Capture};
-    use grandlivre::calendar::BusinessHours;
     db::run_migrations(url).await.expect("migrate");
     let mut conn = AsyncPgConnection::establish(url).await.expect("connect");
     let now = chrono::Utc::now();
@@ -302,92 +381,7 @@ async fn authorizations(url: &str, clients: u64, seconds: u64) -> Run {
         .execute(&mut conn)
         .await
         .expect("vacuum");
-    let customers = Arc::new(customers);
-    let pool = db::pool(url, clients as usize).expect("pool");
-    let run_for = |duration: Duration, label: &'static str| {
-        let stop = Arc::new(AtomicBool::new(false));
-        let tasks: Vec<_> = (0..clients)
-            .map(|c| {
-                let (pool, customers, stop) = (pool.clone(), customers.clone(), stop.clone());
-                tokio::spawn(async move {
-                    let mut conn = pool.get().await.expect("connection");
-                    let hours = BusinessHours::default();
-                    let mut latencies = Vec::new();
-                    let mut n = 0u64;
-                    while !AtomicBool::load(&stop, Ordering::Relaxed) {
-                        let (customer, kind) =
-                            customers[rand::rng().random_range(0..customers.len())];
-                        let (kind_name, classification, extra) = match kind {
-                            2 => (
-                                "service_purchase",
-                                serde_json::json!({"type": "in_scope"}),
-                                Some("training"),
-                            ),
-                            3 => (
-                                "intervention",
-                                serde_json::json!({"type": "misdeclared"}),
-                                None,
-                            ),
-                            _ => (
-                                "intervention",
-                                serde_json::json!({"type": "in_scope"}),
-                                None,
-                            ),
-                        };
-                        let now = chrono::Utc::now();
-                        let req: AuthorizationRequest = serde_json::from_value(serde_json::json!({
-                            "customer_id": customer,
-                            "request_ref": format!("{label}-{c}-{n}"),
-                            "kind": kind_name,
-                            "classification": classification,
-                            "priority": "high",
-                            "requester": {"certified": false, "learning_phase_end": null},
-                            "occurred_at": now - chrono::Duration::minutes(30),
-                            "declared_at": now,
-                            "service_code": extra,
-                            "preferred_funding": "auto"
-                        }))
-                        .expect("request");
-                        let start = Instant::now();
-                        let (view, _) = authz::authorize(&mut conn, &req, now, &hours)
-                            .await
-                            .expect("authorize");
-                        latencies.push(start.elapsed().as_secs_f64() * 1000.0);
-                        if view.status == authz::AuthorizationStatus::Open {
-                            let what = Capture {
-                                minutes: Some(20),
-                                units: None,
-                            };
-                            authz::capture(&mut conn, view.id, what, now)
-                                .await
-                                .expect("capture");
-                        }
-                        n += 1;
-                    }
-                    latencies
-                })
-            })
-            .collect();
-        async move {
-            tokio::time::sleep(duration).await;
-            stop.store(true, Ordering::Relaxed);
-            let mut all = Vec::new();
-            for t in tasks {
-                all.extend(t.await.expect("task"));
-            }
-            all
-        }
-    };
-    run_for(Duration::from_secs(3), "warmup").await;
-    let start = Instant::now();
-    let mut latencies = run_for(Duration::from_secs(seconds), "run").await;
-    let tps = latencies.len() as f64 / start.elapsed().as_secs_f64();
-    let (p50_ms, p99_ms) = percentiles(&mut latencies);
-    Run {
-        tps,
-        p50_ms,
-        p99_ms,
-    }
+    drive(url, clients, seconds, Authorizations(Arc::new(customers))).await
 }
 
 struct NewSubscriptionReq(
