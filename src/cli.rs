@@ -224,7 +224,10 @@ async fn run_job(
         .ok_or_else(|| anyhow::anyhow!("no job `{name}` (renewals, billing, hold-expiry, credit-expiry, assistance-period-close)"))?;
     let mut conn = connect(url).await?;
     let now = chrono::Utc::now();
-    let run = crate::jobs::run(&mut conn, job, as_of.unwrap_or(now), now)
+    let as_of = as_of.unwrap_or(now);
+    crate::jobs::check_horizon(as_of, now)
+        .map_err(|reason| anyhow::anyhow!("--as-of: {reason}"))?;
+    let run = crate::jobs::run(&mut conn, job, as_of, now)
         .await
         .map_err(|e| anyhow::anyhow!("{}", e.detail))?;
     println!("{}", serde_json::to_string_pretty(&run)?);

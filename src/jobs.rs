@@ -55,6 +55,21 @@ impl Job {
     }
 }
 
+/// How far ahead of now a job may be run: a run catches up every period up to its
+/// instant, so an instant centuries away would be millions of charges, not a catch-up.
+pub const MAX_HORIZON: chrono::Duration = chrono::Duration::days(366 * 10);
+
+/// Refuses an `as_of` more than [`MAX_HORIZON`] after `now`.
+pub fn check_horizon(as_of: DateTime<Utc>, now: DateTime<Utc>) -> Result<(), String> {
+    if as_of > now + MAX_HORIZON {
+        return Err(format!(
+            "at most 10 years after now ({})",
+            (now + MAX_HORIZON).date_naive()
+        ));
+    }
+    Ok(())
+}
+
 /// What a run did.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct JobRun {

@@ -14,7 +14,7 @@ use crate::openapi::WriteErrors;
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"as_of": "2026-12-01T00:00:00+01:00"}))]
 pub struct JobRequest {
-    /// The instant to run the job for (RFC 3339).
+    /// The instant to run the job for (RFC 3339), at most 10 years after now.
     pub as_of: DateTime<Utc>,
 }
 
@@ -43,6 +43,8 @@ pub async fn run_job(
         )
     })?;
     let as_of = check_instant(ErrorCode::InvalidRequest, "as_of", body.0.as_of)?;
+    jobs::check_horizon(as_of, state.clock.now())
+        .map_err(|reason| ApiError::field(ErrorCode::InvalidRequest, "as_of", reason))?;
     let mut conn = state.pool.get().await?;
     Ok(web::Json(
         jobs::run(&mut conn, job, as_of, state.clock.now()).await?,

@@ -48,6 +48,15 @@ pub async fn post_subscription(
     let key = optional_idempotency_key(&req)?;
     if let Some(d) = body.0.start_date {
         check_date(ErrorCode::InvalidRequest, "start_date", d)?;
+        // every period from the start is billed: a start decades away is a typing error
+        let today = crate::calendar::paris_date(state.clock.now());
+        if (d - today).abs() > crate::jobs::MAX_HORIZON {
+            return Err(ApiError::field(
+                ErrorCode::InvalidRequest,
+                "start_date",
+                "within 10 years of today",
+            ));
+        }
     }
     let mut conn = state.pool.get().await?;
     let (id, replayed) =

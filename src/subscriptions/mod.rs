@@ -128,7 +128,7 @@ pub struct NewSubscription {
     #[schema(value_type = String, format = Uuid)]
     pub customer_id: Uuid,
     pub offer_code: String,
-    /// First day (Europe/Paris); defaults to today. Ignored for offers activated on
+    /// First day (Europe/Paris), within 10 years of today; defaults to today. Ignored for offers activated on
     /// payment, which start on the payment's value date.
     pub start_date: Option<NaiveDate>,
     /// For an add-on pack: the subscription it attaches to.

@@ -670,6 +670,27 @@ async fn subscription_views_over_http_and_customer_scoping() {
     )
     .await
     .problem(404, "not_found");
+    // a run catches up every period up to its instant: one centuries away is refused
+    let far = app
+        .post_json(
+            &admin,
+            "/v1/jobs/billing/run",
+            None,
+            &json!({"as_of": "6558-09-27T11:33:18Z"}),
+        )
+        .await;
+    assert_eq!(
+        far.problem(422, "invalid_request")["errors"][0]["field"],
+        "as_of"
+    );
+    let ancient = json!({"customer_id": WITH_MANDATE, "offer_code": "ip_access_fibre", "start_date": "1900-01-01"});
+    let reply = app
+        .post_json(&admin, "/v1/subscriptions", None, &ancient)
+        .await;
+    assert_eq!(
+        reply.problem(422, "invalid_request")["errors"][0]["field"],
+        "start_date"
+    );
     app.post_json(
         &own,
         "/v1/jobs/billing/run",
