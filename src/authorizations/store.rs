@@ -19,9 +19,9 @@ use crate::calendar::{paris_date, paris_midnight, BusinessHours};
 use crate::catalog;
 use crate::charges::{self, ChargeSource, NewCharge};
 use crate::ledger::store as ledger;
-use crate::ledger::{AccountId, HoldId, LedgerError, NewHold, Side};
+use crate::ledger::{AccountId, HoldId, HoldStatus, HoldView, LedgerError, NewHold, Side};
 use crate::money::{round_cents, Amount, DecimalString, Unit};
-use crate::schema::{authorizations, credit_lots, interventions};
+use crate::schema::{authorizations, credit_lots, holds, interventions};
 use crate::wallets::store as wallets;
 
 /// How long a hold lasts before the hold-expiry job releases it (config).
@@ -180,40 +180,92 @@ fn request_hash(req: &AuthorizationRequest) -> Vec<u8> {
     Sha256::digest(serde_json::to_string(req).unwrap_or_default().as_bytes()).to_vec()
 }
 
-#[derive(QueryableByName)]
+mod sql {
+    use diesel::sql_types::{Bool, Date, Nullable, Numeric, Record, Text, Timestamptz, Uuid};
+
+    pub type Snapshot = Record<(
+        Text,
+        Bool,
+        Bool,
+        Bool,
+        Nullable<Uuid>,
+        Numeric,
+        Nullable<Uuid>,
+        Nullable<Uuid>,
+        Nullable<Uuid>,
+        Numeric,
+        Nullable<Numeric>,
+        Nullable<Numeric>,
+        Nullable<Numeric>,
+    )>;
+
+    #[diesel::declare_sql_function]
+    extern "SQL" {
+        /// Locks the customer, then reads its snapshot (migration 5).
+        fn authorization_begin(
+            customer: Uuid,
+            at: Timestamptz,
+            today: Date,
+            service: Text,
+        ) -> Snapshot;
+    }
+}
+
+/// Everything the decision needs, read in one call after the customer's row is locked
+/// (see the `authorization_begin` and `authorization_snapshot` functions).
 struct Snapshot {
-    #[diesel(sql_type = diesel::sql_types::Text)]
     status: String,
-    #[diesel(sql_type = diesel::sql_types::Bool)]
     free_diagnostics: bool,
-    #[diesel(sql_type = diesel::sql_types::Bool)]
     assistance_included: bool,
-    #[diesel(sql_type = diesel::sql_types::Bool)]
     maintenance: bool,
-    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Uuid>)]
     pack_id: Option<Uuid>,
-    #[diesel(sql_type = diesel::sql_types::Numeric)]
     tickets: Decimal,
-    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Uuid>)]
     ticket_wallet: Option<Uuid>,
-    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Uuid>)]
     ticket_used: Option<Uuid>,
-    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Uuid>)]
     credit_used: Option<Uuid>,
-    #[diesel(sql_type = diesel::sql_types::Numeric)]
     credits: Decimal,
-    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Numeric>)]
     hourly_rate: Option<Decimal>,
-    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Numeric>)]
     service_euros: Option<Decimal>,
-    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Numeric>)]
     service_credits: Option<Decimal>,
 }
 
-/// Everything the decision needs, in one call (see the `authorization_snapshot` function).
-/// Run after the customer's row is locked, in a statement of its own: a lock taken by the
-/// same statement would not refresh the reads, made on the snapshot taken before the wait.
-const SNAPSHOT: &str = "SELECT * FROM authorization_snapshot($1, $2, $3, $4)";
+type SnapshotRow = (
+    String,
+    bool,
+    bool,
+    bool,
+    Option<Uuid>,
+    Decimal,
+    Option<Uuid>,
+    Option<Uuid>,
+    Option<Uuid>,
+    Decimal,
+    Option<Decimal>,
+    Option<Decimal>,
+    Option<Decimal>,
+);
+
+impl diesel::Queryable<sql::Snapshot, diesel::pg::Pg> for Snapshot {
+    type Row = SnapshotRow;
+
+    fn build(r: SnapshotRow) -> diesel::deserialize::Result<Self> {
+        Ok(Snapshot {
+            status: r.0,
+            free_diagnostics: r.1,
+            assistance_included: r.2,
+            maintenance: r.3,
+            pack_id: r.4,
+            tickets: r.5,
+            ticket_wallet: r.6,
+            ticket_used: r.7,
+            credit_used: r.8,
+            credits: r.9,
+            hourly_rate: r.10,
+            service_euros: r.11,
+            service_credits: r.12,
+        })
+    }
+}
 
 /// What the customer holds at `at`, the pack an appointment would use, the offer a
 /// chargeable request is billed at, and the accounts a hold needs (when they exist).
@@ -229,22 +281,16 @@ async fn holdings(
         (_, Classification::UsageQuestion) => Some(USAGE_HELP_OFFER.to_string()),
         _ => None,
     };
-    crate::schema::customers::table
-        .find(req.customer_id)
-        .select(crate::schema::customers::id)
-        .for_update()
-        .first::<Uuid>(conn)
-        .await
-        .optional()?;
-    let snap: Snapshot = diesel::sql_query(SNAPSHOT)
-        .bind::<diesel::sql_types::Uuid, _>(req.customer_id)
-        .bind::<diesel::sql_types::Timestamptz, _>(at)
-        .bind::<diesel::sql_types::Date, _>(today)
-        .bind::<diesel::sql_types::Text, _>(service_code.clone().unwrap_or_default())
-        .get_result(conn)
-        .await
-        .optional()?
-        .ok_or(AuthorizationError::UnknownCustomer(req.customer_id))?;
+    let snap: Snapshot = diesel::select(sql::authorization_begin(
+        req.customer_id,
+        at,
+        today,
+        service_code.clone().unwrap_or_default(),
+    ))
+    .get_result(conn)
+    .await
+    .optional()?
+    .ok_or(AuthorizationError::UnknownCustomer(req.customer_id))?;
     let mut h = Holdings {
         suspended: snap.status == "suspended",
         free_diagnostics: snap.free_diagnostics,
@@ -278,7 +324,7 @@ async fn holdings(
     Ok((h, snap.pack_id, charged_offer, snap))
 }
 
-/// Reserves what an approved outcome will consume; returns the hold ids.
+/// The holds an approved outcome needs, under fresh ids (written with the decision).
 async fn reserve(
     conn: &mut AsyncPgConnection,
     id: Uuid,
@@ -287,11 +333,21 @@ async fn reserve(
     snap: &Snapshot,
     expires_at: DateTime<Utc>,
     at: DateTime<Utc>,
-) -> Result<Vec<Uuid>, AuthorizationError> {
+) -> Result<Vec<(HoldId, NewHold)>, AuthorizationError> {
+    let known = |a: Option<Uuid>| a.map(AccountId);
+    let amount = |v: Decimal, unit: Unit| {
+        Amount::new(v, unit).map_err(|e| AuthorizationError::Invalid(e.to_string()))
+    };
+    let hold = |key: String, from: AccountId, to: AccountId, what: Amount| {
+        Ok::<_, AuthorizationError>((
+            HoldId(Uuid::now_v7()),
+            NewHold::new(key, from, to, what, expires_at)?,
+        ))
+    };
     match outcome.funding {
         Some(Funding::Ticket) => {
-            let wallet = match snap.ticket_wallet {
-                Some(a) => AccountId(a),
+            let wallet = match known(snap.ticket_wallet) {
+                Some(a) => a,
                 None => {
                     wallets::account(
                         conn,
@@ -304,8 +360,8 @@ async fn reserve(
                     .await?
                 }
             };
-            let used = match snap.ticket_used {
-                Some(a) => AccountId(a),
+            let used = match known(snap.ticket_used) {
+                Some(a) => a,
                 None => {
                     wallets::account(
                         conn,
@@ -318,19 +374,12 @@ async fn reserve(
                     .await?
                 }
             };
-            let one = Amount::new(Decimal::ONE, Unit::Ticket)
-                .map_err(|e| AuthorizationError::Invalid(e.to_string()))?;
-            let (hold, _) = ledger::hold(
-                conn,
-                &NewHold::new(format!("authz:{id}:ticket"), wallet, used, one, expires_at)?,
-                at,
-            )
-            .await?;
-            Ok(vec![hold.id.0])
+            let one = amount(Decimal::ONE, Unit::Ticket)?;
+            Ok(vec![hold(format!("authz:{id}:ticket"), wallet, used, one)?])
         }
         Some(Funding::Credits) => {
-            let used = match snap.credit_used {
-                Some(a) => AccountId(a),
+            let used = match known(snap.credit_used) {
+                Some(a) => a,
                 None => {
                     wallets::account(
                         conn,
@@ -343,25 +392,20 @@ async fn reserve(
                     .await?
                 }
             };
-            let wanted = Amount::new(outcome.credits.unwrap_or_default(), Unit::Credit)
-                .map_err(|e| AuthorizationError::Invalid(e.to_string()))?;
-            let mut holds = Vec::new();
-            for (n, (lot, take, _)) in wallets::allocate_credits(conn, customer, wanted, at)
+            let wanted = amount(outcome.credits.unwrap_or_default(), Unit::Credit)?;
+            wallets::allocate_credits(conn, customer, wanted, at)
                 .await?
                 .into_iter()
                 .enumerate()
-            {
-                let part = Amount::new(take, Unit::Credit)
-                    .map_err(|e| AuthorizationError::Invalid(e.to_string()))?;
-                let (hold, _) = ledger::hold(
-                    conn,
-                    &NewHold::new(format!("authz:{id}:lot:{n}"), lot, used, part, expires_at)?,
-                    at,
-                )
-                .await?;
-                holds.push(hold.id.0);
-            }
-            Ok(holds)
+                .map(|(n, (lot, take, _))| {
+                    hold(
+                        format!("authz:{id}:lot:{n}"),
+                        lot,
+                        used,
+                        amount(take, Unit::Credit)?,
+                    )
+                })
+                .collect()
         }
         _ => Ok(Vec::new()),
     }
@@ -416,7 +460,8 @@ pub async fn authorize(
             Vec::new()
         };
         let approved = outcome.decision == Decision::Approved;
-        let inserted = diesel::insert_into(authorizations::table)
+        let mut shared: &AsyncPgConnection = c;
+        let insert = diesel::insert_into(authorizations::table)
             .values((
                 authorizations::id.eq(id),
                 authorizations::customer_id.eq(req.customer_id),
@@ -442,16 +487,20 @@ pub async fn authorize(
                         None
                     },
                 ),
-                authorizations::hold_ids.eq(holds.iter().map(|h| Some(*h)).collect::<Vec<_>>()),
+                authorizations::hold_ids
+                    .eq(holds.iter().map(|(h, _)| Some(h.0)).collect::<Vec<_>>()),
                 authorizations::expires_at.eq(approved.then_some(expires_at)),
                 authorizations::take_charge_due_at.eq(outcome.take_charge_due_at),
                 authorizations::created_at.eq(at),
             ))
             .on_conflict_do_nothing()
             .returning(Row::as_returning())
-            .get_result::<Row>(c)
-            .await
-            .optional()?;
+            .get_result::<Row>(&mut shared);
+        // the holds and the decision go out together (pipelined)
+        let (_, inserted) = futures_util::try_join!(
+            async { Ok::<_, AuthorizationError>(ledger::hold_fresh(c, &holds, at).await?) },
+            async { Ok::<_, AuthorizationError>(insert.await.optional()?) },
+        )?;
         // the ref exists (a replay, or a concurrent twin): this attempt is rolled back
         inserted.ok_or_else(|| AuthorizationError::Conflict(req.request_ref.clone()))
     });
@@ -485,6 +534,7 @@ pub struct Capture {
 
 /// Captures an open authorization at `at`: consumes at most what was held (the rest is
 /// released); a chargeable one becomes an intervention held for the dispute window.
+/// The authorization is read (locked) with its holds, then every write goes out at once.
 pub async fn capture(
     conn: &mut AsyncPgConnection,
     id: Uuid,
@@ -519,66 +569,182 @@ pub async fn capture(
                 "units must be 0 or more, minutes 0 to 1440".into(),
             ));
         }
-        let mut captured = units.unwrap_or(Decimal::ONE);
-        let mut intervention = None;
-        match row.funding() {
-            Some(Funding::Ticket) => {
-                if captured > Decimal::ONE {
-                    return Err(AuthorizationError::Invalid(
-                        "a ticket covers one intervention: units at most 1".into(),
-                    ));
-                }
-                let hold = HoldId(
-                    row.holds()
-                        .into_iter()
-                        .next()
-                        .ok_or_else(|| AuthorizationError::Invalid("no hold".into()))?,
-                );
-                if captured.is_zero() {
-                    ledger::void(c, hold, at).await?;
-                } else {
-                    ledger::capture(c, hold, None, at).await?;
-                }
+        let plan = plan_capture(c, &row, what, at).await?;
+        let mut shared: &AsyncPgConnection = c;
+        let settles = plan.holds.iter().map(|(hold, take)| {
+            let status = match take {
+                Some(_) => HoldStatus::Captured,
+                None => HoldStatus::Voided,
+            };
+            ledger::settle(c, hold, status, *take, at)
+        });
+        let revenue = async {
+            if let Some(tx) = &plan.revenue {
+                ledger::post_once(c, tx).await?;
             }
-            Some(Funding::Credits) => {
-                let held = row.credits.unwrap_or_default();
-                captured = units.unwrap_or(held);
-                if captured > held {
-                    return Err(AuthorizationError::Invalid(format!(
-                        "units: at most the {held} credits held"
-                    )));
+            Ok::<_, AuthorizationError>(())
+        };
+        let sheet = async {
+            if let Some(sheet) = &plan.intervention {
+                sheet.insert(c, id, row.customer_id, at).await?;
+            }
+            Ok::<_, AuthorizationError>(())
+        };
+        let update = diesel::update(authorizations::table.find(id))
+            .set((
+                authorizations::status.eq("captured"),
+                authorizations::captured_units.eq(plan.captured),
+                authorizations::resolved_at.eq(at),
+            ))
+            .returning(Row::as_returning())
+            .get_result::<Row>(&mut shared);
+        let (_, _, _, updated) = futures_util::try_join!(
+            async {
+                futures_util::future::try_join_all(settles).await?;
+                Ok::<_, AuthorizationError>(())
+            },
+            revenue,
+            sheet,
+            async { Ok::<_, AuthorizationError>(update.await?) },
+        )?;
+        if let Some(pack) = plan.appointment {
+            wallets::book_appointment(c, pack, &format!("authz:{id}"), at).await?;
+        }
+        Ok(updated.view(plan.intervention.map(|i| i.id)))
+    })
+}
+
+/// What a capture writes: each hold captured (for so much) or released, the revenue the
+/// credits used earn, the intervention sheet, the appointment booked.
+struct CapturePlan {
+    captured: Decimal,
+    holds: Vec<(HoldView, Option<Amount>)>,
+    revenue: Option<crate::ledger::NewTransaction>,
+    intervention: Option<Sheet>,
+    appointment: Option<Uuid>,
+}
+
+/// A chargeable intervention's sheet, waiting out its dispute window.
+struct Sheet {
+    id: Uuid,
+    offer_code: String,
+    description: String,
+    quantity: Decimal,
+    unit_price: Decimal,
+}
+
+impl Sheet {
+    async fn insert(
+        &self,
+        mut conn: &AsyncPgConnection,
+        authorization: Uuid,
+        customer: Uuid,
+        at: DateTime<Utc>,
+    ) -> Result<(), diesel::result::Error> {
+        diesel::insert_into(interventions::table)
+            .values((
+                interventions::id.eq(self.id),
+                interventions::authorization_id.eq(authorization),
+                interventions::customer_id.eq(customer),
+                interventions::offer_code.eq(&self.offer_code),
+                interventions::description.eq(&self.description),
+                interventions::quantity.eq(self.quantity),
+                interventions::unit_price.eq(self.unit_price),
+                interventions::sheet_at.eq(at),
+                interventions::dispute_deadline.eq(paris_midnight(
+                    paris_date(at) + Duration::days(DISPUTE_DAYS + 1),
+                )),
+                interventions::status.eq("pending"),
+            ))
+            .execute(&mut conn)
+            .await
+            .map(|_| ())
+    }
+}
+
+fn amount_of(v: Decimal, unit: Unit) -> Result<Amount, AuthorizationError> {
+    Amount::new(v, unit).map_err(|e| AuthorizationError::Invalid(e.to_string()))
+}
+
+/// Works out a capture of the open authorization `row` (reading its holds).
+async fn plan_capture(
+    conn: &mut AsyncPgConnection,
+    row: &Row,
+    what: Capture,
+    at: DateTime<Utc>,
+) -> Result<CapturePlan, AuthorizationError> {
+    let id = row.id;
+    let units = what.units.map(|u| u.0);
+    let mut plan = CapturePlan {
+        captured: units.unwrap_or(Decimal::ONE),
+        holds: Vec::new(),
+        revenue: None,
+        intervention: None,
+        appointment: None,
+    };
+    match row.funding() {
+        Some(Funding::Ticket) => {
+            if plan.captured > Decimal::ONE {
+                return Err(AuthorizationError::Invalid(
+                    "a ticket covers one intervention: units at most 1".into(),
+                ));
+            }
+            let hold = ledger::get_holds(conn, &row.holds())
+                .await?
+                .into_iter()
+                .next()
+                .ok_or_else(|| AuthorizationError::Invalid("no hold".into()))?;
+            let take = match plan.captured.is_zero() {
+                true => None,
+                false => Some(amount_of(Decimal::ONE, Unit::Ticket)?),
+            };
+            plan.holds.push((hold, take));
+        }
+        Some(Funding::Credits) => {
+            let held = row.credits.unwrap_or_default();
+            plan.captured = units.unwrap_or(held);
+            if plan.captured > held {
+                return Err(AuthorizationError::Invalid(format!(
+                    "units: at most the {held} credits held"
+                )));
+            }
+            let ids = row.holds();
+            let mut shared: &AsyncPgConnection = conn;
+            let prices = credit_lots::table
+                .inner_join(holds::table.on(holds::debit_account_id.eq(credit_lots::account_id)))
+                .filter(holds::id.eq_any(&ids))
+                .select((holds::id, credit_lots::unit_price))
+                .load::<(Uuid, Decimal)>(&mut shared);
+            let (held_lots, prices) = futures_util::try_join!(
+                async { Ok::<_, AuthorizationError>(ledger::get_holds(conn, &ids).await?) },
+                async { Ok::<_, AuthorizationError>(prices.await?) },
+            )?;
+            let mut left = plan.captured;
+            let mut revenue = Decimal::ZERO;
+            for hold in held_lots {
+                let take = hold.amount.0.min(left);
+                left -= take;
+                if take.is_zero() {
+                    plan.holds.push((hold, None));
+                    continue;
                 }
-                let mut left = captured;
-                let mut revenue = Decimal::ZERO;
-                for hold_id in &row.holds() {
-                    let hold = ledger::get_hold(c, HoldId(*hold_id))
-                        .await?
-                        .ok_or(AuthorizationError::NotFound(*hold_id))?;
-                    let take = hold.amount.0.min(left);
-                    if take.is_zero() {
-                        ledger::void(c, hold.id, at).await?;
-                        continue;
-                    }
-                    let part = Amount::new(take, Unit::Credit)
-                        .map_err(|e| AuthorizationError::Invalid(e.to_string()))?;
-                    ledger::capture(c, hold.id, Some(part), at).await?;
-                    let unit_price: Decimal = credit_lots::table
-                        .filter(credit_lots::account_id.eq(hold.debit_account_id.0))
-                        .select(credit_lots::unit_price)
-                        .first(c)
-                        .await?;
-                    revenue += round_cents(take * unit_price);
-                    left -= take;
-                }
-                if revenue > Decimal::ZERO {
-                    let eur = Amount::new(revenue, Unit::Eur)
-                        .map_err(|e| AuthorizationError::Invalid(e.to_string()))?;
-                    let deferred =
-                        wallets::account(c, row.customer_id, "487", Unit::Eur, Side::Credit, false)
-                            .await?;
-                    let revenue_706 =
-                        AccountId(Uuid::from_u128(0x0000_0000_0000_4000_8000_0000_0000_0706));
-                    let tx = crate::ledger::NewTransaction::new(
+                let unit_price = prices
+                    .iter()
+                    .find(|(h, _)| *h == hold.id.0)
+                    .map(|(_, p)| *p)
+                    .unwrap_or_default();
+                revenue += round_cents(take * unit_price);
+                plan.holds
+                    .push((hold, Some(amount_of(take, Unit::Credit)?)));
+            }
+            if revenue > Decimal::ZERO {
+                let eur = amount_of(revenue, Unit::Eur)?;
+                let (deferred, revenue_706) = futures_util::try_join!(
+                    wallets::account(conn, row.customer_id, "487", Unit::Eur, Side::Credit, false),
+                    wallets::revenue_account(conn, row.customer_id),
+                )?;
+                plan.revenue = Some(
+                    crate::ledger::NewTransaction::new(
                         format!("authz:{id}:revenue"),
                         "credits.use",
                         vec![
@@ -586,76 +752,50 @@ pub async fn capture(
                             crate::ledger::Posting::credit(revenue_706, eur),
                         ],
                     )?
-                    .effective_at(at);
-                    ledger::post(c, &tx).await?;
-                }
+                    .effective_at(at),
+                );
             }
-            Some(Funding::Quota | Funding::Overage) => {
-                let pack = row
-                    .subscription_id
-                    .ok_or_else(|| AuthorizationError::Invalid("no pack".into()))?;
-                wallets::book_appointment(c, pack, &format!("authz:{id}"), at).await?;
-            }
-            Some(Funding::Chargeable) => {
-                let price = row.price.unwrap_or_default();
-                let offer_code = row
-                    .offer_code
-                    .clone()
-                    .unwrap_or_else(|| INTERVENTION_OFFER.to_string());
-                let (quantity, unit_price, description) = if row.hourly {
-                    let minutes = what.minutes.ok_or_else(|| {
-                        AuthorizationError::Invalid("minutes: the time worked is required".into())
-                    })?;
-                    let increments = (minutes + 14) / 15;
-                    captured = Decimal::from(minutes);
-                    (
-                        Decimal::from(increments),
-                        price / Decimal::from(4),
-                        format!("Intervention, {minutes} min ({increments} × 15 min)"),
-                    )
-                } else {
-                    (
-                        captured,
-                        price,
-                        format!("Service `{offer_code}` × {captured}"),
-                    )
-                };
-                if quantity > Decimal::ZERO {
-                    let sheet_date = paris_date(at);
-                    let new_id = Uuid::now_v7();
-                    intervention = Some(new_id);
-                    diesel::insert_into(interventions::table)
-                        .values((
-                            interventions::id.eq(new_id),
-                            interventions::authorization_id.eq(id),
-                            interventions::customer_id.eq(row.customer_id),
-                            interventions::offer_code.eq(&offer_code),
-                            interventions::description.eq(description),
-                            interventions::quantity.eq(quantity),
-                            interventions::unit_price.eq(unit_price),
-                            interventions::sheet_at.eq(at),
-                            interventions::dispute_deadline.eq(paris_midnight(
-                                sheet_date + Duration::days(DISPUTE_DAYS + 1),
-                            )),
-                            interventions::status.eq("pending"),
-                        ))
-                        .execute(c)
-                        .await?;
-                }
-            }
-            Some(Funding::Included) | None => {}
         }
-        let row = diesel::update(authorizations::table.find(id))
-            .set((
-                authorizations::status.eq("captured"),
-                authorizations::captured_units.eq(captured),
-                authorizations::resolved_at.eq(at),
-            ))
-            .returning(Row::as_returning())
-            .get_result::<Row>(c)
-            .await?;
-        Ok(row.view(intervention))
-    })
+        Some(Funding::Quota | Funding::Overage) => {
+            plan.appointment = Some(
+                row.subscription_id
+                    .ok_or_else(|| AuthorizationError::Invalid("no pack".into()))?,
+            );
+        }
+        Some(Funding::Chargeable) => {
+            let price = row.price.unwrap_or_default();
+            let offer_code = row
+                .offer_code
+                .clone()
+                .unwrap_or_else(|| INTERVENTION_OFFER.to_string());
+            let (quantity, unit_price, description) = if row.hourly {
+                let minutes = what.minutes.ok_or_else(|| {
+                    AuthorizationError::Invalid("minutes: the time worked is required".into())
+                })?;
+                let increments = (minutes + 14) / 15;
+                plan.captured = Decimal::from(minutes);
+                (
+                    Decimal::from(increments),
+                    price / Decimal::from(4),
+                    format!("Intervention, {minutes} min ({increments} × 15 min)"),
+                )
+            } else {
+                let n = plan.captured;
+                (n, price, format!("Service `{offer_code}` × {n}"))
+            };
+            if quantity > Decimal::ZERO {
+                plan.intervention = Some(Sheet {
+                    id: Uuid::now_v7(),
+                    offer_code,
+                    description,
+                    quantity,
+                    unit_price,
+                });
+            }
+        }
+        Some(Funding::Included) | None => {}
+    }
+    Ok(plan)
 }
 
 /// Voids an open authorization: its holds are released.

@@ -159,29 +159,37 @@ pub struct NewAccount {
 /// Creates the account unless one with the same code exists for the same customer, and
 /// returns it. An existing account with other properties is an error, never changed.
 pub async fn ensure_account(
-    conn: &mut AsyncPgConnection,
+    mut conn: &AsyncPgConnection,
     new: &NewAccount,
 ) -> Result<AccountView, LedgerError> {
-    diesel::insert_into(accounts::table)
-        .values((
-            accounts::id.eq(Uuid::now_v7()),
-            accounts::code.eq(&new.code),
-            accounts::name.eq(&new.name),
-            accounts::unit.eq(new.unit.code()),
-            accounts::customer_id.eq(new.customer_id),
-            accounts::normal_side.eq(new.normal_side.as_str()),
-            accounts::no_overdraft.eq(new.no_overdraft),
-        ))
-        .on_conflict_do_nothing()
-        .execute(conn)
-        .await?;
-    let (a, b): (AccountRow, BalanceRow) = accounts::table
-        .inner_join(balances::table)
-        .filter(accounts::code.eq(&new.code))
-        .filter(accounts::customer_id.is_not_distinct_from(new.customer_id))
-        .select((AccountRow::as_select(), BalanceRow::as_select()))
-        .first(conn)
-        .await?;
+    let find = || {
+        accounts::table
+            .inner_join(balances::table)
+            .filter(accounts::code.eq(&new.code))
+            .filter(accounts::customer_id.is_not_distinct_from(new.customer_id))
+            .select((AccountRow::as_select(), BalanceRow::as_select()))
+    };
+    // most calls find it: one statement
+    let found: Option<(AccountRow, BalanceRow)> = find().first(&mut conn).await.optional()?;
+    let (a, b) = match found {
+        Some(row) => row,
+        None => {
+            diesel::insert_into(accounts::table)
+                .values((
+                    accounts::id.eq(Uuid::now_v7()),
+                    accounts::code.eq(&new.code),
+                    accounts::name.eq(&new.name),
+                    accounts::unit.eq(new.unit.code()),
+                    accounts::customer_id.eq(new.customer_id),
+                    accounts::normal_side.eq(new.normal_side.as_str()),
+                    accounts::no_overdraft.eq(new.no_overdraft),
+                ))
+                .on_conflict_do_nothing()
+                .execute(&mut conn)
+                .await?;
+            find().first(&mut conn).await?
+        }
+    };
     let view = account_view(a, b);
     if (view.unit, view.normal_side, view.no_overdraft)
         != (new.unit, new.normal_side, new.no_overdraft)
@@ -251,10 +259,19 @@ pub async fn post(
     }
 }
 
+/// Posts `tx` once, inside a caller's database transaction (which retries as a whole);
+/// through `&AsyncPgConnection`, so that it can go out along with other statements.
+pub async fn post_once(
+    conn: &AsyncPgConnection,
+    tx: &NewTransaction,
+) -> Result<Posted, LedgerError> {
+    post_as(conn, Uuid::now_v7(), tx).await
+}
+
 /// One attempt at posting `tx` under the id `id` (no retry: it may run inside a caller's
 /// database transaction, which a failed statement has aborted).
 async fn post_as(
-    conn: &mut AsyncPgConnection,
+    mut conn: &AsyncPgConnection,
     id: Uuid,
     tx: &NewTransaction,
 ) -> Result<Posted, LedgerError> {
@@ -276,7 +293,7 @@ async fn post_as(
         amounts,
         units,
     ))
-    .get_result::<Uuid>(conn)
+    .get_result::<Uuid>(&mut conn)
     .await
     .map_err(|e| match refusal(e) {
         LedgerError::Database(DieselError::DatabaseError(_, info))
@@ -534,6 +551,38 @@ impl HoldRow {
     }
 }
 
+#[derive(Insertable)]
+#[diesel(table_name = holds)]
+struct HoldInsert<'a> {
+    id: Uuid,
+    idempotency_key: &'a str,
+    request_hash: Vec<u8>,
+    debit_account_id: Uuid,
+    credit_account_id: Uuid,
+    unit: &'a str,
+    amount: Decimal,
+    expires_at: DateTime<Utc>,
+    metadata: serde_json::Value,
+    created_at: DateTime<Utc>,
+}
+
+impl<'a> HoldInsert<'a> {
+    fn of(id: HoldId, new: &'a NewHold, now: DateTime<Utc>) -> Self {
+        HoldInsert {
+            id: id.0,
+            idempotency_key: &new.idempotency_key,
+            request_hash: new.request_hash(),
+            debit_account_id: new.debit.0,
+            credit_account_id: new.credit.0,
+            unit: new.amount.unit().code(),
+            amount: new.amount.value(),
+            expires_at: new.expires_at,
+            metadata: serde_json::Value::Object(new.metadata.clone()),
+            created_at: now,
+        }
+    }
+}
+
 /// Reserves the hold's amount (pending) at `now`. Idempotent on its key.
 pub async fn hold(
     conn: &mut AsyncPgConnection,
@@ -541,20 +590,8 @@ pub async fn hold(
     now: DateTime<Utc>,
 ) -> Result<(HoldView, bool), LedgerError> {
     let hash = new.request_hash();
-    let id = Uuid::now_v7();
     let inserted = diesel::insert_into(holds::table)
-        .values((
-            holds::id.eq(id),
-            holds::idempotency_key.eq(&new.idempotency_key),
-            holds::request_hash.eq(&hash),
-            holds::debit_account_id.eq(new.debit.0),
-            holds::credit_account_id.eq(new.credit.0),
-            holds::unit.eq(new.amount.unit().code()),
-            holds::amount.eq(new.amount.value()),
-            holds::expires_at.eq(new.expires_at),
-            holds::metadata.eq(serde_json::Value::Object(new.metadata.clone())),
-            holds::created_at.eq(now),
-        ))
+        .values(HoldInsert::of(HoldId(Uuid::now_v7()), new, now))
         .on_conflict(holds::idempotency_key)
         .do_nothing()
         .returning(HoldRow::as_returning())
@@ -576,6 +613,44 @@ pub async fn hold(
     Ok((existing.view(), true))
 }
 
+/// Reserves holds under ids and keys the caller made for them (a key used before is an
+/// error, not a replay), in one statement: for a caller's database transaction, which
+/// may send it along with its other writes (pipelined, through `&AsyncPgConnection`).
+pub async fn hold_fresh(
+    mut conn: &AsyncPgConnection,
+    new: &[(HoldId, NewHold)],
+    now: DateTime<Utc>,
+) -> Result<(), LedgerError> {
+    if new.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<HoldInsert> = new
+        .iter()
+        .map(|(id, h)| HoldInsert::of(*id, h, now))
+        .collect();
+    diesel::insert_into(holds::table)
+        .values(rows)
+        .execute(&mut conn)
+        .await
+        .map_err(refusal)?;
+    Ok(())
+}
+
+/// The holds `ids`, in that order (unknown ids are left out).
+pub async fn get_holds(
+    mut conn: &AsyncPgConnection,
+    ids: &[Uuid],
+) -> Result<Vec<HoldView>, LedgerError> {
+    let rows: Vec<HoldRow> = holds::table
+        .filter(holds::id.eq_any(ids))
+        .select(HoldRow::as_select())
+        .load(&mut conn)
+        .await?;
+    let mut views: Vec<HoldView> = rows.iter().map(HoldRow::view).collect();
+    views.sort_by_key(|h| ids.iter().position(|id| *id == h.id.0));
+    Ok(views)
+}
+
 pub async fn get_hold(
     conn: &mut AsyncPgConnection,
     id: HoldId,
@@ -589,15 +664,14 @@ pub async fn get_hold(
     Ok(row.map(|r| r.view()))
 }
 
-/// Resolves a pending hold (locking it first); `Err(HoldNotPending)` when it is resolved
-/// already, or has passed its expiry at `now` (the hold-expiry job then marks it expired).
-async fn resolve(
+/// Locks a hold and checks that it can be resolved at `now` as `status`: pending, and not
+/// past its expiry unless it is being expired.
+async fn lock_pending(
     conn: &mut AsyncPgConnection,
     id: HoldId,
     status: HoldStatus,
-    captured: Option<(Decimal, Uuid)>,
     now: DateTime<Utc>,
-) -> Result<HoldRow, LedgerError> {
+) -> Result<HoldView, LedgerError> {
     let row: HoldRow = holds::table
         .find(id.0)
         .select(HoldRow::as_select())
@@ -612,27 +686,88 @@ async fn resolve(
     if row.expires_at <= now && status != HoldStatus::Expired {
         return Err(LedgerError::HoldNotPending(id, HoldStatus::Expired));
     }
-    if let Some((amount, _)) = captured {
-        if amount > row.amount {
+    Ok(row.view())
+}
+
+/// Resolves a pending hold that the caller read: captured for `capture` (posted, in one
+/// transaction `capture:{hold}`), else released as `status` (voided or expired). Refused
+/// when the hold was resolved meanwhile or, unless expiring, has passed its expiry.
+///
+/// Only inside a database transaction: its two statements go out together (pipelined,
+/// through `&AsyncPgConnection`, so that a caller may send several), and the posting is
+/// written even when the hold turns out not to be pending; the error rolls both back.
+pub async fn settle(
+    mut conn: &AsyncPgConnection,
+    hold: &HoldView,
+    status: HoldStatus,
+    capture: Option<Amount>,
+    now: DateTime<Utc>,
+) -> Result<Option<Posted>, LedgerError> {
+    let id = hold.id;
+    let capture = match (status, capture) {
+        (HoldStatus::Captured, Some(a)) if a.unit() != hold.unit => {
+            return Err(LedgerError::Invalid {
+                field: "amount",
+                reason: format!("the hold is in {}", hold.unit),
+            })
+        }
+        (HoldStatus::Captured, Some(a)) => Some(a),
+        (HoldStatus::Captured, None) => Some(Amount::new(hold.amount.0, hold.unit).map_err(
+            |e| LedgerError::Invalid {
+                field: "amount",
+                reason: e.to_string(),
+            },
+        )?),
+        _ => None,
+    };
+    if let Some(a) = capture {
+        if a.value() > hold.amount.0 {
             return Err(LedgerError::CaptureExceedsHold {
                 hold: id,
-                requested: amount,
-                held: row.amount,
+                requested: a.value(),
+                held: hold.amount.0,
             });
         }
     }
-    let updated = diesel::update(holds::table.find(id.0))
+    let tx_id = Uuid::now_v7();
+    let live = holds::status.eq(HoldStatus::Pending.as_str()).and(
+        holds::expires_at
+            .gt(now)
+            .or((status == HoldStatus::Expired).into_sql::<diesel::sql_types::Bool>()),
+    );
+    let update = diesel::update(holds::table.find(id.0).filter(live))
         .set((
             holds::status.eq(status.as_str()),
             holds::resolved_at.eq(now),
-            holds::captured_amount.eq(captured.map(|c| c.0)),
-            holds::capture_transaction_id.eq(captured.map(|c| c.1)),
+            holds::captured_amount.eq(capture.map(|a| a.value())),
+            holds::capture_transaction_id.eq(capture.map(|_| tx_id)),
         ))
-        .returning(HoldRow::as_returning())
-        .get_result(conn)
-        .await
-        .map_err(refusal)?;
-    Ok(updated)
+        .execute(&mut conn);
+    let update = async {
+        match update.await.map_err(refusal)? {
+            0 => Err(LedgerError::HoldNotPending(id, HoldStatus::Expired)),
+            _ => Ok(()),
+        }
+    };
+    let Some(amount) = capture else {
+        update.await?;
+        return Ok(None);
+    };
+    let tx = NewTransaction::new(
+        format!("capture:{id}"),
+        "hold.capture",
+        vec![
+            Posting::debit(hold.debit_account_id, amount),
+            Posting::credit(hold.credit_account_id, amount),
+        ],
+    )?
+    .effective_at(now)
+    .metadata(serde_json::Map::from_iter([(
+        "hold_id".to_string(),
+        serde_json::json!(id),
+    )]));
+    let (_, posted) = futures_util::try_join!(update, post_as(conn, tx_id, &tx))?;
+    Ok(Some(posted))
 }
 
 /// Captures a pending hold for `amount` (the whole hold when `None`): the pending amount is
@@ -644,46 +779,12 @@ pub async fn capture(
     now: DateTime<Utc>,
 ) -> Result<(HoldView, Posted), LedgerError> {
     crate::retry_transaction!(conn, LedgerError, |c| {
-        let current = get_hold(c, id).await?.ok_or(LedgerError::UnknownHold(id))?;
-        let amount = match amount {
-            Some(a) if a.unit() != current.unit => {
-                return Err(LedgerError::Invalid {
-                    field: "amount",
-                    reason: format!("the hold is in {}", current.unit),
-                })
-            }
-            Some(a) => a,
-            None => {
-                Amount::new(current.amount.0, current.unit).map_err(|e| LedgerError::Invalid {
-                    field: "amount",
-                    reason: e.to_string(),
-                })?
-            }
-        };
-        let tx_id = Uuid::now_v7();
-        let row = resolve(
-            c,
-            id,
-            HoldStatus::Captured,
-            Some((amount.value(), tx_id)),
-            now,
-        )
-        .await?;
-        let tx = NewTransaction::new(
-            format!("capture:{id}"),
-            "hold.capture",
-            vec![
-                Posting::debit(AccountId(row.debit_account_id), amount),
-                Posting::credit(AccountId(row.credit_account_id), amount),
-            ],
-        )?
-        .effective_at(now)
-        .metadata(serde_json::Map::from_iter([(
-            "hold_id".to_string(),
-            serde_json::json!(id),
-        )]));
-        let posted = post_as(c, tx_id, &tx).await?;
-        Ok((row.view(), posted))
+        let hold = lock_pending(c, id, HoldStatus::Captured, now).await?;
+        let posted = settle(c, &hold, HoldStatus::Captured, amount, now)
+            .await?
+            .ok_or(LedgerError::UnknownHold(id))?;
+        let view = get_hold(c, id).await?.ok_or(LedgerError::UnknownHold(id))?;
+        Ok((view, posted))
     })
 }
 
@@ -694,8 +795,21 @@ pub async fn void(
     now: DateTime<Utc>,
 ) -> Result<HoldView, LedgerError> {
     crate::retry_transaction!(conn, LedgerError, |c| {
-        Ok(resolve(c, id, HoldStatus::Voided, None, now).await?.view())
+        resolve(c, id, HoldStatus::Voided, now).await
     })
+}
+
+async fn resolve(
+    conn: &mut AsyncPgConnection,
+    id: HoldId,
+    status: HoldStatus,
+    now: DateTime<Utc>,
+) -> Result<HoldView, LedgerError> {
+    let hold = lock_pending(conn, id, status, now).await?;
+    settle(conn, &hold, status, None, now).await?;
+    get_hold(conn, id)
+        .await?
+        .ok_or(LedgerError::UnknownHold(id))
 }
 
 /// Marks every pending hold whose expiry has passed at `now` as expired, releasing its
@@ -714,7 +828,7 @@ pub async fn expire_holds(
     let mut expired = 0;
     for id in due {
         let result = crate::retry_transaction!(conn, LedgerError, |c| {
-            resolve(c, HoldId(id), HoldStatus::Expired, None, now).await
+            resolve(c, HoldId(id), HoldStatus::Expired, now).await
         });
         match result {
             Ok(_) => expired += 1,

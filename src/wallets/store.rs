@@ -17,12 +17,11 @@ use crate::ledger::store::{self as ledger, NewAccount};
 use crate::ledger::{AccountId, BalanceView, LedgerError, NewTransaction, Posting, Side};
 use crate::money::{price, round_cents, Amount, Unit};
 use crate::schema::{
-    appointment_period_closes, appointments, credit_lots, customers, subscriptions,
+    appointment_period_closes, appointments, balances, credit_lots, customers, subscriptions,
     ticket_purchases,
 };
 
-/// Platform accounts of the first migration.
-const REVENUE_706: Uuid = Uuid::from_u128(0x0000_0000_0000_4000_8000_0000_0000_0706);
+/// Platform account of the first migration.
 const BREAKAGE_7088: Uuid = Uuid::from_u128(0x0000_0000_0000_4000_8000_0000_0000_7088);
 
 /// What the wallets need to know of a subscription.
@@ -39,7 +38,7 @@ struct SubFacts {
 
 /// The customer's account `code` (created on first use).
 pub(crate) async fn account(
-    conn: &mut AsyncPgConnection,
+    conn: &AsyncPgConnection,
     customer: Uuid,
     code: &str,
     unit: Unit,
@@ -55,6 +54,15 @@ pub(crate) async fn account(
         no_overdraft,
     };
     Ok(ledger::ensure_account(conn, &new).await?.id)
+}
+
+/// The customer's services-revenue sub-account (706): revenue is recognised on the hot
+/// path (credits used), so it never goes through one row shared by every customer.
+pub(crate) async fn revenue_account(
+    conn: &AsyncPgConnection,
+    customer: Uuid,
+) -> Result<AccountId, LedgerError> {
+    account(conn, customer, "706", Unit::Eur, Side::Credit, false).await
 }
 
 /// A counter account: where issued units come from (debit-normal, may go below zero).
@@ -569,7 +577,9 @@ pub(crate) async fn allocate_credits(
     credits: Amount,
     at: DateTime<Utc>,
 ) -> Result<Vec<(AccountId, Decimal, Decimal)>, WalletError> {
-    let live: Vec<LotRow> = credit_lots::table
+    // what each lot has free: posted credits less what was used and what is held
+    let live: Vec<(Uuid, Decimal, Decimal)> = credit_lots::table
+        .inner_join(balances::table.on(balances::account_id.eq(credit_lots::account_id)))
         .filter(credit_lots::customer_id.eq(customer))
         .filter(credit_lots::expires_at.gt(at))
         .filter(credit_lots::granted_at.le(at))
@@ -579,23 +589,23 @@ pub(crate) async fn allocate_credits(
             credit_lots::granted_at,
             credit_lots::id,
         ))
-        .select(LotRow::as_select())
+        .select((
+            credit_lots::account_id,
+            credit_lots::unit_price,
+            balances::posted_credits - balances::posted_debits - balances::pending_debits,
+        ))
         .for_update()
         .load(conn)
         .await?;
     let mut left = credits.value();
     let mut parts = Vec::new();
-    for lot in &live {
+    for (account, unit_price, free) in live {
         if left.is_zero() {
             break;
         }
-        let free = ledger::get_account(conn, AccountId(lot.account_id))
-            .await?
-            .map(|a| a.balance.available.0)
-            .unwrap_or_default();
         let take = free.min(left);
         if take > Decimal::ZERO {
-            parts.push((AccountId(lot.account_id), take, lot.unit_price));
+            parts.push((AccountId(account), take, unit_price));
             left -= take;
         }
     }
@@ -631,6 +641,7 @@ pub async fn consume_credits(
     )
     .await?;
     let deferred = account(conn, customer, "487", Unit::Eur, Side::Credit, false).await?;
+    let revenue_706 = revenue_account(conn, customer).await?;
     let tx = crate::retry_transaction!(conn, WalletError, |c| {
         let mut postings = Vec::new();
         let mut revenue = Decimal::ZERO;
@@ -643,7 +654,7 @@ pub async fn consume_credits(
         if revenue > Decimal::ZERO {
             let eur = amount(revenue, Unit::Eur)?;
             postings.push(Posting::debit(deferred, eur));
-            postings.push(Posting::credit(AccountId(REVENUE_706), eur));
+            postings.push(Posting::credit(revenue_706, eur));
         }
         let tx = NewTransaction::new(tx_key.clone(), "credits.use", postings)?.effective_at(at);
         Ok(ledger::post(c, &tx).await?.id)

@@ -1,0 +1,1 @@
+DROP FUNCTION authorization_begin(uuid, timestamptz, date, text);
