@@ -273,7 +273,7 @@ async fn holdings(
     conn: &mut AsyncPgConnection,
     req: &AuthorizationRequest,
     at: DateTime<Utc>,
-) -> Result<(Holdings, Option<Uuid>, Option<String>, Snapshot), AuthorizationError> {
+) -> Result<Gathered, AuthorizationError> {
     let today = paris_date(at);
     let service_code = match (req.kind, req.classification) {
         (RequestKind::ServicePurchase, _) => req.service_code.clone(),
@@ -309,19 +309,33 @@ async fn holdings(
             credits: snap.service_credits,
         });
     }
+    let mut period = None;
     if let (Some(pack), RequestKind::Appointment) = (snap.pack_id, req.kind) {
-        let balances = wallets::balances(conn, req.customer_id, at).await?;
-        h.appointment_quota_left = balances
-            .appointments
-            .iter()
-            .find(|a| a.subscription_id == pack)
-            .map(|a| i64::from(a.quota - a.used));
+        // under the customer's lock: what is left counts the appointments held
+        let p = wallets::pack_period(conn, pack, at).await?;
+        h.appointment_quota_left = Some(i64::try_from(p.left.trunc().mantissa()).unwrap_or(0));
+        period = Some(p);
     }
     let charged_offer = match &h.service {
         Some(s) => Some(s.code.clone()),
         None => Some(INTERVENTION_OFFER.to_string()),
     };
-    Ok((h, snap.pack_id, charged_offer, snap))
+    Ok(Gathered {
+        holdings: h,
+        charged_offer,
+        snap,
+        period,
+    })
+}
+
+/// What an authorization is decided on, and what its holds need.
+struct Gathered {
+    holdings: Holdings,
+    /// The offer a chargeable outcome is billed at.
+    charged_offer: Option<String>,
+    snap: Snapshot,
+    /// An appointment's pack period.
+    period: Option<wallets::PackPeriod>,
 }
 
 /// The holds an approved outcome needs, under fresh ids (written with the decision).
@@ -330,10 +344,11 @@ async fn reserve(
     id: Uuid,
     customer: Uuid,
     outcome: &Outcome,
-    snap: &Snapshot,
+    gathered: &Gathered,
     expires_at: DateTime<Utc>,
     at: DateTime<Utc>,
 ) -> Result<Vec<(HoldId, NewHold)>, AuthorizationError> {
+    let snap = &gathered.snap;
     let known = |a: Option<Uuid>| a.map(AccountId);
     let amount = |v: Decimal, unit: Unit| {
         Amount::new(v, unit).map_err(|e| AuthorizationError::Invalid(e.to_string()))
@@ -407,6 +422,20 @@ async fn reserve(
                 })
                 .collect()
         }
+        Some(Funding::Quota) => {
+            let period = gathered
+                .period
+                .as_ref()
+                .ok_or_else(|| AuthorizationError::Invalid("no pack".into()))?;
+            let used = period.used_account(conn).await?;
+            let one = amount(Decimal::ONE, Unit::Appointment)?;
+            Ok(vec![hold(
+                format!("authz:{id}:appointment"),
+                period.quota,
+                used,
+                one,
+            )?])
+        }
         _ => Ok(Vec::new()),
     }
 }
@@ -451,11 +480,11 @@ pub async fn authorize(
     let hash = request_hash(req);
     let id = Uuid::now_v7();
     let result = crate::retry_transaction!(conn, AuthorizationError, |c| {
-        let (h, pack, charged_offer, snap) = holdings(c, req, at).await?;
-        let outcome = decision::decide(req, &h, hours);
+        let gathered = holdings(c, req, at).await?;
+        let outcome = decision::decide(req, &gathered.holdings, hours);
         let expires_at = at + HOLD_TTL;
         let holds = if outcome.decision == Decision::Approved {
-            reserve(c, id, req.customer_id, &outcome, &snap, expires_at, at).await?
+            reserve(c, id, req.customer_id, &outcome, &gathered, expires_at, at).await?
         } else {
             Vec::new()
         };
@@ -475,14 +504,14 @@ pub async fn authorize(
                 authorizations::price.eq(outcome.price),
                 authorizations::hourly.eq(outcome.hourly),
                 authorizations::offer_code.eq(if outcome.funding == Some(Funding::Chargeable) {
-                    charged_offer
+                    gathered.charged_offer.clone()
                 } else {
                     None
                 }),
                 authorizations::credits.eq(outcome.credits),
                 authorizations::subscription_id.eq(
                     if matches!(outcome.funding, Some(Funding::Quota | Funding::Overage)) {
-                        pack
+                        gathered.period.as_ref().map(|p| p.pack)
                     } else {
                         None
                     },
@@ -607,21 +636,26 @@ pub async fn capture(
             sheet,
             async { Ok::<_, AuthorizationError>(update.await?) },
         )?;
-        if let Some(pack) = plan.appointment {
-            wallets::book_appointment(c, pack, &format!("authz:{id}"), at).await?;
+        if let Some((pack, overage)) = plan.appointment {
+            // in the period the authorization was decided in, which its hold is on
+            let period = wallets::pack_period(c, pack, row.created_at).await?;
+            period
+                .record(c, overage, &format!("authz:{id}"), at)
+                .await?;
         }
         Ok(updated.view(plan.intervention.map(|i| i.id)))
     })
 }
 
 /// What a capture writes: each hold captured (for so much) or released, the revenue the
-/// credits used earn, the intervention sheet, the appointment booked.
+/// credits used earn, the intervention sheet, the appointment taken.
 struct CapturePlan {
     captured: Decimal,
     holds: Vec<(HoldView, Option<Amount>)>,
     revenue: Option<crate::ledger::NewTransaction>,
     intervention: Option<Sheet>,
-    appointment: Option<Uuid>,
+    /// The pack an appointment is recorded on, and whether it is overage.
+    appointment: Option<(Uuid, bool)>,
 }
 
 /// A chargeable intervention's sheet, waiting out its dispute window.
@@ -683,22 +717,32 @@ async fn plan_capture(
         appointment: None,
     };
     match row.funding() {
-        Some(Funding::Ticket) => {
+        Some(funding @ (Funding::Ticket | Funding::Quota | Funding::Overage)) => {
             if plan.captured > Decimal::ONE {
                 return Err(AuthorizationError::Invalid(
-                    "a ticket covers one intervention: units at most 1".into(),
+                    "units: at most 1 (one ticket or one appointment), 0 for none".into(),
                 ));
             }
-            let hold = ledger::get_holds(conn, &row.holds())
-                .await?
-                .into_iter()
-                .next()
-                .ok_or_else(|| AuthorizationError::Invalid("no hold".into()))?;
-            let take = match plan.captured.is_zero() {
-                true => None,
-                false => Some(amount_of(Decimal::ONE, Unit::Ticket)?),
-            };
-            plan.holds.push((hold, take));
+            let used = !plan.captured.is_zero();
+            if funding != Funding::Ticket && used {
+                let pack = row
+                    .subscription_id
+                    .ok_or_else(|| AuthorizationError::Invalid("no pack".into()))?;
+                plan.appointment = Some((pack, funding == Funding::Overage));
+            }
+            if funding != Funding::Overage {
+                let hold = ledger::get_holds(conn, &row.holds())
+                    .await?
+                    .into_iter()
+                    .next()
+                    .ok_or_else(|| AuthorizationError::Invalid("no hold".into()))?;
+                let unit = hold.unit;
+                let take = match used {
+                    true => Some(amount_of(Decimal::ONE, unit)?),
+                    false => None,
+                };
+                plan.holds.push((hold, take));
+            }
         }
         Some(Funding::Credits) => {
             let held = row.credits.unwrap_or_default();
@@ -755,12 +799,6 @@ async fn plan_capture(
                     .effective_at(at),
                 );
             }
-        }
-        Some(Funding::Quota | Funding::Overage) => {
-            plan.appointment = Some(
-                row.subscription_id
-                    .ok_or_else(|| AuthorizationError::Invalid("no pack".into()))?,
-            );
         }
         Some(Funding::Chargeable) => {
             let price = row.price.unwrap_or_default();

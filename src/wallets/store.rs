@@ -866,6 +866,135 @@ async fn pack(conn: &mut AsyncPgConnection, id: Uuid) -> Result<(SubFacts, Offer
     Ok((sub, offer))
 }
 
+/// An Assistance+ pack's period, its quota granted: where appointments are counted.
+pub(crate) struct PackPeriod {
+    pub pack: Uuid,
+    pub customer: Uuid,
+    pub period: u32,
+    issued: AccountId,
+    /// The period's quota account: its available balance is what is left (holds count).
+    pub quota: AccountId,
+    pub left: Decimal,
+}
+
+/// The period of the pack `pack_id` at `at` (the pack locked, live at `at`), its quota
+/// granted on first use.
+pub(crate) async fn pack_period(
+    c: &mut AsyncPgConnection,
+    pack_id: Uuid,
+    at: DateTime<Utc>,
+) -> Result<PackPeriod, WalletError> {
+    let (sub, offer) = pack(c, pack_id).await?;
+    let SubFacts {
+        customer_id: customer,
+        start_date: start,
+        ends_at,
+        status,
+        ..
+    } = sub;
+    let Some(quota) = offer.entitlements.appointment_quota else {
+        return Err(WalletError::Invalid(format!(
+            "subscription {pack_id} has no appointment quota"
+        )));
+    };
+    let live = status == "active" && paris_midnight(start) <= at && ends_at.is_none_or(|e| e > at);
+    if !live {
+        return Err(WalletError::Invalid(format!(
+            "subscription {pack_id} is not active at {at}"
+        )));
+    }
+    let period = appointment_period(start, paris_date(at));
+    let (q, _, _) = appt_codes(pack_id, period);
+    let issued = issuer(
+        c,
+        customer,
+        &format!("APPT-ISSUED:{pack_id}"),
+        Unit::Appointment,
+    )
+    .await?;
+    let quota_acct = holder(c, customer, &q, Unit::Appointment).await?;
+    let balance = ledger::get_account(c, quota_acct)
+        .await?
+        .map(|a| a.balance)
+        .ok_or_else(|| WalletError::NotFound(format!("account {q}")))?;
+    let mut left = balance.available.0;
+    if balance.posted_credits.0.is_zero() {
+        let n = amount(Decimal::from(quota), Unit::Appointment)?;
+        let grant = NewTransaction::new(
+            format!("appointments:quota:{pack_id}:{period}"),
+            "appointments.quota",
+            vec![Posting::debit(issued, n), Posting::credit(quota_acct, n)],
+        )?
+        .effective_at(paris_midnight(add_months(start, 12 * period)));
+        ledger::post(c, &grant).await?;
+        left += n.value();
+    }
+    Ok(PackPeriod {
+        pack: pack_id,
+        customer,
+        period,
+        issued,
+        quota: quota_acct,
+        left,
+    })
+}
+
+impl PackPeriod {
+    /// Where an appointment within the quota goes (quota → used).
+    pub(crate) async fn used_account(
+        &self,
+        conn: &AsyncPgConnection,
+    ) -> Result<AccountId, LedgerError> {
+        let (_, u, _) = appt_codes(self.pack, self.period);
+        account(
+            conn,
+            self.customer,
+            &u,
+            Unit::Appointment,
+            Side::Credit,
+            false,
+        )
+        .await
+    }
+
+    /// Records an appointment taken at `at` under `key`. Beyond the quota (`overage`) it is
+    /// posted here (issued → overage); within it the caller has moved one from the quota
+    /// to the used account, directly or by capturing a hold.
+    pub(crate) async fn record(
+        &self,
+        c: &mut AsyncPgConnection,
+        overage: bool,
+        key: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), WalletError> {
+        if overage {
+            let (_, _, o) = appt_codes(self.pack, self.period);
+            let over =
+                account(c, self.customer, &o, Unit::Appointment, Side::Credit, false).await?;
+            let one = amount(Decimal::ONE, Unit::Appointment)?;
+            let tx = NewTransaction::new(
+                format!("appointments:book:{key}"),
+                "appointments.book",
+                vec![Posting::debit(self.issued, one), Posting::credit(over, one)],
+            )?
+            .effective_at(at);
+            ledger::post(c, &tx).await?;
+        }
+        diesel::insert_into(appointments::table)
+            .values((
+                appointments::id.eq(Uuid::now_v7()),
+                appointments::subscription_id.eq(self.pack),
+                appointments::period_index.eq(self.period as i32),
+                appointments::overage.eq(overage),
+                appointments::booked_at.eq(at),
+                appointments::idempotency_key.eq(key),
+            ))
+            .execute(c)
+            .await?;
+        Ok(())
+    }
+}
+
 /// Books an appointment on an Assistance+ pack at `at`: within the period's quota, or as
 /// overage beyond it. Idempotent on `key`. Returns whether it is overage.
 pub async fn book_appointment(
@@ -884,81 +1013,23 @@ pub async fn book_appointment(
         return Ok(overage);
     }
     crate::retry_transaction!(conn, WalletError, |c| {
-        let (sub, offer) = pack(c, pack_id).await?;
-        let SubFacts {
-            customer_id: customer,
-            start_date: start,
-            ends_at,
-            status,
-            ..
-        } = sub;
-        let Some(quota) = offer.entitlements.appointment_quota else {
-            return Err(WalletError::Invalid(format!(
-                "subscription {pack_id} has no appointment quota"
-            )));
-        };
-        let live =
-            status == "active" && paris_midnight(start) <= at && ends_at.is_none_or(|e| e > at);
-        if !live {
-            return Err(WalletError::Invalid(format!(
-                "subscription {pack_id} is not active at {at}"
-            )));
-        }
-        let period = appointment_period(start, paris_date(at));
-        let (q, u, o) = appt_codes(pack_id, period);
-        let issued = issuer(
-            c,
-            customer,
-            &format!("APPT-ISSUED:{pack_id}"),
-            Unit::Appointment,
-        )
-        .await?;
-        let quota_acct = holder(c, customer, &q, Unit::Appointment).await?;
-        let granted = ledger::get_account(c, quota_acct)
-            .await?
-            .map(|a| a.balance.posted_credits.0)
-            .unwrap_or_default();
-        if granted.is_zero() {
-            let n = amount(Decimal::from(quota), Unit::Appointment)?;
-            let grant = NewTransaction::new(
-                format!("appointments:quota:{pack_id}:{period}"),
-                "appointments.quota",
-                vec![Posting::debit(issued, n), Posting::credit(quota_acct, n)],
+        let period = pack_period(c, pack_id, at).await?;
+        let overage = period.left < Decimal::ONE;
+        if !overage {
+            let one = amount(Decimal::ONE, Unit::Appointment)?;
+            let used = period.used_account(c).await?;
+            let tx = NewTransaction::new(
+                format!("appointments:book:{key}"),
+                "appointments.book",
+                vec![
+                    Posting::debit(period.quota, one),
+                    Posting::credit(used, one),
+                ],
             )?
-            .effective_at(paris_midnight(add_months(start, 12 * period)));
-            ledger::post(c, &grant).await?;
+            .effective_at(at);
+            ledger::post(c, &tx).await?;
         }
-        let left = ledger::get_account(c, quota_acct)
-            .await?
-            .map(|a| a.balance.available.0)
-            .unwrap_or_default();
-        let one = amount(Decimal::ONE, Unit::Appointment)?;
-        let overage = left < Decimal::ONE;
-        let postings = if overage {
-            let over = account(c, customer, &o, Unit::Appointment, Side::Credit, false).await?;
-            vec![Posting::debit(issued, one), Posting::credit(over, one)]
-        } else {
-            let used = account(c, customer, &u, Unit::Appointment, Side::Credit, false).await?;
-            vec![Posting::debit(quota_acct, one), Posting::credit(used, one)]
-        };
-        let tx = NewTransaction::new(
-            format!("appointments:book:{key}"),
-            "appointments.book",
-            postings,
-        )?
-        .effective_at(at);
-        ledger::post(c, &tx).await?;
-        diesel::insert_into(appointments::table)
-            .values((
-                appointments::id.eq(Uuid::now_v7()),
-                appointments::subscription_id.eq(pack_id),
-                appointments::period_index.eq(period as i32),
-                appointments::overage.eq(overage),
-                appointments::booked_at.eq(at),
-                appointments::idempotency_key.eq(key),
-            ))
-            .execute(c)
-            .await?;
+        period.record(c, overage, key, at).await?;
         Ok(overage)
     })
 }

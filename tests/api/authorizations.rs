@@ -500,3 +500,102 @@ async fn misdeclared_interventions_are_disputable_for_five_days() {
         .collect();
     assert_eq!(billed, [dec!(90.00), dec!(90.00)]);
 }
+
+/// An Assistance+ pack with 10 appointments a period: 8 taken, then 6 concurrent requests
+/// → exactly 2 held on the quota, 4 overage. Voiding one gives it back; captures record
+/// each appointment where its authorization put it.
+#[actix_web::test]
+async fn appointments_are_held_on_the_quota_at_authorization() {
+    let (app, mut conn) = seeded().await;
+    let sub = |offer: &str, parent| NewSubscription {
+        customer_id: C1,
+        offer_code: offer.into(),
+        start_date: Some(d("2026-01-31")),
+        parent_id: parent,
+    };
+    let (parent, _) = subs::create(
+        &mut conn,
+        &sub("premium_assistance", None),
+        None,
+        paris("2026-01-31"),
+    )
+    .await
+    .unwrap();
+    let (pack, _) = subs::create(
+        &mut conn,
+        &sub("assistance_plus_pack", Some(parent)),
+        None,
+        paris("2026-01-31"),
+    )
+    .await
+    .unwrap();
+    let at = paris("2026-06-01") + Duration::hours(10);
+    for i in 0..8 {
+        assert!(
+            !wallets::book_appointment(&mut conn, pack, &format!("rdv-{i}"), at)
+                .await
+                .unwrap()
+        );
+    }
+    let appointment = |n: usize| -> AuthorizationRequest {
+        let mut r = request(C1, &format!("RDV-{n}"), json!({"type": "in_scope"}), "auto");
+        r["kind"] = json!("appointment");
+        serde_json::from_value(r).unwrap()
+    };
+    let pool = app.db.pool(6);
+    let tasks: Vec<_> = (0..6)
+        .map(|n| {
+            let (pool, req) = (pool.clone(), appointment(n));
+            tokio::spawn(async move {
+                let mut conn = pool.get().await.unwrap();
+                authz::authorize(&mut conn, &req, at, &BusinessHours::default())
+                    .await
+                    .unwrap()
+                    .0
+            })
+        })
+        .collect();
+    let mut views = Vec::new();
+    for t in tasks {
+        views.push(t.await.unwrap());
+    }
+    let on_quota: Vec<_> = views
+        .iter()
+        .filter(|v| v.funding == Some(Funding::Quota))
+        .collect();
+    assert_eq!(on_quota.len(), 2, "{views:#?}");
+    assert!(on_quota.iter().all(|v| v.hold_id.is_some()));
+    let over: Vec<_> = views
+        .iter()
+        .filter(|v| v.funding == Some(Funding::Overage))
+        .collect();
+    assert_eq!(over.len(), 4);
+    assert!(over.iter().all(|v| v.hold_id.is_none()));
+
+    // a void gives the appointment back to the quota
+    authz::void(&mut conn, on_quota[0].id, at).await.unwrap();
+    let (again, _) = authz::authorize(&mut conn, &appointment(10), at, &BusinessHours::default())
+        .await
+        .unwrap();
+    assert_eq!(again.funding, Some(Funding::Quota));
+
+    // captures: two on the quota, one overage, one overage not delivered (0 units)
+    let one = authz::Capture {
+        minutes: None,
+        units: None,
+    };
+    let none = authz::Capture {
+        minutes: None,
+        units: Some(grandlivre::money::DecimalString(dec!(0))),
+    };
+    for id in [on_quota[1].id, again.id, over[0].id] {
+        let done = authz::capture(&mut conn, id, one, at).await.unwrap();
+        assert_eq!(done.status, authz::AuthorizationStatus::Captured);
+    }
+    authz::capture(&mut conn, over[1].id, none, at)
+        .await
+        .unwrap();
+    let balances = wallets::balances(&mut conn, C1, at).await.unwrap();
+    let period = &balances.appointments[0];
+    assert_eq!((period.quota, period.used, period.overage), (10, 10, 1));
+}
