@@ -6,7 +6,9 @@
 //!     BENCH_ONLY=authz cargo bench --bench ledger   # pgbench and one measurement
 //!
 //! (c) the authorization of a ticketing request (decision + hold) followed by its capture,
-//!     through the Rust API, over 1,000 customers with mixed entitlements.
+//!     through the Rust API, over 1,000 customers with mixed entitlements; then the same
+//!     over HTTP (`POST /v1/authorizations`, then `.../capture`) against the service
+//!     running in this process (2 workers) on the same database.
 //!
 //! (a) pgbench -b tpcb-like at scale = clients (pgbench's advice: scale ≥ clients).
 //! (b) grandlivre's `ledger::store::post` of a two-posting transaction with a fresh
@@ -273,45 +275,63 @@ impl Workload for Transfers {
     }
 }
 
+/// A ticketing request for one of the customers (`kind`: what it holds, see `authorizations`).
+fn request(
+    customer: uuid::Uuid,
+    kind: u32,
+    key: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> serde_json::Value {
+    let (kind_name, classification, service) = match kind {
+        2 => (
+            "service_purchase",
+            serde_json::json!({"type": "in_scope"}),
+            Some("training"),
+        ),
+        3 => (
+            "intervention",
+            serde_json::json!({"type": "misdeclared"}),
+            None,
+        ),
+        4 => ("appointment", serde_json::json!({"type": "in_scope"}), None),
+        _ => (
+            "intervention",
+            serde_json::json!({"type": "in_scope"}),
+            None,
+        ),
+    };
+    serde_json::json!({
+        "customer_id": customer,
+        "request_ref": key,
+        "kind": kind_name,
+        "classification": classification,
+        "priority": "high",
+        "requester": {"certified": false, "learning_phase_end": null},
+        "occurred_at": now - chrono::Duration::minutes(30),
+        "declared_at": now,
+        "service_code": service,
+        "preferred_funding": "auto"
+    })
+}
+
+/// What a capture reports: 20 minutes of work (used when the authorization is hourly).
+const CAPTURE: grandlivre::authorizations::store::Capture =
+    grandlivre::authorizations::store::Capture {
+        minutes: Some(20),
+        units: None,
+    };
+
 /// An authorization for a random customer, timed, then its capture (not timed).
 #[derive(Clone)]
 struct Authorizations(Arc<Vec<(uuid::Uuid, u32)>>);
 
 impl Workload for Authorizations {
     async fn step(&self, conn: &mut AsyncPgConnection, key: String) -> f64 {
-        use grandlivre::authorizations::store::{self as authz, AuthorizationRequest, Capture};
+        use grandlivre::authorizations::store::{self as authz, AuthorizationRequest};
         let (customer, kind) = self.0[rand::rng().random_range(0..self.0.len())];
-        let (kind_name, classification, service) = match kind {
-            2 => (
-                "service_purchase",
-                serde_json::json!({"type": "in_scope"}),
-                Some("training"),
-            ),
-            3 => (
-                "intervention",
-                serde_json::json!({"type": "misdeclared"}),
-                None,
-            ),
-            _ => (
-                "intervention",
-                serde_json::json!({"type": "in_scope"}),
-                None,
-            ),
-        };
         let now = chrono::Utc::now();
-        let req: AuthorizationRequest = serde_json::from_value(serde_json::json!({
-            "customer_id": customer,
-            "request_ref": key,
-            "kind": kind_name,
-            "classification": classification,
-            "priority": "high",
-            "requester": {"certified": false, "learning_phase_end": null},
-            "occurred_at": now - chrono::Duration::minutes(30),
-            "declared_at": now,
-            "service_code": service,
-            "preferred_funding": "auto"
-        }))
-        .expect("request");
+        let req: AuthorizationRequest =
+            serde_json::from_value(request(customer, kind, &key, now)).expect("request");
         let start = Instant::now();
         let hours = grandlivre::calendar::BusinessHours::default();
         let (view, _) = authz::authorize(conn, &req, now, &hours)
@@ -319,11 +339,7 @@ impl Workload for Authorizations {
             .expect("authorize");
         let ms = start.elapsed().as_secs_f64() * 1000.0;
         if view.status == authz::AuthorizationStatus::Open {
-            let what = Capture {
-                minutes: Some(20),
-                units: None,
-            };
-            authz::capture(conn, view.id, what, now)
+            authz::capture(conn, view.id, CAPTURE, now)
                 .await
                 .expect("capture");
         }
@@ -331,10 +347,57 @@ impl Workload for Authorizations {
     }
 }
 
+/// The same over HTTP: `POST /v1/authorizations` (timed), then its capture, against the
+/// service running on the same cluster, with a ticketing key.
+#[derive(Clone)]
+struct OverHttp {
+    customers: Arc<Vec<(uuid::Uuid, u32)>>,
+    client: reqwest::Client,
+    base: String,
+    key: String,
+}
+
+impl Workload for OverHttp {
+    async fn step(&self, _conn: &mut AsyncPgConnection, key: String) -> f64 {
+        let (customer, kind) = self.customers[rand::rng().random_range(0..self.customers.len())];
+        // refs of their own: the direct run used the same keys on the same database
+        let body = request(customer, kind, &format!("http-{key}"), chrono::Utc::now());
+        let start = Instant::now();
+        let response = self
+            .client
+            .post(format!("{}/v1/authorizations", self.base))
+            .bearer_auth(&self.key)
+            .json(&body)
+            .send()
+            .await
+            .expect("authorize");
+        assert_eq!(response.status(), 201, "authorize");
+        let view: serde_json::Value = response.json().await.expect("authorization");
+        let ms = start.elapsed().as_secs_f64() * 1000.0;
+        if view["status"] == "open" {
+            let response = self
+                .client
+                .post(format!(
+                    "{}/v1/authorizations/{}/capture",
+                    self.base,
+                    view["id"].as_str().unwrap_or_default()
+                ))
+                .bearer_auth(&self.key)
+                .json(&CAPTURE)
+                .send()
+                .await
+                .expect("capture");
+            assert_eq!(response.status(), 200, "capture");
+        }
+        ms
+    }
+}
+
 /// 1,000 customers with mixed entitlements: fibre (maintenance), paid tickets, Service+
-/// credits (service purchases), nothing (misdeclared incidents, chargeable). Each client
+/// credits (service purchases), nothing (misdeclared incidents, chargeable), an
+/// Assistance+ pack (appointments: quota, then overage). Each client
 /// authorizes (decision + hold) then captures, in a loop.
-async fn authorizations(url: &str, clients: u64, seconds: u64) -> Run {
+async fn authorizations(url: &str, clients: u64, seconds: u64) -> (Run, Run) {
     db::run_migrations(url).await.expect("migrate");
     let mut conn = AsyncPgConnection::establish(url).await.expect("connect");
     let now = chrono::Utc::now();
@@ -362,7 +425,15 @@ async fn authorizations(url: &str, clients: u64, seconds: u64) -> Run {
         let start = Some(grandlivre::calendar::paris_date(now) - chrono::Duration::days(30));
         let subscribe =
             |offer: &str, parent| NewSubscriptionReq(id, offer.to_string(), start, parent);
-        match i % 4 {
+        match i % 5 {
+            4 => {
+                let parent = subscribe("premium_assistance", None)
+                    .create(&mut conn, now)
+                    .await;
+                subscribe("assistance_plus_pack", Some(parent))
+                    .create(&mut conn, now)
+                    .await;
+            }
             0 => {
                 diesel::sql_query(format!(
                     "INSERT INTO mandates (id, customer_id, reference, signed_on) VALUES ('{}', '{id}', 'B-{i}', '2026-01-01')",
@@ -399,13 +470,42 @@ async fn authorizations(url: &str, clients: u64, seconds: u64) -> Run {
             }
             _ => {}
         }
-        customers.push((id, i % 4));
+        customers.push((id, i % 5));
     }
     diesel::sql_query("VACUUM ANALYZE")
         .execute(&mut conn)
         .await
         .expect("vacuum");
-    drive(url, clients, seconds, Authorizations(Arc::new(customers))).await
+    let customers = Arc::new(customers);
+    let direct = drive(url, clients, seconds, Authorizations(customers.clone())).await;
+    let (key, state) = {
+        let (_, key) = grandlivre::auth::create_key(
+            &mut conn,
+            grandlivre::auth::Role::Ticketing,
+            None,
+            Some("bench"),
+        )
+        .await
+        .expect("key");
+        let pool = db::pool(url, clients as usize).expect("pool");
+        (
+            key,
+            grandlivre::startup::state(pool, Arc::new(grandlivre::clock::SystemClock)),
+        )
+    };
+    let (server, addr) =
+        grandlivre::startup::build(state, "127.0.0.1:0", Some(2)).expect("service");
+    let handle = server.handle();
+    tokio::spawn(server);
+    let http = OverHttp {
+        customers,
+        client: reqwest::Client::new(),
+        base: format!("http://{addr}"),
+        key,
+    };
+    let over_http = drive(url, clients, seconds, http).await;
+    handle.stop(true).await;
+    (direct, over_http)
 }
 
 struct NewSubscriptionReq(
@@ -476,7 +576,7 @@ fn main() {
             true => {
                 authorizations(&cluster.connection_string("bench_authz"), clients, seconds).await
             }
-            false => Run::skipped(),
+            false => (Run::skipped(), Run::skipped()),
         };
         (ledger_run, authz_run)
     });
@@ -498,6 +598,7 @@ fn main() {
         ledger_run.p50_ms,
         ledger_run.p99_ms
     );
+    let (authz_run, http_run) = authz_run;
     println!(
         "{:<46} {:>10.0} {:>9.2} {:>9.2}",
         "authorization (decision + hold), then capture",
@@ -505,11 +606,16 @@ fn main() {
         authz_run.p50_ms,
         authz_run.p99_ms
     );
+    println!(
+        "{:<46} {:>10.0} {:>9.2} {:>9.2}",
+        "  the same over HTTP (service: 2 workers)", http_run.tps, http_run.p50_ms, http_run.p99_ms
+    );
     println!();
     println!("ratio ledger / pgbench = {:.2}", ledger_run.tps / pg.tps);
     println!(
-        "ratio authorizations / pgbench = {:.2} (latencies: the authorization call)",
-        authz_run.tps / pg.tps
+        "ratio authorizations / pgbench = {:.2}, over HTTP {:.2} (latencies: the authorization call)",
+        authz_run.tps / pg.tps,
+        http_run.tps / pg.tps
     );
     if std::env::var_os("BENCH_KEEP_CLUSTER").is_none() {
         let _ = cluster.stop();

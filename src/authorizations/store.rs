@@ -636,11 +636,9 @@ pub async fn capture(
             sheet,
             async { Ok::<_, AuthorizationError>(update.await?) },
         )?;
-        if let Some((pack, overage)) = plan.appointment {
-            // in the period the authorization was decided in, which its hold is on
-            let period = wallets::pack_period(c, pack, row.created_at).await?;
+        if let Some((period, overage)) = &plan.appointment {
             period
-                .record(c, overage, &format!("authz:{id}"), at)
+                .record(c, *overage, &format!("authz:{id}"), at)
                 .await?;
         }
         Ok(updated.view(plan.intervention.map(|i| i.id)))
@@ -654,8 +652,8 @@ struct CapturePlan {
     holds: Vec<(HoldView, Option<Amount>)>,
     revenue: Option<crate::ledger::NewTransaction>,
     intervention: Option<Sheet>,
-    /// The pack an appointment is recorded on, and whether it is overage.
-    appointment: Option<(Uuid, bool)>,
+    /// The pack period an appointment is recorded in, and whether it is overage.
+    appointment: Option<(wallets::PackPeriod, bool)>,
 }
 
 /// A chargeable intervention's sheet, waiting out its dispute window.
@@ -728,7 +726,10 @@ async fn plan_capture(
                 let pack = row
                     .subscription_id
                     .ok_or_else(|| AuthorizationError::Invalid("no pack".into()))?;
-                plan.appointment = Some((pack, funding == Funding::Overage));
+                // the period the authorization was decided in, which its hold is on; the
+                // pack is locked before any balance, as when authorizing (no deadlock)
+                let period = wallets::pack_period(conn, pack, row.created_at).await?;
+                plan.appointment = Some((period, funding == Funding::Overage));
             }
             if funding != Funding::Overage {
                 let hold = ledger::get_holds(conn, &row.holds())
