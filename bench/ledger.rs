@@ -425,15 +425,15 @@ async fn authorizations(url: &str, clients: u64, seconds: u64) -> (Run, Run) {
         let start = Some(grandlivre::calendar::paris_date(now) - chrono::Duration::days(30));
         let subscribe =
             |offer: &str, parent| NewSubscriptionReq(id, offer.to_string(), start, parent);
+        // premium assistance with the pack `pack` on it
+        let with_pack = async |conn: &mut AsyncPgConnection, pack: &str| {
+            let parent = subscribe("premium_assistance", None)
+                .create(conn, now)
+                .await;
+            subscribe(pack, Some(parent)).create(conn, now).await;
+        };
         match i % 5 {
-            4 => {
-                let parent = subscribe("premium_assistance", None)
-                    .create(&mut conn, now)
-                    .await;
-                subscribe("assistance_plus_pack", Some(parent))
-                    .create(&mut conn, now)
-                    .await;
-            }
+            4 => with_pack(&mut conn, "assistance_plus_pack").await,
             0 => {
                 diesel::sql_query(format!(
                     "INSERT INTO mandates (id, customer_id, reference, signed_on) VALUES ('{}', '{id}', 'B-{i}', '2026-01-01')",
@@ -456,12 +456,7 @@ async fn authorizations(url: &str, clients: u64, seconds: u64) -> (Run, Run) {
                     .expect("paid");
             }
             2 => {
-                let parent = subscribe("premium_assistance", None)
-                    .create(&mut conn, now)
-                    .await;
-                subscribe("service_plus_pack", Some(parent))
-                    .create(&mut conn, now)
-                    .await;
+                with_pack(&mut conn, "service_plus_pack").await;
                 let credits =
                     Amount::new(Decimal::new(1_000_000, 0), Unit::Credit).expect("credits");
                 grandlivre::wallets::store::buy_credits(&mut conn, id, credits, None, now)

@@ -349,65 +349,28 @@ async fn reserve(
     at: DateTime<Utc>,
 ) -> Result<Vec<(HoldId, NewHold)>, AuthorizationError> {
     let snap = &gathered.snap;
-    let known = |a: Option<Uuid>| a.map(AccountId);
-    let amount = |v: Decimal, unit: Unit| {
-        Amount::new(v, unit).map_err(|e| AuthorizationError::Invalid(e.to_string()))
-    };
     let hold = |key: String, from: AccountId, to: AccountId, what: Amount| {
         Ok::<_, AuthorizationError>((
             HoldId(Uuid::now_v7()),
             NewHold::new(key, from, to, what, expires_at)?,
         ))
     };
+    // the accounts the snapshot found, else opened now (a customer's first use)
+    let account =
+        async |known: Option<Uuid>, code: &str, unit: Unit, no_overdraft: bool| match known {
+            Some(a) => Ok::<_, LedgerError>(AccountId(a)),
+            None => wallets::account(conn, customer, code, unit, Side::Credit, no_overdraft).await,
+        };
     match outcome.funding {
         Some(Funding::Ticket) => {
-            let wallet = match known(snap.ticket_wallet) {
-                Some(a) => a,
-                None => {
-                    wallets::account(
-                        conn,
-                        customer,
-                        "TICKET-WALLET",
-                        Unit::Ticket,
-                        Side::Credit,
-                        true,
-                    )
-                    .await?
-                }
-            };
-            let used = match known(snap.ticket_used) {
-                Some(a) => a,
-                None => {
-                    wallets::account(
-                        conn,
-                        customer,
-                        "TICKET-USED",
-                        Unit::Ticket,
-                        Side::Credit,
-                        false,
-                    )
-                    .await?
-                }
-            };
-            let one = amount(Decimal::ONE, Unit::Ticket)?;
+            let wallet = account(snap.ticket_wallet, "TICKET-WALLET", Unit::Ticket, true).await?;
+            let used = account(snap.ticket_used, "TICKET-USED", Unit::Ticket, false).await?;
+            let one = amount_of(Decimal::ONE, Unit::Ticket)?;
             Ok(vec![hold(format!("authz:{id}:ticket"), wallet, used, one)?])
         }
         Some(Funding::Credits) => {
-            let used = match known(snap.credit_used) {
-                Some(a) => a,
-                None => {
-                    wallets::account(
-                        conn,
-                        customer,
-                        "CREDIT-USED",
-                        Unit::Credit,
-                        Side::Credit,
-                        false,
-                    )
-                    .await?
-                }
-            };
-            let wanted = amount(outcome.credits.unwrap_or_default(), Unit::Credit)?;
+            let used = account(snap.credit_used, "CREDIT-USED", Unit::Credit, false).await?;
+            let wanted = amount_of(outcome.credits.unwrap_or_default(), Unit::Credit)?;
             wallets::allocate_credits(conn, customer, wanted, at)
                 .await?
                 .into_iter()
@@ -417,7 +380,7 @@ async fn reserve(
                         format!("authz:{id}:lot:{n}"),
                         lot,
                         used,
-                        amount(take, Unit::Credit)?,
+                        amount_of(take, Unit::Credit)?,
                     )
                 })
                 .collect()
@@ -428,7 +391,7 @@ async fn reserve(
                 .as_ref()
                 .ok_or_else(|| AuthorizationError::Invalid("no pack".into()))?;
             let used = period.used_account(conn).await?;
-            let one = amount(Decimal::ONE, Unit::Appointment)?;
+            let one = amount_of(Decimal::ONE, Unit::Appointment)?;
             Ok(vec![hold(
                 format!("authz:{id}:appointment"),
                 period.quota,
@@ -782,20 +745,13 @@ async fn plan_capture(
                 plan.holds
                     .push((hold, Some(amount_of(take, Unit::Credit)?)));
             }
-            if revenue > Decimal::ZERO {
-                let eur = amount_of(revenue, Unit::Eur)?;
-                let (deferred, revenue_706) = futures_util::try_join!(
-                    wallets::account(conn, row.customer_id, "487", Unit::Eur, Side::Credit, false),
-                    wallets::revenue_account(conn, row.customer_id),
-                )?;
+            let postings = wallets::revenue_postings(conn, row.customer_id, revenue).await?;
+            if !postings.is_empty() {
                 plan.revenue = Some(
                     crate::ledger::NewTransaction::new(
                         format!("authz:{id}:revenue"),
                         "credits.use",
-                        vec![
-                            crate::ledger::Posting::debit(deferred, eur),
-                            crate::ledger::Posting::credit(revenue_706, eur),
-                        ],
+                        postings,
                     )?
                     .effective_at(at),
                 );

@@ -56,13 +56,26 @@ pub(crate) async fn account(
     Ok(ledger::ensure_account(conn, &new).await?.id)
 }
 
-/// The customer's services-revenue sub-account (706): revenue is recognised on the hot
-/// path (credits used), so it never goes through one row shared by every customer.
-pub(crate) async fn revenue_account(
+/// What credits used earn (`revenue`, EUR): deferred revenue (487) recognised in the
+/// customer's services-revenue sub-account (706). Recognised on the hot path, so never
+/// through one row that every customer shares. None when nothing is earned.
+pub(crate) async fn revenue_postings(
     conn: &AsyncPgConnection,
     customer: Uuid,
-) -> Result<AccountId, LedgerError> {
-    account(conn, customer, "706", Unit::Eur, Side::Credit, false).await
+    revenue: Decimal,
+) -> Result<Vec<Posting>, WalletError> {
+    if revenue <= Decimal::ZERO {
+        return Ok(Vec::new());
+    }
+    let eur = amount(revenue, Unit::Eur)?;
+    let (deferred, revenue_706) = futures_util::try_join!(
+        account(conn, customer, "487", Unit::Eur, Side::Credit, false),
+        account(conn, customer, "706", Unit::Eur, Side::Credit, false),
+    )?;
+    Ok(vec![
+        Posting::debit(deferred, eur),
+        Posting::credit(revenue_706, eur),
+    ])
 }
 
 /// A counter account: where issued units come from (debit-normal, may go below zero).
@@ -640,8 +653,6 @@ pub async fn consume_credits(
         false,
     )
     .await?;
-    let deferred = account(conn, customer, "487", Unit::Eur, Side::Credit, false).await?;
-    let revenue_706 = revenue_account(conn, customer).await?;
     let tx = crate::retry_transaction!(conn, WalletError, |c| {
         let mut postings = Vec::new();
         let mut revenue = Decimal::ZERO;
@@ -651,11 +662,7 @@ pub async fn consume_credits(
             postings.push(Posting::credit(used, part));
             revenue += round_cents(take * unit_price);
         }
-        if revenue > Decimal::ZERO {
-            let eur = amount(revenue, Unit::Eur)?;
-            postings.push(Posting::debit(deferred, eur));
-            postings.push(Posting::credit(revenue_706, eur));
-        }
+        postings.extend(revenue_postings(c, customer, revenue).await?);
         let tx = NewTransaction::new(tx_key.clone(), "credits.use", postings)?.effective_at(at);
         Ok(ledger::post(c, &tx).await?.id)
     })?;

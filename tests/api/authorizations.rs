@@ -15,10 +15,9 @@ use grandlivre::clock::Clock;
 use grandlivre::demo::{DEMO_CUSTOMER_1 as C1, DEMO_CUSTOMER_2 as C2};
 use grandlivre::jobs::{self, Job};
 use grandlivre::money::{Amount, Unit};
-use grandlivre::subscriptions::{store as subs, NewSubscription};
 use grandlivre::wallets::store as wallets;
 
-use crate::helpers::{d, paris, seeded, TestApp};
+use crate::helpers::{paris, seeded, subscribe, TestApp};
 
 fn request(customer: Uuid, reference: &str, classification: Value, funding: &str) -> Value {
     json!({
@@ -182,33 +181,15 @@ async fn a_suspended_customer_is_denied() {
 #[actix_web::test]
 async fn capture_for_less_than_held_releases_the_rest_and_states_are_final() {
     let (app, mut conn) = seeded().await;
-    let parent = subs::create(
+    let parent = subscribe(&mut conn, C1, "premium_assistance", "2026-01-01", None).await;
+    subscribe(
         &mut conn,
-        &NewSubscription {
-            customer_id: C1,
-            offer_code: "premium_assistance".into(),
-            start_date: Some(d("2026-01-01")),
-            parent_id: None,
-        },
-        None,
-        paris("2026-01-01"),
+        C1,
+        "service_plus_pack",
+        "2026-01-01",
+        Some(parent),
     )
-    .await
-    .unwrap()
-    .0;
-    subs::create(
-        &mut conn,
-        &NewSubscription {
-            customer_id: C1,
-            offer_code: "service_plus_pack".into(),
-            start_date: Some(d("2026-01-01")),
-            parent_id: Some(parent),
-        },
-        None,
-        paris("2026-01-01"),
-    )
-    .await
-    .unwrap();
+    .await;
     let now = paris("2026-11-20") + Duration::hours(11);
     wallets::buy_credits(
         &mut conn,
@@ -507,28 +488,15 @@ async fn misdeclared_interventions_are_disputable_for_five_days() {
 #[actix_web::test]
 async fn appointments_are_held_on_the_quota_at_authorization() {
     let (app, mut conn) = seeded().await;
-    let sub = |offer: &str, parent| NewSubscription {
-        customer_id: C1,
-        offer_code: offer.into(),
-        start_date: Some(d("2026-01-31")),
-        parent_id: parent,
-    };
-    let (parent, _) = subs::create(
+    let parent = subscribe(&mut conn, C1, "premium_assistance", "2026-01-31", None).await;
+    let pack = subscribe(
         &mut conn,
-        &sub("premium_assistance", None),
-        None,
-        paris("2026-01-31"),
+        C1,
+        "assistance_plus_pack",
+        "2026-01-31",
+        Some(parent),
     )
-    .await
-    .unwrap();
-    let (pack, _) = subs::create(
-        &mut conn,
-        &sub("assistance_plus_pack", Some(parent)),
-        None,
-        paris("2026-01-31"),
-    )
-    .await
-    .unwrap();
+    .await;
     let at = paris("2026-06-01") + Duration::hours(10);
     for i in 0..8 {
         assert!(

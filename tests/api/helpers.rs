@@ -362,3 +362,23 @@ pub async fn seeded() -> (TestApp, AsyncPgConnection) {
         .expect("seed");
     (app, conn)
 }
+
+/// Subscribes `customer` to `offer` from `start` (an add-on when `parent` is given).
+pub async fn subscribe(
+    conn: &mut AsyncPgConnection,
+    customer: Uuid,
+    offer: &str,
+    start: &str,
+    parent: Option<Uuid>,
+) -> Uuid {
+    let req = grandlivre::subscriptions::NewSubscription {
+        customer_id: customer,
+        offer_code: offer.into(),
+        start_date: Some(d(start)),
+        parent_id: parent,
+    };
+    grandlivre::subscriptions::store::create(conn, &req, None, paris(start))
+        .await
+        .expect("subscribe")
+        .0
+}

@@ -14,11 +14,10 @@ use grandlivre::charges::{self, ChargeSource};
 use grandlivre::demo::{DEMO_CUSTOMER_1 as C1, DEMO_CUSTOMER_2 as C2};
 use grandlivre::jobs::{self, Job};
 use grandlivre::money::{Amount, Unit};
-use grandlivre::subscriptions::{store as subs, NewSubscription};
 use grandlivre::wallets::store as wallets;
 use grandlivre::wallets::WalletError;
 
-use crate::helpers::{d, paris, seeded};
+use crate::helpers::{paris, seeded, subscribe};
 
 fn at(s: &str) -> DateTime<Utc> {
     s.parse().unwrap()
@@ -26,25 +25,6 @@ fn at(s: &str) -> DateTime<Utc> {
 
 fn credits(v: Decimal) -> Amount {
     Amount::new(v, Unit::Credit).unwrap()
-}
-
-async fn subscribe(
-    conn: &mut AsyncPgConnection,
-    customer: Uuid,
-    offer: &str,
-    start: &str,
-    parent: Option<Uuid>,
-) -> Uuid {
-    let req = NewSubscription {
-        customer_id: customer,
-        offer_code: offer.into(),
-        start_date: Some(d(start)),
-        parent_id: parent,
-    };
-    subs::create(conn, &req, None, paris(start))
-        .await
-        .expect("subscribe")
-        .0
 }
 
 /// Premium assistance (12-month terms) with a Service+ pack on it, from `start`.
