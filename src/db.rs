@@ -21,20 +21,36 @@ pub const DATABASE_NAME: &str = "grandlivre";
 pub type DbPool = Pool<AsyncPgConnection>;
 pub type DbConn = Object<AsyncPgConnection>;
 
-/// Where the database is: a URL given by the user, or the embedded cluster.
+/// The role that owns the schema: it runs the migrations and owns the ledger functions.
+pub const OWNER_ROLE: &str = "grandlivre_owner";
+/// The role the service connects as: it owns nothing, writes the domain tables, and may
+/// change the ledger only by executing the ledger functions.
+pub const SERVICE_ROLE: &str = "grandlivre_service";
+
+/// Where the database is: URLs given by the user, or the embedded cluster.
 #[derive(Debug)]
 pub struct Database {
+    /// The service's connection (as [`SERVICE_ROLE`] on the embedded cluster).
     pub url: String,
+    /// The schema owner's connection, for migrations (as [`OWNER_ROLE`] on the embedded
+    /// cluster; the service's URL when the user gave no other).
+    pub owner_url: String,
     cluster: Option<Cluster>,
     started_cluster: bool,
 }
 
 impl Database {
-    /// With a URL, uses it. Without, starts (creating it first if needed) the embedded
-    /// cluster under `data_dir` and makes sure the `grandlivre` database exists.
-    pub async fn open(url: Option<String>, data_dir: &Path) -> anyhow::Result<Database> {
+    /// With a URL, uses it (and `owner_url` for migrations, if given). Without, starts
+    /// (creating it first if needed) the embedded cluster under `data_dir`, with the
+    /// schema owner and service roles and the `grandlivre` database owned by the former.
+    pub async fn open(
+        url: Option<String>,
+        owner_url: Option<String>,
+        data_dir: &Path,
+    ) -> anyhow::Result<Database> {
         if let Some(url) = url {
             return Ok(Database {
+                owner_url: owner_url.unwrap_or_else(|| url.clone()),
                 url,
                 cluster: None,
                 started_cluster: false,
@@ -50,9 +66,13 @@ impl Database {
         if started {
             tracing::info!(data_dir = %cluster.data_dir().display(), "started the embedded PostgreSQL cluster");
         }
-        create_database(&cluster.connection_string("postgres"), DATABASE_NAME).await?;
+        let mut maintenance = connect(&cluster.connection_string("postgres")).await?;
+        create_database_on(&mut maintenance, DATABASE_NAME, None).await?;
+        // a database created before the roles existed (the service ran as superuser)
+        adopt(&mut connect(&cluster.connection_string(DATABASE_NAME)).await?).await?;
         Ok(Database {
-            url: cluster.connection_string(DATABASE_NAME),
+            url: cluster.connection_string_as(SERVICE_ROLE, DATABASE_NAME),
+            owner_url: cluster.connection_string_as(OWNER_ROLE, DATABASE_NAME),
             cluster: Some(cluster),
             started_cluster: started,
         })
@@ -71,31 +91,117 @@ impl Database {
     }
 }
 
-/// Creates `name` on the server at `maintenance_url` unless it exists.
-pub async fn create_database(maintenance_url: &str, name: &str) -> anyhow::Result<()> {
-    let mut conn = AsyncPgConnection::establish(maintenance_url)
+async fn connect(url: &str) -> anyhow::Result<AsyncPgConnection> {
+    AsyncPgConnection::establish(url)
         .await
-        .with_context(|| format!("connecting to {maintenance_url}"))?;
-    create_database_on(&mut conn, name, None).await
+        .with_context(|| format!("connecting to {url}"))
 }
 
-/// `CREATE DATABASE name [TEMPLATE template]`, tolerating a concurrent creator.
+/// Creates the schema owner and the service role unless they exist (as a superuser, or
+/// a role with CREATEROLE). Both may log in; neither is a superuser.
+pub async fn ensure_roles(conn: &mut AsyncPgConnection) -> anyhow::Result<()> {
+    for role in [OWNER_ROLE, SERVICE_ROLE] {
+        let sql = format!(
+            "DO $$ BEGIN
+               IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{role}') THEN
+                 CREATE ROLE {role} LOGIN;
+               END IF;
+             END $$"
+        );
+        match diesel::sql_query(sql).execute(conn).await {
+            // a concurrent creator got there first
+            Ok(_) | Err(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) => {}
+            Err(e) => return Err(e).with_context(|| format!("creating the role {role}")),
+        }
+    }
+    Ok(())
+}
+
+/// `CREATE DATABASE name OWNER` the schema owner `[TEMPLATE template]` (after creating
+/// the roles), tolerating a concurrent creator. As a superuser.
 pub async fn create_database_on(
     conn: &mut AsyncPgConnection,
     name: &str,
     template: Option<&str>,
 ) -> anyhow::Result<()> {
-    let sql = match template {
-        Some(t) => format!("CREATE DATABASE \"{name}\" TEMPLATE \"{t}\""),
-        None => format!("CREATE DATABASE \"{name}\""),
-    };
+    ensure_roles(conn).await?;
+    let mut sql = format!("CREATE DATABASE \"{name}\" OWNER {OWNER_ROLE}");
+    if let Some(t) = template {
+        sql.push_str(&format!(" TEMPLATE \"{t}\""));
+    }
     match diesel::sql_query(sql).execute(conn).await {
-        Ok(_) => Ok(()),
+        Ok(_) | Err(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) => Ok(()),
         Err(DieselError::DatabaseError(_, info)) if info.message().contains("already exists") => {
             Ok(())
         }
         Err(e) => Err(e).with_context(|| format!("creating database {name}")),
     }
+}
+
+/// Hands the connected database and every table, view and function of its `public`
+/// schema to the schema owner (a database migrated by an earlier version, as superuser).
+/// As a superuser; changes nothing when the owner has them already.
+pub async fn adopt(conn: &mut AsyncPgConnection) -> anyhow::Result<()> {
+    diesel::sql_query(format!(
+        "DO $$
+         DECLARE r record;
+         BEGIN
+           IF (SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = current_database()) <> '{OWNER_ROLE}' THEN
+             EXECUTE format('ALTER DATABASE %I OWNER TO {OWNER_ROLE}', current_database());
+           END IF;
+           FOR r IN SELECT c.oid::regclass AS name, c.relkind FROM pg_class c
+                      JOIN pg_namespace n ON n.oid = c.relnamespace
+                     WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p', 'v', 'm')
+                       AND pg_get_userbyid(c.relowner) <> '{OWNER_ROLE}' LOOP
+             EXECUTE format('ALTER %s %s OWNER TO {OWNER_ROLE}',
+                            CASE r.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW' ELSE 'TABLE' END,
+                            r.name);
+           END LOOP;
+           FOR r IN SELECT p.oid::regprocedure AS name FROM pg_proc p
+                      JOIN pg_namespace n ON n.oid = p.pronamespace
+                     WHERE n.nspname = 'public' AND pg_get_userbyid(p.proowner) <> '{OWNER_ROLE}' LOOP
+             EXECUTE format('ALTER FUNCTION %s OWNER TO {OWNER_ROLE}', r.name);
+           END LOOP;
+         END $$"
+    ))
+    .execute(conn)
+    .await
+    .context("handing the database to the schema owner")?;
+    Ok(())
+}
+
+/// Refuses a service connection as a superuser (it could write the ledger tables
+/// directly) unless `allow_superuser`, and then only warns.
+pub async fn check_service_role(
+    conn: &mut AsyncPgConnection,
+    allow_superuser: bool,
+) -> anyhow::Result<()> {
+    #[derive(diesel::QueryableByName)]
+    struct Me {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        name: String,
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        superuser: bool,
+    }
+    let me: Me = diesel::sql_query(
+        "SELECT current_user::text AS name, rolsuper AS superuser FROM pg_roles WHERE rolname = current_user",
+    )
+    .get_result(conn)
+    .await
+    .context("reading the service's database role")?;
+    if !me.superuser {
+        return Ok(());
+    }
+    if !allow_superuser {
+        anyhow::bail!(
+            "the service connects as `{}`, a PostgreSQL superuser, which bypasses the ledger's \
+             privileges; connect as a role that owns nothing (the embedded cluster uses \
+             `{SERVICE_ROLE}`, see the README), or pass --allow-superuser to run anyway",
+            me.name
+        );
+    }
+    tracing::warn!(role = %me.name, "running as a PostgreSQL superuser (--allow-superuser): the ledger's privileges do not apply to this connection");
+    Ok(())
 }
 
 /// Runs the embedded migrations that have not run yet; returns how many ran.
@@ -166,13 +272,15 @@ pub fn pool(url: &str, size: usize) -> anyhow::Result<DbPool> {
         .context("building the connection pool")
 }
 
-/// Whether PostgreSQL asks for the failed statement or transaction to be retried.
+/// Whether PostgreSQL asks for the failed transaction to be run again: a serialization
+/// failure (SQLSTATE 40001) or a deadlock (40P01), recognised by SQLSTATE, never by the
+/// message text (the patched diesel-async reports both as `SerializationFailure`, see
+/// vendor/README.md).
 pub fn is_retryable(e: &DieselError) -> bool {
-    match e {
-        DieselError::DatabaseError(DatabaseErrorKind::SerializationFailure, _) => true,
-        DieselError::DatabaseError(_, info) => info.message().contains("deadlock detected"),
-        _ => false,
-    }
+    matches!(
+        e,
+        DieselError::DatabaseError(DatabaseErrorKind::SerializationFailure, _)
+    )
 }
 
 /// Errors that may say "run the transaction again".
