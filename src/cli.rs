@@ -19,9 +19,23 @@ use crate::telemetry::{self, LogFormat};
     about = "Billing and credits ledger service"
 )]
 pub struct Cli {
-    /// PostgreSQL to use. Unset: the embedded cluster under --data-dir.
+    /// PostgreSQL to use, as the service's role (one that owns nothing). Unset: the
+    /// embedded cluster under --data-dir.
     #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
     pub database_url: Option<String>,
+    /// With DATABASE_URL: the schema owner's URL, used to run the migrations (default:
+    /// DATABASE_URL itself).
+    #[arg(
+        long,
+        env = "GRANDLIVRE_OWNER_DATABASE_URL",
+        global = true,
+        hide_env_values = true
+    )]
+    pub owner_database_url: Option<String>,
+    /// Let the service connect as a PostgreSQL superuser (refused otherwise: a superuser
+    /// bypasses the ledger's privileges). Logs a warning.
+    #[arg(long, env = "GRANDLIVRE_ALLOW_SUPERUSER", global = true)]
+    pub allow_superuser: bool,
     /// Where the embedded cluster lives when DATABASE_URL is unset.
     #[arg(
         long,
@@ -127,15 +141,15 @@ pub fn run(cli: Cli) -> ExitCode {
 }
 
 async fn dispatch(cli: Cli) -> anyhow::Result<()> {
-    let database = Database::open(cli.database_url, &cli.data_dir).await?;
+    let database = Database::open(cli.database_url, cli.owner_database_url, &cli.data_dir).await?;
     let owner = matches!(cli.command, Command::Serve { .. });
     let result = match cli.command {
         Command::Serve {
             listen,
             workers,
             pool_size,
-        } => serve(&database.url, &listen, workers, pool_size).await,
-        Command::Migrate => db::run_migrations(&database.url).await.map(|n| {
+        } => serve(&database, &listen, workers, pool_size, cli.allow_superuser).await,
+        Command::Migrate => db::run_migrations(&database.owner_url).await.map(|n| {
             println!("{n} migration(s) run; the database is current");
         }),
         Command::Apikey {
@@ -145,11 +159,11 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                     customer,
                     label,
                 },
-        } => create_key(&database.url, role, customer, label.as_deref()).await,
-        Command::SeedDemo => seed_demo(&database.url).await,
+        } => create_key(&database, role, customer, label.as_deref()).await,
+        Command::SeedDemo => seed_demo(&database).await,
         Command::Jobs {
             command: JobsCommand::Run { name, as_of },
-        } => run_job(&database.url, &name, as_of).await,
+        } => run_job(&database, &name, as_of).await,
         Command::Openapi => Ok(()),
     };
     let closed = database.close(owner).await;
@@ -157,14 +171,16 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
 }
 
 async fn serve(
-    url: &str,
+    database: &Database,
     listen: &str,
     workers: Option<usize>,
     pool_size: usize,
+    allow_superuser: bool,
 ) -> anyhow::Result<()> {
-    let ran = db::run_migrations(url).await?;
-    tracing::info!(ran, "migrations current");
-    let pool = db::pool(url, pool_size)?;
+    let mut conn = connect(database).await?;
+    db::check_service_role(&mut conn, allow_superuser).await?;
+    drop(conn);
+    let pool = db::pool(&database.url, pool_size)?;
     let state = crate::startup::state(pool, Arc::new(SystemClock));
     let (server, addr) = crate::startup::build(state, listen, workers)?;
     tracing::info!(%addr, "grandlivre listening; Ctrl-C or SIGTERM stops it");
@@ -174,14 +190,12 @@ async fn serve(
 }
 
 async fn create_key(
-    url: &str,
+    database: &Database,
     role: Role,
     customer: Option<Uuid>,
     label: Option<&str>,
 ) -> anyhow::Result<()> {
-    db::run_migrations(url).await?;
-    let mut conn =
-        <diesel_async::AsyncPgConnection as diesel_async::AsyncConnection>::establish(url).await?;
+    let mut conn = connect(database).await?;
     let (id, key) = auth::create_key(&mut conn, role, customer, label).await?;
     eprintln!(
         "created {} key {id}; it is shown once, keep it:",
@@ -191,13 +205,20 @@ async fn create_key(
     Ok(())
 }
 
-async fn connect(url: &str) -> anyhow::Result<diesel_async::AsyncPgConnection> {
-    db::run_migrations(url).await?;
-    Ok(<diesel_async::AsyncPgConnection as diesel_async::AsyncConnection>::establish(url).await?)
+/// Migrates (as the schema owner), then connects as the service.
+async fn connect(database: &Database) -> anyhow::Result<diesel_async::AsyncPgConnection> {
+    let ran = db::run_migrations(&database.owner_url).await?;
+    tracing::info!(ran, "migrations current");
+    Ok(
+        <diesel_async::AsyncPgConnection as diesel_async::AsyncConnection>::establish(
+            &database.url,
+        )
+        .await?,
+    )
 }
 
-async fn seed_demo(url: &str) -> anyhow::Result<()> {
-    let mut conn = connect(url).await?;
+async fn seed_demo(database: &Database) -> anyhow::Result<()> {
+    let mut conn = connect(database).await?;
     let seeded = crate::demo::seed(&mut conn, chrono::Utc::now()).await?;
     println!(
         "demo catalog loaded ({} new offers); demo customers:",
@@ -216,13 +237,13 @@ async fn seed_demo(url: &str) -> anyhow::Result<()> {
 }
 
 async fn run_job(
-    url: &str,
+    database: &Database,
     name: &str,
     as_of: Option<chrono::DateTime<chrono::Utc>>,
 ) -> anyhow::Result<()> {
     let job = crate::jobs::Job::parse(name)
         .ok_or_else(|| anyhow::anyhow!("no job `{name}` (renewals, billing, hold-expiry, credit-expiry, assistance-period-close)"))?;
-    let mut conn = connect(url).await?;
+    let mut conn = connect(database).await?;
     let now = chrono::Utc::now();
     let as_of = as_of.unwrap_or(now);
     crate::jobs::check_horizon(as_of, now)

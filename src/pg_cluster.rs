@@ -112,10 +112,17 @@ impl Cluster {
         &self.bin_dir
     }
 
-    /// A libpq-style connection string for `dbname` on this cluster's socket.
+    /// A libpq-style connection string for `dbname` on this cluster's socket, as the
+    /// bootstrap superuser `postgres`.
     pub fn connection_string(&self, dbname: &str) -> String {
+        self.connection_string_as("postgres", dbname)
+    }
+
+    /// The same, as `role` (trust authentication: the socket is reachable by the
+    /// cluster's system user only).
+    pub fn connection_string_as(&self, role: &str, dbname: &str) -> String {
         format!(
-            "host={} port={PORT} user=postgres dbname={dbname}",
+            "host={} port={PORT} user={role} dbname={dbname}",
             self.data_dir.display()
         )
     }

@@ -18,8 +18,8 @@ use super::decision::{
 use crate::calendar::{paris_date, paris_midnight, BusinessHours};
 use crate::catalog;
 use crate::charges::{self, ChargeSource, NewCharge};
-use crate::ledger::store as ledger;
-use crate::ledger::{AccountId, HoldId, HoldStatus, HoldView, LedgerError, NewHold, Side};
+use crate::ledger::store::{self as ledger, Settlement};
+use crate::ledger::{AccountId, HoldId, HoldView, LedgerError, NewHold, Side};
 use crate::money::{round_cents, Amount, DecimalString, Unit};
 use crate::schema::{authorizations, credit_lots, holds, interventions};
 use crate::wallets::store as wallets;
@@ -490,7 +490,7 @@ pub async fn authorize(
             .get_result::<Row>(&mut shared);
         // the holds and the decision go out together (pipelined)
         let (_, inserted) = futures_util::try_join!(
-            async { Ok::<_, AuthorizationError>(ledger::hold_fresh(c, &holds, at).await?) },
+            async { Ok::<_, AuthorizationError>(ledger::hold_in_tx(c, &holds, at).await?) },
             async { Ok::<_, AuthorizationError>(insert.await.optional()?) },
         )?;
         // the ref exists (a replay, or a concurrent twin): this attempt is rolled back
@@ -563,16 +563,24 @@ pub async fn capture(
         }
         let plan = plan_capture(c, &row, what, at).await?;
         let mut shared: &AsyncPgConnection = c;
-        let settles = plan.holds.iter().map(|(hold, take)| {
-            let status = match take {
-                Some(_) => HoldStatus::Captured,
-                None => HoldStatus::Voided,
-            };
-            ledger::settle(c, hold, status, *take, at)
-        });
+        // every hold in one call: captured for what was taken, or released
+        let settlements: Vec<(HoldId, Settlement)> = plan
+            .holds
+            .iter()
+            .map(|(hold, take)| match take {
+                Some(a) => (hold.id, Settlement::Capture(Some(*a))),
+                None => (hold.id, Settlement::Void),
+            })
+            .collect();
+        let settle = async {
+            if !settlements.is_empty() {
+                ledger::settle_in_tx(c, &settlements, at, false).await?;
+            }
+            Ok::<_, AuthorizationError>(())
+        };
         let revenue = async {
             if let Some(tx) = &plan.revenue {
-                ledger::post_once(c, tx).await?;
+                ledger::post_in_tx(c, tx).await?;
             }
             Ok::<_, AuthorizationError>(())
         };
@@ -590,15 +598,9 @@ pub async fn capture(
             ))
             .returning(Row::as_returning())
             .get_result::<Row>(&mut shared);
-        let (_, _, _, updated) = futures_util::try_join!(
-            async {
-                futures_util::future::try_join_all(settles).await?;
-                Ok::<_, AuthorizationError>(())
-            },
-            revenue,
-            sheet,
-            async { Ok::<_, AuthorizationError>(update.await?) },
-        )?;
+        let (_, _, _, updated) = futures_util::try_join!(settle, revenue, sheet, async {
+            Ok::<_, AuthorizationError>(update.await?)
+        },)?;
         if let Some((period, overage)) = &plan.appointment {
             period
                 .record(c, *overage, &format!("authz:{id}"), at)
@@ -804,12 +806,13 @@ pub async fn void(
         if row.status() != AuthorizationStatus::Open {
             return Err(AuthorizationError::WrongState(id, "not open"));
         }
-        for hold in &row.holds() {
-            match ledger::void(c, HoldId(*hold), at).await {
-                Ok(_) | Err(LedgerError::HoldNotPending(..)) => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
+        // holds already resolved (expired meanwhile) are left as they are
+        let voids: Vec<(HoldId, Settlement)> = row
+            .holds()
+            .into_iter()
+            .map(|h| (HoldId(h), Settlement::Void))
+            .collect();
+        ledger::settle_in_tx(c, &voids, at, true).await?;
         diesel::update(authorizations::table.find(id))
             .set((
                 authorizations::status.eq("voided"),

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel::sql_types::{
-    Array, Bytea, Jsonb, Nullable, Numeric, Text, Timestamptz, Uuid as SqlUuid,
+    Array, Bool, Bytea, Jsonb, Nullable, Numeric, Text, Timestamptz, Uuid as SqlUuid,
 };
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use rust_decimal::Decimal;
@@ -37,18 +37,40 @@ extern "SQL" {
         p_amounts: Array<Numeric>,
         p_units: Array<Text>,
     ) -> SqlUuid;
+
+    #[sql_name = "ledger_open_account"]
+    fn ledger_open_account_fn(
+        p_id: SqlUuid,
+        p_code: Text,
+        p_name: Text,
+        p_unit: Text,
+        p_customer: Nullable<SqlUuid>,
+        p_normal_side: Text,
+        p_no_overdraft: Bool,
+    ) -> Nullable<SqlUuid>;
 }
 
-/// How many times a statement or transaction that PostgreSQL asked to retry is retried.
+/// How many times a use case that PostgreSQL asked to run again (a serialization failure
+/// or a deadlock, by SQLSTATE) is tried in all.
 pub const MAX_ATTEMPTS: u32 = 8;
 
-/// Maps the database's refusals (see the migration's `gl_*` constraint names) to ours.
+/// Maps the database's refusals (see the migrations' `gl_*` constraint names) to ours.
 fn refusal(e: DieselError) -> LedgerError {
     if let DieselError::DatabaseError(kind, info) = &e {
         match (kind, info.constraint_name()) {
             (_, Some("gl_insufficient_funds")) => return LedgerError::InsufficientFunds,
             (_, Some("gl_idempotency_conflict")) => return LedgerError::IdempotencyConflict,
             (_, Some("gl_posting_invalid")) => return LedgerError::PostingInvalid,
+            (_, Some("gl_hold_not_pending")) => {
+                // DETAIL: "<hold id> <status>"
+                let mut detail = info.details().unwrap_or_default().split(' ');
+                let id = detail.next().and_then(|i| i.parse().ok());
+                let status = detail.next().and_then(HoldStatus::parse);
+                if let (Some(id), Some(status)) = (id, status) {
+                    return LedgerError::HoldNotPending(HoldId(id), status);
+                }
+            }
+            (_, Some("gl_unknown_hold")) => return LedgerError::UnknownHold(HoldId(Uuid::nil())),
             (DatabaseErrorKind::ForeignKeyViolation, Some(c)) if c.contains("account_id") => {
                 return LedgerError::PostingInvalid
             }
@@ -64,10 +86,18 @@ impl crate::db::Retryable for LedgerError {
     }
 }
 
-/// Runs the block in a database transaction, again when PostgreSQL reports a
-/// serialization failure or a deadlock (neither should happen with ordered locking, but
-/// the caller must never see one). The block is an `async |conn| { ... }` body returning
-/// `Result<_, E>` where `E: From<diesel::result::Error> + db::Retryable`.
+/// How long to wait before attempt `attempt + 1`: exponential from 2 ms, with full jitter
+/// so that the transactions that collided do not collide again.
+pub fn backoff(attempt: u32) -> std::time::Duration {
+    let ceiling = 2u64 << attempt.min(10);
+    std::time::Duration::from_micros(rand::random_range(ceiling * 500..=ceiling * 1000))
+}
+
+/// Runs a use case's block in a database transaction, again (at most [`MAX_ATTEMPTS`] in
+/// all, after a jittered [`backoff`]) when PostgreSQL reports a serialization failure or
+/// a deadlock. The block is an `async |conn| { ... }` body returning `Result<_, E>` where
+/// `E: From<diesel::result::Error> + db::Retryable`. Only at a use case's boundary: never
+/// inside another transaction (the functions it calls are the `_in_tx` ones).
 #[macro_export]
 macro_rules! retry_transaction {
     ($conn:expr, $err:ty, |$c:ident| $body:block) => {{
@@ -78,13 +108,31 @@ macro_rules! retry_transaction {
             match result {
                 Err(e) if $crate::db::Retryable::is_retryable(&e) && attempt < $crate::ledger::store::MAX_ATTEMPTS => {
                     tracing::debug!(attempt, error = %e, "retrying a database transaction");
-                    tokio::time::sleep(std::time::Duration::from_millis(2u64 << attempt)).await;
+                    tokio::time::sleep($crate::ledger::store::backoff(attempt)).await;
                     attempt += 1;
                 }
                 other => break other,
             }
         }
     }};
+}
+
+/// Runs one statement (its own transaction) again like [`retry_transaction!`].
+async fn retried<T, F, Fut>(mut once: F) -> Result<T, LedgerError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, LedgerError>>,
+{
+    let mut attempt = 1;
+    loop {
+        match once().await {
+            Err(e) if crate::db::Retryable::is_retryable(&e) && attempt < MAX_ATTEMPTS => {
+                tokio::time::sleep(backoff(attempt)).await;
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
 }
 
 #[derive(Queryable, Selectable)]
@@ -156,8 +204,9 @@ pub struct NewAccount {
     pub no_overdraft: bool,
 }
 
-/// Creates the account unless one with the same code exists for the same customer, and
-/// returns it. An existing account with other properties is an error, never changed.
+/// Opens the account unless one with the same code exists for the same customer (one
+/// statement when it exists, two when it is opened), and returns it. An existing account
+/// with other properties is an error, never changed. Needs no transaction of its own.
 pub async fn ensure_account(
     mut conn: &AsyncPgConnection,
     new: &NewAccount,
@@ -174,19 +223,18 @@ pub async fn ensure_account(
     let (a, b) = match found {
         Some(row) => row,
         None => {
-            diesel::insert_into(accounts::table)
-                .values((
-                    accounts::id.eq(Uuid::now_v7()),
-                    accounts::code.eq(&new.code),
-                    accounts::name.eq(&new.name),
-                    accounts::unit.eq(new.unit.code()),
-                    accounts::customer_id.eq(new.customer_id),
-                    accounts::normal_side.eq(new.normal_side.as_str()),
-                    accounts::no_overdraft.eq(new.no_overdraft),
-                ))
-                .on_conflict_do_nothing()
-                .execute(&mut conn)
-                .await?;
+            diesel::select(ledger_open_account_fn(
+                Uuid::now_v7(),
+                &new.code,
+                &new.name,
+                new.unit.code(),
+                new.customer_id,
+                new.normal_side.as_str(),
+                new.no_overdraft,
+            ))
+            .get_result::<Option<Uuid>>(&mut conn)
+            .await
+            .map_err(refusal)?;
             find().first(&mut conn).await?
         }
     };
@@ -242,34 +290,27 @@ pub async fn list_accounts(
     Ok(rows.into_iter().map(|(a, b)| account_view(a, b)).collect())
 }
 
-/// Posts a balanced transaction in one round trip. Replaying the same idempotency key with
-/// the same request returns the first transaction (`replayed: true`).
+/// Posts a balanced transaction: one function call, its own database transaction.
+/// Replaying the same idempotency key with the same request returns the first transaction
+/// (`replayed: true`).
 pub async fn post(
     conn: &mut AsyncPgConnection,
     tx: &NewTransaction,
 ) -> Result<Posted, LedgerError> {
-    let mut attempt = 1;
-    loop {
-        match post_as(conn, Uuid::now_v7(), tx).await {
-            Err(e) if crate::db::Retryable::is_retryable(&e) && attempt < MAX_ATTEMPTS => {
-                attempt += 1
-            }
-            other => return other,
-        }
-    }
+    let conn: &AsyncPgConnection = conn;
+    retried(|| post_as(conn, Uuid::now_v7(), tx)).await
 }
 
-/// Posts `tx` once, inside a caller's database transaction (which retries as a whole);
-/// through `&AsyncPgConnection`, so that it can go out along with other statements.
-pub async fn post_once(
+/// Posts `tx` inside the caller's database transaction (which retries as a whole); through
+/// `&AsyncPgConnection`, so that it can go out along with other statements.
+pub async fn post_in_tx(
     conn: &AsyncPgConnection,
     tx: &NewTransaction,
 ) -> Result<Posted, LedgerError> {
     post_as(conn, Uuid::now_v7(), tx).await
 }
 
-/// One attempt at posting `tx` under the id `id` (no retry: it may run inside a caller's
-/// database transaction, which a failed statement has aborted).
+/// Posts `tx` under the id `id`, once.
 async fn post_as(
     mut conn: &AsyncPgConnection,
     id: Uuid,
@@ -513,7 +554,6 @@ pub async fn balance_as_of(
 #[diesel(table_name = holds)]
 struct HoldRow {
     id: Uuid,
-    request_hash: Vec<u8>,
     debit_account_id: Uuid,
     credit_account_id: Uuid,
     unit: String,
@@ -551,89 +591,79 @@ impl HoldRow {
     }
 }
 
-#[derive(Insertable)]
-#[diesel(table_name = holds)]
-struct HoldInsert<'a> {
-    id: Uuid,
-    idempotency_key: &'a str,
-    request_hash: Vec<u8>,
-    debit_account_id: Uuid,
-    credit_account_id: Uuid,
-    unit: &'a str,
-    amount: Decimal,
-    expires_at: DateTime<Utc>,
-    metadata: serde_json::Value,
-    created_at: DateTime<Utc>,
+#[derive(QueryableByName)]
+struct HoldPlaced {
+    #[diesel(sql_type = SqlUuid)]
+    hold_id: Uuid,
+    #[diesel(sql_type = Bool)]
+    replayed: bool,
 }
 
-impl<'a> HoldInsert<'a> {
-    fn of(id: HoldId, new: &'a NewHold, now: DateTime<Utc>) -> Self {
-        HoldInsert {
-            id: id.0,
-            idempotency_key: &new.idempotency_key,
-            request_hash: new.request_hash(),
-            debit_account_id: new.debit.0,
-            credit_account_id: new.credit.0,
-            unit: new.amount.unit().code(),
-            amount: new.amount.value(),
-            expires_at: new.expires_at,
-            metadata: serde_json::Value::Object(new.metadata.clone()),
-            created_at: now,
-        }
+/// Places holds (each reserves its amount, pending) in one function call, inside the
+/// caller's database transaction (through `&AsyncPgConnection`, so that it can go out
+/// along with other statements). Each is idempotent on its key: a replay returns the
+/// first hold's id (`true`), another request under the same key is refused. Returns the
+/// holds' ids in the order given.
+pub async fn hold_in_tx(
+    mut conn: &AsyncPgConnection,
+    new: &[(HoldId, NewHold)],
+    now: DateTime<Utc>,
+) -> Result<Vec<(HoldId, bool)>, LedgerError> {
+    if new.is_empty() {
+        return Ok(Vec::new());
     }
+    let column = |f: &dyn Fn(&NewHold) -> String| new.iter().map(|(_, h)| f(h)).collect();
+    let keys: Vec<String> = column(&|h| h.idempotency_key.clone());
+    let units: Vec<String> = column(&|h| h.amount.unit().code().to_string());
+    let placed: Vec<HoldPlaced> = diesel::sql_query(
+        "SELECT hold_id, replayed FROM ledger_hold($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    )
+    .bind::<Array<SqlUuid>, _>(new.iter().map(|(id, _)| id.0).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(keys)
+    .bind::<Array<Bytea>, _>(
+        new.iter()
+            .map(|(_, h)| h.request_hash())
+            .collect::<Vec<_>>(),
+    )
+    .bind::<Array<SqlUuid>, _>(new.iter().map(|(_, h)| h.debit.0).collect::<Vec<_>>())
+    .bind::<Array<SqlUuid>, _>(new.iter().map(|(_, h)| h.credit.0).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(units)
+    .bind::<Array<Numeric>, _>(
+        new.iter()
+            .map(|(_, h)| h.amount.value())
+            .collect::<Vec<_>>(),
+    )
+    .bind::<Array<Timestamptz>, _>(new.iter().map(|(_, h)| h.expires_at).collect::<Vec<_>>())
+    .bind::<Array<Jsonb>, _>(
+        new.iter()
+            .map(|(_, h)| serde_json::Value::Object(h.metadata.clone()))
+            .collect::<Vec<_>>(),
+    )
+    .bind::<Timestamptz, _>(now)
+    .load(&mut conn)
+    .await
+    .map_err(refusal)?;
+    Ok(placed
+        .into_iter()
+        .map(|p| (HoldId(p.hold_id), p.replayed))
+        .collect())
 }
 
-/// Reserves the hold's amount (pending) at `now`. Idempotent on its key.
+/// Reserves the hold's amount (pending) at `now`, in a database transaction of its own.
+/// Idempotent on its key: a replay returns the first hold (`true`).
 pub async fn hold(
     conn: &mut AsyncPgConnection,
     new: &NewHold,
     now: DateTime<Utc>,
 ) -> Result<(HoldView, bool), LedgerError> {
-    let hash = new.request_hash();
-    let inserted = diesel::insert_into(holds::table)
-        .values(HoldInsert::of(HoldId(Uuid::now_v7()), new, now))
-        .on_conflict(holds::idempotency_key)
-        .do_nothing()
-        .returning(HoldRow::as_returning())
-        .get_result::<HoldRow>(conn)
-        .await
-        .optional()
-        .map_err(refusal)?;
-    if let Some(row) = inserted {
-        return Ok((row.view(), false));
-    }
-    let existing: HoldRow = holds::table
-        .filter(holds::idempotency_key.eq(&new.idempotency_key))
-        .select(HoldRow::as_select())
-        .first(conn)
-        .await?;
-    if existing.request_hash != hash {
-        return Err(LedgerError::IdempotencyConflict);
-    }
-    Ok((existing.view(), true))
-}
-
-/// Reserves holds under ids and keys the caller made for them (a key used before is an
-/// error, not a replay), in one statement: for a caller's database transaction, which
-/// may send it along with its other writes (pipelined, through `&AsyncPgConnection`).
-pub async fn hold_fresh(
-    mut conn: &AsyncPgConnection,
-    new: &[(HoldId, NewHold)],
-    now: DateTime<Utc>,
-) -> Result<(), LedgerError> {
-    if new.is_empty() {
-        return Ok(());
-    }
-    let rows: Vec<HoldInsert> = new
-        .iter()
-        .map(|(id, h)| HoldInsert::of(*id, h, now))
-        .collect();
-    diesel::insert_into(holds::table)
-        .values(rows)
-        .execute(&mut conn)
-        .await
-        .map_err(refusal)?;
-    Ok(())
+    let shared: &AsyncPgConnection = conn;
+    let one = [(HoldId(Uuid::now_v7()), new.clone())];
+    let placed = retried(|| hold_in_tx(shared, &one, now)).await?;
+    let (id, replayed) = placed[0];
+    let view = get_hold(conn, id)
+        .await?
+        .ok_or(LedgerError::UnknownHold(id))?;
+    Ok((view, replayed))
 }
 
 /// The holds `ids`, in that order (unknown ids are left out).
@@ -664,128 +694,149 @@ pub async fn get_hold(
     Ok(row.map(|r| r.view()))
 }
 
-/// Locks a hold and checks that it can be resolved at `now` as `status`: pending, and not
-/// past its expiry unless it is being expired.
-async fn lock_pending(
-    conn: &mut AsyncPgConnection,
-    id: HoldId,
-    status: HoldStatus,
-    now: DateTime<Utc>,
-) -> Result<HoldView, LedgerError> {
-    let row: HoldRow = holds::table
-        .find(id.0)
-        .select(HoldRow::as_select())
-        .for_update()
-        .first(conn)
-        .await
-        .optional()?
-        .ok_or(LedgerError::UnknownHold(id))?;
-    if row.status() != HoldStatus::Pending {
-        return Err(LedgerError::HoldNotPending(id, row.status()));
-    }
-    if row.expires_at <= now && status != HoldStatus::Expired {
-        return Err(LedgerError::HoldNotPending(id, HoldStatus::Expired));
-    }
-    Ok(row.view())
+/// How a pending hold is resolved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settlement {
+    /// Posted for this amount (the whole hold when `None`), the rest released.
+    Capture(Option<Amount>),
+    /// Released: the work was not done.
+    Void,
+    /// Released: past its expiry.
+    Expire,
 }
 
-/// Resolves a pending hold that the caller read: captured for `capture` (posted, in one
-/// transaction `capture:{hold}`), else released as `status` (voided or expired). Refused
-/// when the hold was resolved meanwhile or, unless expiring, has passed its expiry.
-///
-/// Only inside a database transaction: its two statements go out together (pipelined,
-/// through `&AsyncPgConnection`, so that a caller may send several), and the posting is
-/// written even when the hold turns out not to be pending; the error rolls both back.
-pub async fn settle(
+#[derive(QueryableByName)]
+struct Settled {
+    #[diesel(sql_type = SqlUuid)]
+    hold_id: Uuid,
+    #[diesel(sql_type = Nullable<SqlUuid>)]
+    transaction_id: Option<Uuid>,
+}
+
+/// Resolves pending holds at `now` in one function call, inside the caller's database
+/// transaction: each locked, then captured (posted in a transaction `capture:{hold}` of
+/// its own) or released, each balance row moved once. A hold that is no longer pending is
+/// refused ([`LedgerError::HoldNotPending`]), or left out when `skip_resolved`; so is one
+/// past its expiry, unless expiring. Returns each resolved hold with its capture.
+pub async fn settle_in_tx(
     mut conn: &AsyncPgConnection,
-    hold: &HoldView,
-    status: HoldStatus,
-    capture: Option<Amount>,
+    settlements: &[(HoldId, Settlement)],
     now: DateTime<Utc>,
-) -> Result<Option<Posted>, LedgerError> {
-    let id = hold.id;
-    let capture = match (status, capture) {
-        (HoldStatus::Captured, Some(a)) if a.unit() != hold.unit => {
-            return Err(LedgerError::Invalid {
-                field: "amount",
-                reason: format!("the hold is in {}", hold.unit),
-            })
-        }
-        (HoldStatus::Captured, Some(a)) => Some(a),
-        (HoldStatus::Captured, None) => Some(Amount::new(hold.amount.0, hold.unit).map_err(
-            |e| LedgerError::Invalid {
-                field: "amount",
-                reason: e.to_string(),
-            },
-        )?),
+    skip_resolved: bool,
+) -> Result<Vec<(HoldId, Option<TransactionId>)>, LedgerError> {
+    let status = |s: &Settlement| match s {
+        Settlement::Capture(_) => HoldStatus::Captured.as_str(),
+        Settlement::Void => HoldStatus::Voided.as_str(),
+        Settlement::Expire => HoldStatus::Expired.as_str(),
+    };
+    let amount = |s: &Settlement| match s {
+        Settlement::Capture(a) => *a,
         _ => None,
     };
-    if let Some(a) = capture {
-        if a.value() > hold.amount.0 {
-            return Err(LedgerError::CaptureExceedsHold {
-                hold: id,
-                requested: a.value(),
-                held: hold.amount.0,
-            });
+    let settled: Vec<Settled> = diesel::sql_query(
+        "SELECT hold_id, transaction_id FROM ledger_settle($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind::<Array<SqlUuid>, _>(settlements.iter().map(|(h, _)| h.0).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(
+        settlements
+            .iter()
+            .map(|(_, s)| status(s))
+            .collect::<Vec<_>>(),
+    )
+    .bind::<Array<Nullable<Numeric>>, _>(
+        settlements
+            .iter()
+            .map(|(_, s)| amount(s).map(|a| a.value()))
+            .collect::<Vec<_>>(),
+    )
+    .bind::<Array<Nullable<Text>>, _>(
+        settlements
+            .iter()
+            .map(|(_, s)| amount(s).map(|a| a.unit().code()))
+            .collect::<Vec<_>>(),
+    )
+    .bind::<Array<SqlUuid>, _>(
+        settlements
+            .iter()
+            .map(|_| Uuid::now_v7())
+            .collect::<Vec<_>>(),
+    )
+    .bind::<Timestamptz, _>(now)
+    .bind::<Bool, _>(skip_resolved)
+    .load(&mut conn)
+    .await
+    .map_err(|e| match refusal(e) {
+        LedgerError::Database(DieselError::DatabaseError(_, info))
+            if info.constraint_name() == Some("gl_capture_exceeds_hold") =>
+        {
+            // DETAIL: "<hold id> <amount held>"
+            let mut detail = info.details().unwrap_or_default().split(' ');
+            let hold = HoldId(
+                detail
+                    .next()
+                    .and_then(|i| i.parse().ok())
+                    .unwrap_or_default(),
+            );
+            let held = detail
+                .next()
+                .and_then(|a| a.parse().ok())
+                .unwrap_or_default();
+            let requested = settlements
+                .iter()
+                .find(|(h, _)| *h == hold)
+                .and_then(|(_, s)| amount(s))
+                .map(|a| a.value())
+                .unwrap_or_default();
+            LedgerError::CaptureExceedsHold {
+                hold,
+                requested,
+                held,
+            }
         }
-    }
-    let tx_id = Uuid::now_v7();
-    let live = holds::status.eq(HoldStatus::Pending.as_str()).and(
-        holds::expires_at
-            .gt(now)
-            .or((status == HoldStatus::Expired).into_sql::<diesel::sql_types::Bool>()),
-    );
-    let update = diesel::update(holds::table.find(id.0).filter(live))
-        .set((
-            holds::status.eq(status.as_str()),
-            holds::resolved_at.eq(now),
-            holds::captured_amount.eq(capture.map(|a| a.value())),
-            holds::capture_transaction_id.eq(capture.map(|_| tx_id)),
-        ))
-        .execute(&mut conn);
-    let update = async {
-        match update.await.map_err(refusal)? {
-            0 => Err(LedgerError::HoldNotPending(id, HoldStatus::Expired)),
-            _ => Ok(()),
+        LedgerError::UnknownHold(_) if settlements.len() == 1 => {
+            LedgerError::UnknownHold(settlements[0].0)
         }
-    };
-    let Some(amount) = capture else {
-        update.await?;
-        return Ok(None);
-    };
-    let tx = NewTransaction::new(
-        format!("capture:{id}"),
-        "hold.capture",
-        vec![
-            Posting::debit(hold.debit_account_id, amount),
-            Posting::credit(hold.credit_account_id, amount),
-        ],
-    )?
-    .effective_at(now)
-    .metadata(serde_json::Map::from_iter([(
-        "hold_id".to_string(),
-        serde_json::json!(id),
-    )]));
-    let (_, posted) = futures_util::try_join!(update, post_as(conn, tx_id, &tx))?;
-    Ok(Some(posted))
+        other => other,
+    })?;
+    Ok(settled
+        .into_iter()
+        .map(|s| (HoldId(s.hold_id), s.transaction_id.map(TransactionId)))
+        .collect())
 }
 
-/// Captures a pending hold for `amount` (the whole hold when `None`): the pending amount is
-/// released and the captured amount posted, in one database transaction.
+/// Resolves one hold in a database transaction of its own and returns it as it now is.
+async fn settle_one(
+    conn: &mut AsyncPgConnection,
+    id: HoldId,
+    settlement: Settlement,
+    now: DateTime<Utc>,
+) -> Result<(HoldView, Option<TransactionId>), LedgerError> {
+    let shared: &AsyncPgConnection = conn;
+    let one = [(id, settlement)];
+    let settled = retried(|| settle_in_tx(shared, &one, now, false)).await?;
+    let view = get_hold(conn, id)
+        .await?
+        .ok_or(LedgerError::UnknownHold(id))?;
+    Ok((view, <[_]>::first(&settled).and_then(|(_, tx)| *tx)))
+}
+
+/// Captures a pending hold for `amount` (the whole hold when `None`): the captured amount
+/// is posted and the rest released, in one function call.
 pub async fn capture(
     conn: &mut AsyncPgConnection,
     id: HoldId,
     amount: Option<Amount>,
     now: DateTime<Utc>,
 ) -> Result<(HoldView, Posted), LedgerError> {
-    crate::retry_transaction!(conn, LedgerError, |c| {
-        let hold = lock_pending(c, id, HoldStatus::Captured, now).await?;
-        let posted = settle(c, &hold, HoldStatus::Captured, amount, now)
-            .await?
-            .ok_or(LedgerError::UnknownHold(id))?;
-        let view = get_hold(c, id).await?.ok_or(LedgerError::UnknownHold(id))?;
-        Ok((view, posted))
-    })
+    let (view, tx) = settle_one(conn, id, Settlement::Capture(amount), now).await?;
+    let id = tx.ok_or(LedgerError::UnknownHold(id))?;
+    Ok((
+        view,
+        Posted {
+            id,
+            replayed: false,
+        },
+    ))
 }
 
 /// Voids a pending hold: its pending amount is released, nothing is posted.
@@ -794,50 +845,41 @@ pub async fn void(
     id: HoldId,
     now: DateTime<Utc>,
 ) -> Result<HoldView, LedgerError> {
-    crate::retry_transaction!(conn, LedgerError, |c| {
-        resolve(c, id, HoldStatus::Voided, now).await
-    })
+    Ok(settle_one(conn, id, Settlement::Void, now).await?.0)
 }
 
-async fn resolve(
-    conn: &mut AsyncPgConnection,
-    id: HoldId,
-    status: HoldStatus,
-    now: DateTime<Utc>,
-) -> Result<HoldView, LedgerError> {
-    let hold = lock_pending(conn, id, status, now).await?;
-    settle(conn, &hold, status, None, now).await?;
-    get_hold(conn, id)
-        .await?
-        .ok_or(LedgerError::UnknownHold(id))
-}
+/// How many due holds one call of the expiry releases.
+const EXPIRY_BATCH: i64 = 500;
 
 /// Marks every pending hold whose expiry has passed at `now` as expired, releasing its
-/// pending amount. Returns how many expired. Idempotent.
+/// pending amount, a batch per function call. Returns how many expired. Idempotent.
 pub async fn expire_holds(
     conn: &mut AsyncPgConnection,
     now: DateTime<Utc>,
 ) -> Result<usize, LedgerError> {
-    let due: Vec<Uuid> = holds::table
-        .filter(holds::status.eq(HoldStatus::Pending.as_str()))
-        .filter(holds::expires_at.le(now))
-        .order(holds::id)
-        .select(holds::id)
-        .load(conn)
-        .await?;
     let mut expired = 0;
-    for id in due {
-        let result = crate::retry_transaction!(conn, LedgerError, |c| {
-            resolve(c, HoldId(id), HoldStatus::Expired, now).await
-        });
-        match result {
-            Ok(_) => expired += 1,
-            // captured or voided meanwhile: nothing to expire
-            Err(LedgerError::HoldNotPending(..)) => {}
-            Err(e) => return Err(e),
+    loop {
+        let due: Vec<Uuid> = holds::table
+            .filter(holds::status.eq(HoldStatus::Pending.as_str()))
+            .filter(holds::expires_at.le(now))
+            .order(holds::id)
+            .limit(EXPIRY_BATCH)
+            .select(holds::id)
+            .load(conn)
+            .await?;
+        let batch: Vec<(HoldId, Settlement)> = due
+            .iter()
+            .map(|id| (HoldId(*id), Settlement::Expire))
+            .collect();
+        let shared: &AsyncPgConnection = conn;
+        // captured or voided meanwhile: left out
+        expired += retried(|| settle_in_tx(shared, &batch, now, true))
+            .await?
+            .len();
+        if (due.len() as i64) < EXPIRY_BATCH {
+            return Ok(expired);
         }
     }
-    Ok(expired)
 }
 
 #[derive(QueryableByName)]

@@ -270,7 +270,7 @@ pub async fn buy_tickets(
             vec![Posting::debit(issued, n), Posting::credit(pending, n)],
         )?
         .effective_at(now);
-        ledger::post(c, &tx).await?;
+        ledger::post_in_tx(c, &tx).await?;
         let row: PurchaseRow = ticket_purchases::table
             .find(id)
             .select(PurchaseRow::as_select())
@@ -307,7 +307,7 @@ pub async fn ticket_purchase_paid(
             vec![Posting::debit(pending, n), Posting::credit(wallet, n)],
         )?
         .effective_at(at);
-        ledger::post(c, &tx).await?;
+        ledger::post_in_tx(c, &tx).await?;
         diesel::update(ticket_purchases::table.find(purchase))
             .set((
                 ticket_purchases::status.eq("available"),
@@ -429,7 +429,7 @@ async fn grant_lot(conn: &mut AsyncPgConnection, lot: NewLot) -> Result<Option<U
         ],
     )?
     .effective_at(lot.granted_at);
-    ledger::post(conn, &tx).await?;
+    ledger::post_in_tx(conn, &tx).await?;
     Ok(Some(id))
 }
 
@@ -590,13 +590,23 @@ pub(crate) async fn allocate_credits(
     credits: Amount,
     at: DateTime<Utc>,
 ) -> Result<Vec<(AccountId, Decimal, Decimal)>, WalletError> {
-    // what each lot has free: posted credits less what was used and what is held
-    let live: Vec<(Uuid, Decimal, Decimal)> = credit_lots::table
+    let lots = || {
+        credit_lots::table
+            .filter(credit_lots::customer_id.eq(customer))
+            .filter(credit_lots::expires_at.gt(at))
+            .filter(credit_lots::granted_at.le(at))
+            .filter(credit_lots::expired_at.is_null())
+    };
+    // the lots first (the service may not lock balance rows: only the ledger functions
+    // do), then what each has free in a statement of its own, which sees what the
+    // consumer that held the lock before us committed
+    lots()
+        .select(credit_lots::id)
+        .for_update()
+        .load::<Uuid>(conn)
+        .await?;
+    let live: Vec<(Uuid, Decimal, Decimal)> = lots()
         .inner_join(balances::table.on(balances::account_id.eq(credit_lots::account_id)))
-        .filter(credit_lots::customer_id.eq(customer))
-        .filter(credit_lots::expires_at.gt(at))
-        .filter(credit_lots::granted_at.le(at))
-        .filter(credit_lots::expired_at.is_null())
         .order((
             credit_lots::expires_at,
             credit_lots::granted_at,
@@ -607,7 +617,6 @@ pub(crate) async fn allocate_credits(
             credit_lots::unit_price,
             balances::posted_credits - balances::posted_debits - balances::pending_debits,
         ))
-        .for_update()
         .load(conn)
         .await?;
     let mut left = credits.value();
@@ -664,7 +673,7 @@ pub async fn consume_credits(
         }
         postings.extend(revenue_postings(c, customer, revenue).await?);
         let tx = NewTransaction::new(tx_key.clone(), "credits.use", postings)?.effective_at(at);
-        Ok(ledger::post(c, &tx).await?.id)
+        Ok(ledger::post_in_tx(c, &tx).await?.id)
     })?;
     let done = ledger::get_transaction(conn, tx)
         .await?
@@ -765,7 +774,7 @@ pub async fn expire_lots(
                     postings,
                 )?
                 .effective_at(lot.expires_at);
-                ledger::post(c, &tx).await?;
+                ledger::post_in_tx(c, &tx).await?;
             }
             diesel::update(credit_lots::table.find(id))
                 .set(credit_lots::expired_at.eq(as_of))
@@ -933,7 +942,7 @@ pub(crate) async fn pack_period(
             vec![Posting::debit(issued, n), Posting::credit(quota_acct, n)],
         )?
         .effective_at(paris_midnight(add_months(start, 12 * period)));
-        ledger::post(c, &grant).await?;
+        ledger::post_in_tx(c, &grant).await?;
         left += n.value();
     }
     Ok(PackPeriod {
@@ -985,7 +994,7 @@ impl PackPeriod {
                 vec![Posting::debit(self.issued, one), Posting::credit(over, one)],
             )?
             .effective_at(at);
-            ledger::post(c, &tx).await?;
+            ledger::post_in_tx(c, &tx).await?;
         }
         diesel::insert_into(appointments::table)
             .values((
@@ -1034,7 +1043,7 @@ pub async fn book_appointment(
                 ],
             )?
             .effective_at(at);
-            ledger::post(c, &tx).await?;
+            ledger::post_in_tx(c, &tx).await?;
         }
         period.record(c, overage, key, at).await?;
         Ok(overage)

@@ -102,7 +102,7 @@ async fn readiness_fails_when_migrations_are_behind() {
         app.send(TestRequest::get().uri("/readyz")).await.status,
         200
     );
-    let mut conn = app.db.conn().await;
+    let mut conn = app.db.owner_conn().await;
     diesel::sql_query("DELETE FROM __diesel_schema_migrations")
         .execute(&mut conn)
         .await

@@ -25,15 +25,40 @@ use grandlivre::http::health::OpenApiJson;
 use grandlivre::pg_cluster::{Cluster, Durability};
 
 struct TestServer {
-    /// Connection string of the maintenance database, with `{db}` where the name goes.
+    /// Connection string as a superuser, with `{db}` where the database name goes.
     url_pattern: String,
     template: String,
 }
 
 impl TestServer {
+    /// As the superuser the harness was given (creates and drops databases).
     fn url(&self, db: &str) -> String {
         self.url_pattern.replace("{db}", db)
     }
+
+    /// As `role` (the schema owner or the service), on the same server.
+    fn url_as(&self, role: &str, db: &str) -> String {
+        with_user(&self.url_pattern, role).replace("{db}", db)
+    }
+}
+
+/// The connection string `url` (URL or key-value form) with its user set to `user` (and
+/// no password: the test server trusts local connections).
+fn with_user(url: &str, user: &str) -> String {
+    if !url.contains("://") {
+        let kept: Vec<&str> = url
+            .split_whitespace()
+            .filter(|kv| !kv.starts_with("user=") && !kv.starts_with("password="))
+            .collect();
+        return format!("{} user={user}", kept.join(" "));
+    }
+    let scheme_end = url.find("://").expect("scheme") + 3;
+    let rest = &url[scheme_end..];
+    let host_start = rest
+        .find('@')
+        .filter(|at| rest.find('/').is_none_or(|slash| at < &slash))
+        .map_or(0, |at| at + 1);
+    format!("{}{user}@{}", &url[..scheme_end], &rest[host_start..])
 }
 
 static SERVER: OnceLock<TestServer> = OnceLock::new();
@@ -137,7 +162,7 @@ fn setup() -> TestServer {
             db::create_database_on(&mut conn, &building, None)
                 .await
                 .expect("create template");
-            db::run_migrations(&server.url(&building))
+            db::run_migrations(&server.url_as(db::OWNER_ROLE, &building))
                 .await
                 .expect("migrate template");
             diesel::sql_query(format!(
@@ -164,7 +189,10 @@ fn server() -> &'static TestServer {
 /// A database of its own for one test, dropped when the test ends.
 pub struct TestDb {
     pub name: String,
+    /// As the service role, like the service.
     pub url: String,
+    /// As the schema owner, like the migrations.
+    pub owner_url: String,
 }
 
 impl TestDb {
@@ -178,15 +206,24 @@ impl TestDb {
             .await
             .expect("clone the template");
         TestDb {
-            url: server.url(&name),
+            url: server.url_as(db::SERVICE_ROLE, &name),
+            owner_url: server.url_as(db::OWNER_ROLE, &name),
             name,
         }
     }
 
+    /// A connection as the service role.
     pub async fn conn(&self) -> AsyncPgConnection {
         AsyncPgConnection::establish(&self.url)
             .await
             .expect("connect to the test database")
+    }
+
+    /// A connection as the schema owner (what the service may not do, the owner can).
+    pub async fn owner_conn(&self) -> AsyncPgConnection {
+        AsyncPgConnection::establish(&self.owner_url)
+            .await
+            .expect("connect to the test database as its owner")
     }
 
     pub fn pool(&self, size: usize) -> DbPool {

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use chrono::{Duration, Utc};
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use proptest::prelude::*;
 use rust_decimal::Decimal;
 use rust_decimal_macros::dec;
@@ -290,85 +290,111 @@ async fn holds_capture_in_part_void_and_expire() {
         .is_empty());
 }
 
+/// The error text of a statement that must fail.
+async fn refused(conn: &mut AsyncPgConnection, sql: &str) -> String {
+    diesel::sql_query(sql)
+        .execute(conn)
+        .await
+        .expect_err(sql)
+        .to_string()
+}
+
 #[tokio::test]
-async fn postings_and_transactions_cannot_be_edited_or_deleted() {
+async fn the_service_writes_the_ledger_only_through_its_functions() {
     let db = TestDb::new().await;
     let mut conn = db.conn().await;
     let (wallet, issuer) = wallet_and_issuer(&mut conn).await;
-    store::post(&mut conn, &transfer("grant", issuer, wallet, dec!(10)))
+    let grant = store::post(&mut conn, &transfer("grant", issuer, wallet, dec!(10)))
         .await
         .expect("grant");
+    let tx = grant.id;
+    // the service role: no direct write to any ledger table
+    for sql in [
+        format!(
+            "INSERT INTO postings (transaction_id, account_id, side, amount, unit) \
+             VALUES ('{tx}', '{wallet}', 'credit', 5, 'CREDIT')"
+        ),
+        format!("UPDATE balances SET posted_credits = 1000 WHERE account_id = '{wallet}'"),
+        format!(
+            "INSERT INTO transactions (id, kind, idempotency_key, request_hash, effective_at) \
+             VALUES ('{}', 'sql', 'sql-1', '\\x00', now())",
+            Uuid::now_v7()
+        ),
+        format!(
+            "INSERT INTO holds (id, idempotency_key, request_hash, debit_account_id, credit_account_id, unit, amount, expires_at) \
+             VALUES ('{}', 'h', '\\x00', '{wallet}', '{issuer}', 'CREDIT', 1, now() + interval '1 day')",
+            Uuid::now_v7()
+        ),
+        "UPDATE holds SET status = 'voided'".to_string(),
+        format!("INSERT INTO accounts (id, code, name, unit, normal_side) VALUES ('{}', 'X', 'x', 'EUR', 'debit')", Uuid::now_v7()),
+        "UPDATE postings SET amount = 1".to_string(),
+        "DELETE FROM transactions".to_string(),
+        "TRUNCATE postings CASCADE".to_string(),
+        format!("SELECT ledger_apply(ARRAY['{wallet}'::uuid], ARRAY['CREDIT'], ARRAY[1::numeric], ARRAY[0::numeric], ARRAY[1000::numeric], ARRAY[0::numeric], ARRAY[0::numeric])"),
+    ] {
+        let err = refused(&mut conn, &sql).await;
+        assert!(err.contains("permission denied"), "{sql}: {err}");
+    }
+    // the ledger functions refuse what breaks an invariant
+    let post = |key: &str, amounts: [&str; 2]| {
+        format!(
+            "SELECT ledger_post('{}', 'sql', '{key}', '\\x00', NULL, NULL, '{{}}', NULL, \
+             ARRAY['{issuer}', '{wallet}']::uuid[], ARRAY['debit', 'credit'], \
+             ARRAY[{}, {}]::numeric[], ARRAY['CREDIT', 'CREDIT'])",
+            Uuid::now_v7(),
+            amounts[0],
+            amounts[1]
+        )
+    };
+    let err = refused(&mut conn, &post("sql-2", ["5", "4"])).await;
+    assert!(err.contains("does not balance in CREDIT"), "{err}");
+    let err = refused(&mut conn, &post("sql-3", ["1.001", "1.001"])).await;
+    assert!(err.contains("fewer decimals than the amount"), "{err}");
+    let err = refused(
+        &mut conn,
+        &format!(
+            "SELECT ledger_post('{}', 'sql', 'sql-4', '\\x00', NULL, NULL, '{{}}', NULL, \
+             ARRAY['{wallet}']::uuid[], ARRAY['credit'], ARRAY[1]::numeric[], ARRAY['CREDIT'])",
+            Uuid::now_v7()
+        ),
+    )
+    .await;
+    assert!(err.contains("2 to 100 postings"), "{err}");
+    assert_eq!(available(&mut conn, wallet).await, dec!(10));
+    // the schema owner may write the tables, but postings and transactions stay
+    // append-only, and balance rows and holds are never deleted
+    let mut owner = db.owner_conn().await;
     for sql in [
         "UPDATE postings SET amount = 1",
         "DELETE FROM postings",
         "UPDATE transactions SET description = 'edited'",
         "DELETE FROM transactions",
         "TRUNCATE postings CASCADE",
+        "DELETE FROM balances",
+        "DELETE FROM holds",
     ] {
-        let err = diesel::sql_query(sql)
-            .execute(&mut conn)
+        // holds has no row yet: place one so that the DELETE has something to refuse
+        if sql == "DELETE FROM holds" {
+            store::hold(
+                &mut conn,
+                &NewHold::new(
+                    "h",
+                    wallet,
+                    issuer,
+                    credits(dec!(1)),
+                    Utc::now() + Duration::days(1),
+                )
+                .expect("hold"),
+                Utc::now(),
+            )
             .await
-            .expect_err(sql);
-        assert!(err.to_string().contains("append-only"), "{sql}: {err}");
+            .expect("hold");
+        }
+        let err = refused(&mut owner, sql).await;
+        assert!(err.contains("append-only"), "{sql}: {err}");
     }
-}
-
-#[tokio::test]
-async fn an_unbalanced_transaction_written_in_sql_fails_at_commit() {
-    let db = TestDb::new().await;
-    let mut conn = db.conn().await;
-    let (wallet, issuer) = wallet_and_issuer(&mut conn).await;
-    let id = Uuid::now_v7();
-    let result = conn
-        .transaction::<_, diesel::result::Error, _>(async |c| {
-            diesel::sql_query(format!(
-                "INSERT INTO transactions (id, kind, idempotency_key, request_hash, effective_at) VALUES ('{id}', 'sql', 'sql-1', '\\x00', now())"
-            ))
-            .execute(c)
-            .await?;
-            let inserted = diesel::sql_query(format!(
-                "INSERT INTO postings (transaction_id, account_id, side, amount, unit) VALUES \
-                 ('{id}', '{issuer}', 'debit', 5, 'CREDIT'), ('{id}', '{wallet}', 'credit', 4, 'CREDIT')"
-            ))
-            .execute(c)
-            .await?;
-            assert_eq!(inserted, 2, "the statements themselves succeed; the check is deferred to commit");
-            Ok(())
-        })
-        .await;
-    let err = result.expect_err("commit must fail");
-    assert!(
-        err.to_string().contains("does not balance in CREDIT"),
-        "{err}"
-    );
-    assert!(
-        store::get_transaction(&mut conn, grandlivre::ledger::TransactionId(id))
-            .await
-            .unwrap()
-            .is_none()
-    );
-    // a lone transaction row without postings fails too
-    let err = diesel::sql_query(
-        "INSERT INTO transactions (id, kind, idempotency_key, request_hash, effective_at) VALUES (gen_random_uuid(), 'sql', 'sql-2', '\\x00', now())",
-    )
-    .execute(&mut conn)
-    .await
-    .expect_err("no postings");
-    assert!(
-        err.to_string().contains("at least two are required"),
-        "{err}"
-    );
-    // a posting with more decimals than its unit allows is refused by the database itself
-    let err = diesel::sql_query(format!(
-        "WITH t AS (INSERT INTO transactions (id, kind, idempotency_key, request_hash, effective_at) \
-           VALUES ('{id}', 'sql', 'sql-3', '\\x00', now()) RETURNING id) \
-         INSERT INTO postings (transaction_id, account_id, side, amount, unit) VALUES \
-           ('{id}', '{issuer}', 'debit', 1.001, 'CREDIT'), ('{id}', '{wallet}', 'credit', 1.001, 'CREDIT')"
-    ))
-    .execute(&mut conn)
-    .await
-    .expect_err("scale");
-    assert!(err.to_string().contains("too many decimals"), "{err}");
+    let report = store::verify(&mut conn).await.expect("verify");
+    assert!(report.mismatches.is_empty() && report.unbalanced_transactions.is_empty());
 }
 
 /// One step of a random ledger history.

@@ -202,24 +202,31 @@ async fn balances_as_of_a_past_instant() {
 async fn verify_reports_a_consistent_ledger_and_finds_tampering() {
     let app = TestApp::spawn().await;
     let key = app.admin().await;
-    app.post_json(
-        &key,
-        "/v1/ledger/transactions",
-        Some("v"),
-        &fee("7.00", None),
-    )
-    .await;
+    let posted = app
+        .post_json(
+            &key,
+            "/v1/ledger/transactions",
+            Some("v"),
+            &fee("7.00", None),
+        )
+        .await;
+    let tx = posted.body["id"]
+        .as_str()
+        .expect("transaction id")
+        .to_string();
     let report = app.get(&key, "/v1/ledger/verify").await;
     assert_eq!(report.body["mismatches"], json!([]));
     assert_eq!(report.body["unbalanced_transactions"], json!([]));
     assert_eq!(report.body["transactions_checked"], 1);
-    // tamper with a stored balance behind the ledger's back (its guard switched off, as
-    // only the tables' owner can): verify must see it
-    let mut conn = app.db.conn().await;
+    // tamper behind the ledger's back, as only the tables' owner can (the service may
+    // not write them): a stored balance, and a posting added to the transaction
+    let mut conn = app.db.owner_conn().await;
     for sql in [
-        "ALTER TABLE balances DISABLE TRIGGER balances_guard".to_string(),
         format!("UPDATE balances SET posted_credits = 8 WHERE account_id = '{BANK}'"),
-        "ALTER TABLE balances ENABLE TRIGGER balances_guard".to_string(),
+        format!(
+            "INSERT INTO postings (transaction_id, account_id, side, amount, unit) \
+             VALUES ('{tx}', '{BANK}', 'debit', 1, 'EUR')"
+        ),
     ] {
         diesel_async::RunQueryDsl::execute(diesel::sql_query(sql), &mut conn)
             .await
@@ -228,6 +235,10 @@ async fn verify_reports_a_consistent_ledger_and_finds_tampering() {
     let report = app.get(&key, "/v1/ledger/verify").await;
     assert_eq!(
         report.body["mismatches"],
-        json!([{"account_id": BANK, "field": "posted_credits", "stored": "8", "recomputed": "7"}])
+        json!([
+            {"account_id": BANK, "field": "posted_credits", "stored": "8", "recomputed": "7"},
+            {"account_id": BANK, "field": "posted_debits", "stored": "0", "recomputed": "1"}
+        ])
     );
+    assert_eq!(report.body["unbalanced_transactions"], json!([tx]));
 }
