@@ -6,9 +6,14 @@
 //!     BENCH_ONLY=authz cargo bench --bench ledger   # pgbench and one measurement
 //!
 //! (c) the authorization of a ticketing request (decision + hold) followed by its capture,
-//!     through the Rust API, over 1,000 customers with mixed entitlements; then the same
-//!     over HTTP (`POST /v1/authorizations`, then `.../capture`) against the service
-//!     running in this process (2 workers) on the same database.
+//!     through the Rust API, over 1,000 customers with mixed entitlements; then over HTTP
+//!     against the service running in this process (2 workers) on the same database: the
+//!     authorization alone (`POST /v1/authorizations`), then authorization + capture pairs.
+//!
+//! Everything runs as the service's role (`grandlivre_service`, which may only EXECUTE
+//! the ledger functions); the databases are migrated by the schema owner. For each
+//! measurement the server time per operation is read from `pg_stat_statements` (total
+//! execution time of each statement ÷ operations), reset after the warm-up.
 //!
 //! (a) pgbench -b tpcb-like at scale = clients (pgbench's advice: scale ≥ clients).
 //! (b) grandlivre's `ledger::store::post` of a two-posting transaction with a fresh
@@ -44,6 +49,8 @@ struct Run {
     tps: f64,
     p50_ms: f64,
     p99_ms: f64,
+    /// Server time per operation by statement: (ms, calls, statement).
+    statements: Vec<(f64, f64, String)>,
 }
 
 impl Run {
@@ -52,6 +59,7 @@ impl Run {
             tps: f64::NAN,
             p50_ms: f64::NAN,
             p99_ms: f64::NAN,
+            statements: Vec::new(),
         }
     }
 }
@@ -131,6 +139,7 @@ fn pgbench(cluster: &Cluster, clients: u64, seconds: u64) -> Run {
         tps,
         p50_ms,
         p99_ms,
+        statements: Vec::new(),
     }
 }
 
@@ -143,8 +152,9 @@ fn percentiles(ms: &mut [f64]) -> (f64, f64) {
     (at(0.50), at(0.99))
 }
 
-async fn ledger(url: &str, clients: u64, seconds: u64) -> Run {
-    db::run_migrations(url).await.expect("migrate");
+async fn ledger(urls: &Urls, clients: u64, seconds: u64) -> Run {
+    db::run_migrations(&urls.owner).await.expect("migrate");
+    let url = &urls.service;
     let mut conn = AsyncPgConnection::establish(url).await.expect("connect");
     let mut wallets = Vec::with_capacity(WALLETS);
     for i in 0..WALLETS {
@@ -178,11 +188,82 @@ async fn ledger(url: &str, clients: u64, seconds: u64) -> Run {
         store::post(&mut conn, &grant).await.expect("fund");
         wallets.push(wallet);
     }
-    diesel::sql_query("VACUUM ANALYZE")
-        .execute(&mut conn)
+    urls.vacuum().await;
+    drive(urls, clients, seconds, Transfers(Arc::new(wallets))).await
+}
+
+/// One database of the bench, as the schema owner and as the service.
+struct Urls {
+    owner: String,
+    service: String,
+    /// As the superuser, for pg_stat_statements.
+    superuser: String,
+}
+
+impl Urls {
+    fn of(cluster: &Cluster, db: &str) -> Urls {
+        Urls {
+            owner: cluster.connection_string_as(db::OWNER_ROLE, db),
+            service: cluster.connection_string_as(db::SERVICE_ROLE, db),
+            superuser: cluster.connection_string(db),
+        }
+    }
+
+    /// `VACUUM ANALYZE` as the owner (the service owns no table).
+    async fn vacuum(&self) {
+        let mut conn = AsyncPgConnection::establish(&self.owner)
+            .await
+            .expect("connect");
+        diesel::sql_query("VACUUM ANALYZE")
+            .execute(&mut conn)
+            .await
+            .expect("vacuum");
+    }
+
+    /// Clears pg_stat_statements.
+    async fn reset_statements(&self) {
+        let mut conn = AsyncPgConnection::establish(&self.superuser)
+            .await
+            .expect("connect");
+        diesel::sql_query("SELECT pg_stat_statements_reset()")
+            .execute(&mut conn)
+            .await
+            .expect("reset pg_stat_statements");
+    }
+
+    /// The statements of this database by total execution time since the reset: (ms per
+    /// operation, calls per operation, the statement).
+    async fn statements(&self, operations: usize) -> Vec<(f64, f64, String)> {
+        #[derive(diesel::QueryableByName)]
+        struct Row {
+            #[diesel(sql_type = diesel::sql_types::Double)]
+            total_ms: f64,
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            calls: i64,
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            query: String,
+        }
+        let mut conn = AsyncPgConnection::establish(&self.superuser)
+            .await
+            .expect("connect");
+        let rows: Vec<Row> = diesel::sql_query(
+            "SELECT total_exec_time AS total_ms, calls, query FROM pg_stat_statements
+              WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+                AND query NOT LIKE '%pg_stat_statements%'
+              ORDER BY total_exec_time DESC LIMIT 8",
+        )
+        .load(&mut conn)
         .await
-        .expect("vacuum");
-    drive(url, clients, seconds, Transfers(Arc::new(wallets))).await
+        .expect("read pg_stat_statements");
+        let n = operations.max(1) as f64;
+        rows.into_iter()
+            .map(|r| {
+                let query: String = r.query.split_whitespace().collect::<Vec<_>>().join(" ");
+                let shown: String = query.chars().take(90).collect();
+                (r.total_ms / n, r.calls as f64 / n, shown)
+            })
+            .collect()
+    }
 }
 
 /// One operation of a load: does it under `key` (unique per operation) and returns the
@@ -197,8 +278,8 @@ trait Workload: Clone + Send + Sync + 'static {
 
 /// `clients` clients looping on `load` through a pool: 3 s of warm-up, then `seconds`
 /// measured.
-async fn drive<W: Workload>(url: &str, clients: u64, seconds: u64, load: W) -> Run {
-    let pool = db::pool(url, clients as usize).expect("pool");
+async fn drive<W: Workload>(urls: &Urls, clients: u64, seconds: u64, load: W) -> Run {
+    let pool = db::pool(&urls.service, clients as usize).expect("pool");
     let run_for = |duration: Duration, label: &'static str| {
         let stop = Arc::new(AtomicBool::new(false));
         let tasks: Vec<_> = (0..clients)
@@ -229,20 +310,25 @@ async fn drive<W: Workload>(url: &str, clients: u64, seconds: u64, load: W) -> R
     run_for(Duration::from_secs(3), "warmup").await;
     // steady state: the tables the warm-up filled have the statistics autovacuum would
     // give them (it analyzes a table once 10% of it changed, checking every minute)
-    let mut conn = pool.get().await.expect("connection");
+    let mut conn = AsyncPgConnection::establish(&urls.owner)
+        .await
+        .expect("connect");
     diesel::sql_query("ANALYZE")
-        .execute(&mut *conn)
+        .execute(&mut conn)
         .await
         .expect("analyze");
     drop(conn);
+    urls.reset_statements().await;
     let start = Instant::now();
     let mut latencies = run_for(Duration::from_secs(seconds), "run").await;
     let tps = latencies.len() as f64 / start.elapsed().as_secs_f64();
+    let statements = urls.statements(latencies.len()).await;
     let (p50_ms, p99_ms) = percentiles(&mut latencies);
     Run {
         tps,
         p50_ms,
         p99_ms,
+        statements,
     }
 }
 
@@ -347,21 +433,27 @@ impl Workload for Authorizations {
     }
 }
 
-/// The same over HTTP: `POST /v1/authorizations` (timed), then its capture, against the
-/// service running on the same cluster, with a ticketing key.
+/// The same over HTTP: `POST /v1/authorizations` (timed), then (when `capture`) its
+/// capture, against the service running on the same cluster, with a ticketing key.
 #[derive(Clone)]
 struct OverHttp {
     customers: Arc<Vec<(uuid::Uuid, u32)>>,
     client: reqwest::Client,
     base: String,
     key: String,
+    capture: bool,
 }
 
 impl Workload for OverHttp {
     async fn step(&self, _conn: &mut AsyncPgConnection, key: String) -> f64 {
         let (customer, kind) = self.customers[rand::rng().random_range(0..self.customers.len())];
         // refs of their own: the direct run used the same keys on the same database
-        let body = request(customer, kind, &format!("http-{key}"), chrono::Utc::now());
+        let body = request(
+            customer,
+            kind,
+            &format!("http-{}-{key}", self.capture),
+            chrono::Utc::now(),
+        );
         let start = Instant::now();
         let response = self
             .client
@@ -374,7 +466,7 @@ impl Workload for OverHttp {
         assert_eq!(response.status(), 201, "authorize");
         let view: serde_json::Value = response.json().await.expect("authorization");
         let ms = start.elapsed().as_secs_f64() * 1000.0;
-        if view["status"] == "open" {
+        if self.capture && view["status"] == "open" {
             let response = self
                 .client
                 .post(format!(
@@ -397,8 +489,9 @@ impl Workload for OverHttp {
 /// credits (service purchases), nothing (misdeclared incidents, chargeable), an
 /// Assistance+ pack (appointments: quota, then overage). Each client
 /// authorizes (decision + hold) then captures, in a loop.
-async fn authorizations(url: &str, clients: u64, seconds: u64) -> (Run, Run) {
-    db::run_migrations(url).await.expect("migrate");
+async fn authorizations(urls: &Urls, clients: u64, seconds: u64) -> [Run; 3] {
+    db::run_migrations(&urls.owner).await.expect("migrate");
+    let url = &urls.service;
     let mut conn = AsyncPgConnection::establish(url).await.expect("connect");
     let now = chrono::Utc::now();
     grandlivre::demo::seed(&mut conn, now).await.expect("seed");
@@ -467,12 +560,9 @@ async fn authorizations(url: &str, clients: u64, seconds: u64) -> (Run, Run) {
         }
         customers.push((id, i % 5));
     }
-    diesel::sql_query("VACUUM ANALYZE")
-        .execute(&mut conn)
-        .await
-        .expect("vacuum");
+    urls.vacuum().await;
     let customers = Arc::new(customers);
-    let direct = drive(url, clients, seconds, Authorizations(customers.clone())).await;
+    let direct = drive(urls, clients, seconds, Authorizations(customers.clone())).await;
     let (key, state) = {
         let (_, key) = grandlivre::auth::create_key(
             &mut conn,
@@ -497,10 +587,21 @@ async fn authorizations(url: &str, clients: u64, seconds: u64) -> (Run, Run) {
         client: reqwest::Client::new(),
         base: format!("http://{addr}"),
         key,
+        capture: false,
     };
-    let over_http = drive(url, clients, seconds, http).await;
+    let alone = drive(urls, clients, seconds, http.clone()).await;
+    let pairs = drive(
+        urls,
+        clients,
+        seconds,
+        OverHttp {
+            capture: true,
+            ..http
+        },
+    )
+    .await;
     handle.stop(true).await;
-    (direct, over_http)
+    [direct, alone, pairs]
 }
 
 struct NewSubscriptionReq(
@@ -529,6 +630,46 @@ impl NewSubscriptionReq {
     }
 }
 
+/// pg_stat_statements on the bench cluster (a restart when it is not loaded yet).
+fn track_statements(cluster: &Cluster) {
+    #[derive(diesel::QueryableByName)]
+    struct Loaded {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        shared_preload_libraries: String,
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let loaded = runtime.block_on(async {
+        let mut conn = AsyncPgConnection::establish(&cluster.connection_string("postgres"))
+            .await
+            .expect("connect");
+        let loaded: Loaded = diesel::sql_query("SHOW shared_preload_libraries")
+            .get_result(&mut conn)
+            .await
+            .expect("show");
+        if !loaded
+            .shared_preload_libraries
+            .contains("pg_stat_statements")
+        {
+            // statements sent by the client (track = top, the default), not those inside
+            // the functions they call
+            diesel::sql_query("ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'")
+                .execute(&mut conn)
+                .await
+                .expect("configure");
+        }
+        loaded
+            .shared_preload_libraries
+            .contains("pg_stat_statements")
+    });
+    if !loaded {
+        cluster.stop().expect("stop to load pg_stat_statements");
+        cluster.ensure_running().expect("restart");
+    }
+}
+
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return; // `cargo test --benches` lists; nothing to list
@@ -539,12 +680,13 @@ fn main() {
     let dir = scratch_dir(&target, "pg-bench");
     let cluster = Cluster::locate(&dir, Durability::Durable).unwrap_or_else(|e| panic!("{e}"));
     cluster.ensure_running().unwrap_or_else(|e| panic!("{e}"));
+    track_statements(&cluster);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .expect("runtime");
-    let ledger_run = runtime.block_on(async {
+    let (ledger_run, authz_runs) = runtime.block_on(async {
         let maintenance = cluster.connection_string("postgres");
         let mut conn = AsyncPgConnection::establish(&maintenance)
             .await
@@ -557,6 +699,13 @@ fn main() {
             db::create_database_on(&mut conn, name, None)
                 .await
                 .expect("create");
+            let mut in_db = AsyncPgConnection::establish(&cluster.connection_string(name))
+                .await
+                .expect("connect");
+            diesel::sql_query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+                .execute(&mut in_db)
+                .await
+                .expect("pg_stat_statements");
         }
         drop(conn);
         println!(
@@ -564,54 +713,51 @@ fn main() {
             dir.display()
         );
         let ledger_run = match wanted("ledger") {
-            true => ledger(&cluster.connection_string("bench_ledger"), clients, seconds).await,
+            true => ledger(&Urls::of(&cluster, "bench_ledger"), clients, seconds).await,
             false => Run::skipped(),
         };
-        let authz_run = match wanted("authz") {
-            true => {
-                authorizations(&cluster.connection_string("bench_authz"), clients, seconds).await
-            }
-            false => (Run::skipped(), Run::skipped()),
+        let authz_runs = match wanted("authz") {
+            true => authorizations(&Urls::of(&cluster, "bench_authz"), clients, seconds).await,
+            false => [Run::skipped(), Run::skipped(), Run::skipped()],
         };
-        (ledger_run, authz_run)
+        (ledger_run, authz_runs)
     });
-    let (ledger_run, authz_run) = ledger_run;
     let pg = pgbench(&cluster, clients, seconds);
+    let [direct, alone, pairs] = authz_runs;
+    let runs = [
+        ("pgbench tpcb-like (scale = clients)", &pg),
+        ("ledger post, 2 postings, idempotency key", &ledger_run),
+        ("authorization + capture pairs (Rust API)", &direct),
+        ("authorization alone over HTTP", &alone),
+        ("authorization + capture pairs over HTTP", &pairs),
+    ];
     println!();
+    println!("{clients} clients, {seconds} s each; latencies: the ledger call, or the authorization call");
     println!(
-        "{:<46} {:>10} {:>9} {:>9}",
-        "measurement", "tps", "p50 ms", "p99 ms"
+        "{:<44} {:>9} {:>8} {:>8} {:>7}",
+        "measurement", "per s", "p50 ms", "p99 ms", "ratio"
     );
-    println!(
-        "{:<46} {:>10.0} {:>9.2} {:>9.2}",
-        "pgbench tpcb-like (scale = clients)", pg.tps, pg.p50_ms, pg.p99_ms
-    );
-    println!(
-        "{:<46} {:>10.0} {:>9.2} {:>9.2}",
-        "ledger post, 2 postings, idempotency key",
-        ledger_run.tps,
-        ledger_run.p50_ms,
-        ledger_run.p99_ms
-    );
-    let (authz_run, http_run) = authz_run;
-    println!(
-        "{:<46} {:>10.0} {:>9.2} {:>9.2}",
-        "authorization (decision + hold), then capture",
-        authz_run.tps,
-        authz_run.p50_ms,
-        authz_run.p99_ms
-    );
-    println!(
-        "{:<46} {:>10.0} {:>9.2} {:>9.2}",
-        "  the same over HTTP (service: 2 workers)", http_run.tps, http_run.p50_ms, http_run.p99_ms
-    );
-    println!();
-    println!("ratio ledger / pgbench = {:.2}", ledger_run.tps / pg.tps);
-    println!(
-        "ratio authorizations / pgbench = {:.2}, over HTTP {:.2} (latencies: the authorization call)",
-        authz_run.tps / pg.tps,
-        http_run.tps / pg.tps
-    );
+    for (name, run) in runs {
+        println!(
+            "{:<44} {:>9.0} {:>8.2} {:>8.2} {:>7.2}",
+            name,
+            run.tps,
+            run.p50_ms,
+            run.p99_ms,
+            run.tps / pg.tps
+        );
+    }
+    for (name, run) in runs.iter().skip(1) {
+        if run.statements.is_empty() {
+            continue;
+        }
+        println!();
+        println!("server time per operation, by statement: {name}");
+        println!("{:>9} {:>7}  statement", "ms/op", "calls");
+        for (ms, calls, query) in &run.statements {
+            println!("{ms:>9.3} {calls:>7.2}  {query}");
+        }
+    }
     if std::env::var_os("BENCH_KEEP_CLUSTER").is_none() {
         let _ = cluster.stop();
     }

@@ -2,8 +2,14 @@
 ALTER DEFAULT PRIVILEGES REVOKE SELECT, INSERT, UPDATE, DELETE ON TABLES FROM grandlivre_service;
 ALTER DEFAULT PRIVILEGES GRANT EXECUTE ON FUNCTIONS TO PUBLIC;
 REVOKE ALL ON ALL TABLES IN SCHEMA public FROM grandlivre_service;
-GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA public TO PUBLIC;
-REVOKE ALL ON ALL FUNCTIONS IN SCHEMA public FROM grandlivre_service;
+DO $$
+DECLARE f regprocedure;
+BEGIN
+    FOR f IN SELECT p.oid FROM pg_proc p WHERE p.pronamespace = 'public'::regnamespace AND p.proowner = current_user::regrole LOOP
+        EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO PUBLIC', f);
+        EXECUTE format('REVOKE ALL ON FUNCTION %s FROM grandlivre_service', f);
+    END LOOP;
+END $$;
 
 DROP FUNCTION ledger_settle(uuid[], text[], numeric[], text[], uuid[], timestamptz, boolean);
 DROP FUNCTION ledger_hold(uuid[], text[], bytea[], uuid[], uuid[], text[], numeric[], timestamptz[], jsonb[], timestamptz);

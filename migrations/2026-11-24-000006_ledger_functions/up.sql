@@ -173,28 +173,32 @@ BEGIN
         RETURNING id)
     SELECT coalesce(array_agg(id), '{}') INTO v_new FROM ins;
     IF cardinality(v_new) < cardinality(p_ids) THEN
-        SELECT string_agg(t.k, ', ') INTO v_conflict
-          FROM unnest(p_keys, p_hashes) AS t (k, h) JOIN holds x ON x.idempotency_key = t.k
-         WHERE x.request_hash IS DISTINCT FROM t.h;
+        SELECT string_agg(x.idempotency_key, ', ') INTO v_conflict
+          FROM holds x
+         WHERE x.idempotency_key = ANY (p_keys)
+           AND x.request_hash IS DISTINCT FROM p_hashes[array_position(p_keys, x.idempotency_key)];
         IF v_conflict IS NOT NULL THEN
             RAISE EXCEPTION 'idempotency key % was used for a different hold', v_conflict
                 USING CONSTRAINT = 'gl_idempotency_conflict';
         END IF;
     END IF;
-    -- what a new hold reserves: pending debit on its debit account, pending credit on its credit account
-    PERFORM ledger_apply(
-        array_agg(acct), array_agg(unit), array_agg(amount),
-        array_agg(0::numeric), array_agg(0::numeric), array_agg(hd), array_agg(hc))
-       FROM (SELECT h.debit_account_id AS acct, h.unit, h.amount, h.amount AS hd, 0::numeric AS hc
-               FROM holds h WHERE h.id = ANY (v_new)
-             UNION ALL
-             SELECT h.credit_account_id, h.unit, h.amount, 0, h.amount
-               FROM holds h WHERE h.id = ANY (v_new)) x
-     HAVING count(*) > 0;
+    -- what a new hold reserves: pending debit on its debit account, pending credit on its
+    -- credit account (read from the arguments: only index look-ups touch holds)
+    IF cardinality(v_new) > 0 THEN
+        PERFORM ledger_apply(
+            array_agg(acct), array_agg(unit), array_agg(amount),
+            array_agg(0::numeric), array_agg(0::numeric), array_agg(hd), array_agg(hc))
+           FROM (SELECT d AS acct, u AS unit, m AS amount, m AS hd, 0::numeric AS hc
+                   FROM unnest(p_ids, p_debits, p_units, p_amounts) AS t (i, d, u, m) WHERE i = ANY (v_new)
+                 UNION ALL
+                 SELECT c, u, m, 0, m
+                   FROM unnest(p_ids, p_credits, p_units, p_amounts) AS t (i, c, u, m) WHERE i = ANY (v_new)) x;
+    END IF;
     RETURN QUERY
         SELECT x.id, NOT (x.id = ANY (v_new))
-          FROM unnest(p_keys) WITH ORDINALITY AS t (k, n) JOIN holds x ON x.idempotency_key = t.k
-         ORDER BY t.n;
+          FROM holds x
+         WHERE x.idempotency_key = ANY (p_keys)
+         ORDER BY array_position(p_keys, x.idempotency_key);
 END $$;
 
 -- Resolves pending holds: each captured (posted in a transaction of its own,
@@ -211,76 +215,80 @@ CREATE FUNCTION ledger_settle(
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
 DECLARE
     r record;
-    v_ids uuid[] := '{}';
-    v_statuses text[] := '{}';
-    v_captures numeric[] := '{}';
-    v_txs uuid[] := '{}';
-    v_found integer := 0;
+    v_n integer;
+    v_s text;
     v_take numeric;
+    v_tx uuid;
+    v_found integer := 0;
+    -- what the settled holds move, two rows each (debit account, credit account)
+    v_accounts uuid[] := '{}';
+    v_units text[] := '{}';
+    v_amounts numeric[] := '{}';
+    v_posted_debits numeric[] := '{}';
+    v_posted_credits numeric[] := '{}';
+    v_pending_debits numeric[] := '{}';
+    v_pending_credits numeric[] := '{}';
 BEGIN
     FOR r IN
-        SELECT h.id, h.status, h.amount, h.unit, h.expires_at, t.s, t.c, t.u, t.x
-          FROM unnest(p_holds, p_statuses, p_captures, p_units, p_tx_ids) AS t (i, s, c, u, x)
-          JOIN holds h ON h.id = t.i
+        SELECT h.id, h.status, h.amount, h.unit, h.expires_at, h.debit_account_id, h.credit_account_id
+          FROM holds h
+         WHERE h.id = ANY (p_holds)
          ORDER BY h.id
-           FOR UPDATE OF h
+           FOR UPDATE
     LOOP
         v_found := v_found + 1;
-        IF r.status <> 'pending' OR (r.s = 'expired') <> (r.expires_at <= p_now) THEN
+        v_n := array_position(p_holds, r.id);
+        v_s := p_statuses[v_n];
+        IF r.status <> 'pending' OR (v_s = 'expired') <> (r.expires_at <= p_now) THEN
             CONTINUE WHEN p_skip_resolved;
             RAISE EXCEPTION 'hold % is %', r.id,
-                    CASE WHEN r.status <> 'pending' THEN r.status WHEN r.s = 'expired' THEN 'not due' ELSE 'expired' END
+                    CASE WHEN r.status <> 'pending' THEN r.status WHEN v_s = 'expired' THEN 'not due' ELSE 'expired' END
                 USING CONSTRAINT = 'gl_hold_not_pending',
                       DETAIL = r.id || ' ' || CASE WHEN r.status <> 'pending' THEN r.status
-                                                   WHEN r.s = 'expired' THEN 'pending' ELSE 'expired' END;
+                                                   WHEN v_s = 'expired' THEN 'pending' ELSE 'expired' END;
         END IF;
-        IF r.s NOT IN ('captured', 'voided', 'expired') OR (r.s <> 'captured' AND r.c IS NOT NULL)
-           OR (r.c IS NOT NULL AND r.u IS DISTINCT FROM r.unit) THEN
+        IF v_s IS NULL OR v_s NOT IN ('captured', 'voided', 'expired')
+           OR (v_s <> 'captured' AND p_captures[v_n] IS NOT NULL)
+           OR (p_captures[v_n] IS NOT NULL AND p_units[v_n] IS DISTINCT FROM r.unit) THEN
             RAISE EXCEPTION 'hold % (in %): a hold is captured in its unit, or voided or expired for nothing', r.id, r.unit
                 USING CONSTRAINT = 'gl_posting_invalid';
         END IF;
-        v_take := CASE WHEN r.s = 'captured' THEN coalesce(r.c, r.amount) END;
+        v_take := CASE WHEN v_s = 'captured' THEN coalesce(p_captures[v_n], r.amount) END;
+        v_tx := CASE WHEN v_take IS NOT NULL THEN p_tx_ids[v_n] END;
         IF v_take <= 0 OR v_take > r.amount THEN
             RAISE EXCEPTION 'cannot capture % from hold % of %', v_take, r.id, r.amount
                 USING CONSTRAINT = 'gl_capture_exceeds_hold', DETAIL = r.id || ' ' || r.amount;
         END IF;
-        v_ids := v_ids || r.id;
-        v_statuses := v_statuses || r.s;
-        v_captures := v_captures || v_take;
-        v_txs := v_txs || CASE WHEN v_take IS NULL THEN NULL ELSE r.x END;
+        IF v_tx IS NOT NULL THEN
+            INSERT INTO transactions (id, kind, idempotency_key, request_hash, effective_at, metadata)
+            VALUES (v_tx, 'hold.capture', 'capture:' || r.id, sha256(convert_to(r.id || ':' || v_take, 'UTF8')),
+                    p_now, jsonb_build_object('hold_id', r.id));
+            INSERT INTO postings (transaction_id, account_id, side, amount, unit)
+            SELECT v_tx, a, s, v_take, r.unit
+              FROM (VALUES (r.debit_account_id, 'debit'), (r.credit_account_id, 'credit')) AS p (a, s)
+             ORDER BY a;
+        END IF;
+        UPDATE holds
+           SET status = v_s, resolved_at = p_now, captured_amount = v_take, capture_transaction_id = v_tx
+         WHERE id = r.id;
+        -- pending released, the captured amount posted
+        v_accounts := v_accounts || ARRAY[r.debit_account_id, r.credit_account_id];
+        v_units := v_units || ARRAY[r.unit, r.unit];
+        v_amounts := v_amounts || ARRAY[coalesce(v_take, r.amount), coalesce(v_take, r.amount)];
+        v_posted_debits := v_posted_debits || ARRAY[coalesce(v_take, 0), 0];
+        v_posted_credits := v_posted_credits || ARRAY[0, coalesce(v_take, 0)];
+        v_pending_debits := v_pending_debits || ARRAY[-r.amount, 0];
+        v_pending_credits := v_pending_credits || ARRAY[0, -r.amount];
+        hold_id := r.id;
+        transaction_id := v_tx;
+        RETURN NEXT;
     END LOOP;
     IF v_found < coalesce(cardinality(p_holds), 0) THEN
         RAISE EXCEPTION 'unknown hold among %', p_holds USING CONSTRAINT = 'gl_unknown_hold';
     END IF;
-    IF cardinality(v_ids) = 0 THEN
-        RETURN;
-    END IF;
-    INSERT INTO transactions (id, kind, idempotency_key, request_hash, effective_at, metadata)
-    SELECT x, 'hold.capture', 'capture:' || i, sha256(convert_to(i || ':' || c, 'UTF8')), p_now,
-           jsonb_build_object('hold_id', i)
-      FROM unnest(v_ids, v_captures, v_txs) AS t (i, c, x) WHERE c IS NOT NULL;
-    INSERT INTO postings (transaction_id, account_id, side, amount, unit)
-    SELECT t.x, p.account_id, p.side, t.c, h.unit
-      FROM unnest(v_ids, v_captures, v_txs) AS t (i, c, x)
-      JOIN holds h ON h.id = t.i
-     CROSS JOIN LATERAL (VALUES (h.debit_account_id, 'debit'), (h.credit_account_id, 'credit')) AS p (account_id, side)
-     WHERE t.c IS NOT NULL
-     ORDER BY t.x, p.account_id;
-    UPDATE holds h
-       SET status = t.s, resolved_at = p_now, captured_amount = t.c, capture_transaction_id = t.x
-      FROM unnest(v_ids, v_statuses, v_captures, v_txs) AS t (i, s, c, x)
-     WHERE h.id = t.i;
-    -- one movement per account: pending released, the captured amount posted
-    PERFORM ledger_apply(
-        array_agg(acct), array_agg(unit), array_agg(amount),
-        array_agg(pd), array_agg(pc), array_agg(-hd), array_agg(-hc))
-       FROM (SELECT h.debit_account_id AS acct, h.unit, h.amount, coalesce(t.c, 0) AS pd, 0::numeric AS pc,
-                    h.amount AS hd, 0::numeric AS hc
-               FROM unnest(v_ids, v_captures) AS t (i, c) JOIN holds h ON h.id = t.i
-             UNION ALL
-             SELECT h.credit_account_id, h.unit, h.amount, 0, coalesce(t.c, 0), 0, h.amount
-               FROM unnest(v_ids, v_captures) AS t (i, c) JOIN holds h ON h.id = t.i) x;
-    RETURN QUERY SELECT t.i, t.x FROM unnest(v_ids, v_txs) AS t (i, x);
+    -- each balance row moved once, in account order
+    PERFORM ledger_apply(v_accounts, v_units, v_amounts, v_posted_debits, v_posted_credits,
+                         v_pending_debits, v_pending_credits);
 END $$;
 
 -- Privileges: the service reads everything, writes the domain tables, and changes the
@@ -291,7 +299,14 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO grandlivr
 REVOKE INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER
     ON accounts, balances, transactions, postings, holds, units, __diesel_schema_migrations
     FROM grandlivre_service;
-REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA public FROM PUBLIC;
+-- (the functions this role owns: an extension's are not ours to change)
+DO $$
+DECLARE f regprocedure;
+BEGIN
+    FOR f IN SELECT p.oid FROM pg_proc p WHERE p.pronamespace = 'public'::regnamespace AND p.proowner = current_user::regrole LOOP
+        EXECUTE format('REVOKE EXECUTE ON FUNCTION %s FROM PUBLIC', f);
+    END LOOP;
+END $$;
 GRANT EXECUTE ON FUNCTION
     ledger_open_account(uuid, text, text, text, uuid, text, boolean),
     ledger_post(uuid, text, text, bytea, timestamptz, text, jsonb, uuid, uuid[], text[], numeric[], text[]),
