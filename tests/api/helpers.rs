@@ -212,6 +212,24 @@ impl TestDb {
         }
     }
 
+    /// An empty database owned by the schema owner, no migration run (for the migration
+    /// tests), dropped like the others.
+    pub async fn empty() -> TestDb {
+        let server = server();
+        let name = format!("gl_test_{}", Uuid::new_v4().simple());
+        let mut conn = AsyncPgConnection::establish(&server.url("postgres"))
+            .await
+            .expect("connect");
+        db::create_database_on(&mut conn, &name, None)
+            .await
+            .expect("create an empty database");
+        TestDb {
+            url: server.url_as(db::SERVICE_ROLE, &name),
+            owner_url: server.url_as(db::OWNER_ROLE, &name),
+            name,
+        }
+    }
+
     /// A connection as the service role.
     pub async fn conn(&self) -> AsyncPgConnection {
         AsyncPgConnection::establish(&self.url)

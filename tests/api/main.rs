@@ -10,5 +10,6 @@ mod customers;
 mod errors;
 mod ledger_core;
 mod ledger_http;
+mod migrations;
 mod subscriptions;
 mod wallets;
