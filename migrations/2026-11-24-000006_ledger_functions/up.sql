@@ -52,12 +52,13 @@ CREATE TRIGGER holds_no_delete BEFORE DELETE ON holds
 -- Rows are locked in ascending account id (so concurrent writers never deadlock on
 -- them) and each is updated exactly once. A row that does not exist, is in another unit
 -- or whose scale is below an amount's raises gl_posting_invalid; an overdraft raises
--- gl_insufficient_funds (the CHECK on balances). Internal: not executable by the service.
+-- gl_insufficient_funds (the CHECK on balances). Internal: called by the functions below
+-- (it runs with their owner's rights and pinned search_path), not executable by the service.
 CREATE FUNCTION ledger_apply(
     p_accounts uuid[], p_units text[], p_amounts numeric[],
     p_posted_debits numeric[], p_posted_credits numeric[],
     p_pending_debits numeric[], p_pending_credits numeric[]
-) RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
+) RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
     r record;
 BEGIN
@@ -193,6 +194,10 @@ BEGIN
                  UNION ALL
                  SELECT c, u, m, 0, m
                    FROM unnest(p_ids, p_credits, p_units, p_amounts) AS t (i, c, u, m) WHERE i = ANY (v_new)) x;
+    END IF;
+    IF cardinality(v_new) = cardinality(p_ids) THEN
+        RETURN QUERY SELECT i, false FROM unnest(p_ids) AS i;
+        RETURN;
     END IF;
     RETURN QUERY
         SELECT x.id, NOT (x.id = ANY (v_new))

@@ -388,14 +388,12 @@ async fn ledger_functions_migrate_v5_data_forward_and_back() {
 
     // forward: balances untouched, the ledger still consistent
     let ran = with_harness(&db.owner_url, |c| {
-        c.run_pending_migrations(MIGRATIONS)
+        c.run_next_migration(MIGRATIONS)
             .expect("migrate to v6")
-            .iter()
-            .map(|v| v.to_string())
-            .collect::<Vec<_>>()
+            .to_string()
     })
     .await;
-    assert_eq!(ran, [V6]);
+    assert_eq!(ran, V6);
     let v6_schema = schema_fingerprint(&mut owner).await;
     assert!(v6_schema != v5_schema, "the fingerprint sees the migration");
     assert_eq!(balance_rows(&mut owner).await, v5_balances);
@@ -580,7 +578,7 @@ async fn ledger_functions_migrate_v5_data_forward_and_back() {
 
     // and forward again: the same v6 schema
     with_harness(&db.owner_url, |c| {
-        c.run_pending_migrations(MIGRATIONS)
+        c.run_next_migration(MIGRATIONS)
             .expect("migrate to v6 again");
     })
     .await;
@@ -590,4 +588,26 @@ async fn ledger_functions_migrate_v5_data_forward_and_back() {
         "schema after up, down, up",
     );
     assert_verified(&mut owner, "after up, down, up").await;
+
+    // the later migrations go forward and back to this schema too
+    with_harness(&db.owner_url, |c| {
+        c.run_pending_migrations(MIGRATIONS)
+            .expect("migrate to the latest");
+        while c
+            .applied_migrations()
+            .expect("applied")
+            .iter()
+            .any(|v| v.to_string().as_str() > V6)
+        {
+            c.revert_last_migration(MIGRATIONS)
+                .expect("revert a later migration");
+        }
+    })
+    .await;
+    assert_same(
+        &v6_schema,
+        &schema_fingerprint(&mut owner).await,
+        "schema after the later migrations' up and down",
+    );
+    assert_verified(&mut owner, "after the later migrations' up and down").await;
 }
