@@ -189,6 +189,7 @@ pub async fn check_service_role(
     .get_result(conn)
     .await
     .context("reading the service's database role")?;
+    tracing::info!(role = %me.name, "the service's database role");
     if !me.superuser {
         return Ok(());
     }

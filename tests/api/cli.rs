@@ -132,6 +132,14 @@ fn serve_creates_reuses_and_stops_its_embedded_cluster() {
         !cluster_running(&dir),
         "the cluster outlived the server: {logs}"
     );
+    let role = logs
+        .lines()
+        .find(|l| l.contains("the service's database role"))
+        .expect(&logs);
+    assert!(
+        role.contains(grandlivre::db::SERVICE_ROLE),
+        "the service runs as its own role: {role}"
+    );
     let first = logs
         .lines()
         .find(|l| l.contains("grandlivre listening"))
@@ -140,4 +148,66 @@ fn serve_creates_reuses_and_stops_its_embedded_cluster() {
         serde_json::from_str(first).expect("--log-format json writes JSON lines");
     assert_eq!(json["level"], "INFO");
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// `serve` on `url` (with the owner's URL for migrations) until /readyz answers or it exits;
+/// returns the exit status (None: it was serving, and was stopped) and its logs.
+fn serve_on(url: &str, owner_url: &str, extra: &[&str]) -> (Option<bool>, String) {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut server = Command::new(env!("CARGO_BIN_EXE_grandlivre"))
+        .env("DATABASE_URL", url)
+        .env("GRANDLIVRE_OWNER_DATABASE_URL", owner_url)
+        .env("RUST_LOG", "info")
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("serve");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let exited = loop {
+        if let Some(status) = server.try_wait().expect("wait") {
+            break Some(status.success());
+        }
+        if http_get(port, "/readyz").is_some_and(|r| r.starts_with("HTTP/1.1 200")) {
+            let _ = Command::new("kill")
+                .args(["-TERM", &server.id().to_string()])
+                .status();
+            let _ = server.wait();
+            break None;
+        }
+        assert!(Instant::now() < deadline, "serve neither answered nor exited");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut logs = String::new();
+    server
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut logs)
+        .unwrap();
+    (exited, logs)
+}
+
+#[actix_web::test]
+async fn serve_refuses_a_superuser_connection_unless_allowed() {
+    let db = crate::helpers::TestDb::new().await;
+    let superuser = db.superuser_url();
+    let (exited, logs) = serve_on(&superuser, &db.owner_url, &[]);
+    assert_eq!(exited, Some(false), "{logs}");
+    assert!(
+        logs.contains("a PostgreSQL superuser") && logs.contains("--allow-superuser"),
+        "{logs}"
+    );
+    let (exited, logs) = serve_on(&superuser, &db.owner_url, &["--allow-superuser"]);
+    assert_eq!(exited, None, "serves when allowed: {logs}");
+    assert!(logs.contains("WARN") && logs.contains("--allow-superuser"), "{logs}");
+    // its own role: no refusal, no warning
+    let (exited, logs) = serve_on(&db.url, &db.owner_url, &[]);
+    assert_eq!(exited, None, "{logs}");
+    assert!(!logs.contains("WARN"), "{logs}");
 }

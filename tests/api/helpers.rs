@@ -230,6 +230,11 @@ impl TestDb {
         }
     }
 
+    /// Its connection string as the superuser the harness was given.
+    pub fn superuser_url(&self) -> String {
+        server().url(&self.name)
+    }
+
     /// A connection as the service role.
     pub async fn conn(&self) -> AsyncPgConnection {
         AsyncPgConnection::establish(&self.url)
