@@ -649,20 +649,26 @@ fn track_statements(cluster: &Cluster) {
             .get_result(&mut conn)
             .await
             .expect("show");
-        if !loaded
+        let loaded = loaded
             .shared_preload_libraries
-            .contains("pg_stat_statements")
-        {
-            // statements sent by the client (track = top, the default), not those inside
-            // the functions they call
-            diesel::sql_query("ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'")
+            .contains("pg_stat_statements");
+        let settings: &[&str] = if loaded {
+            // statements sent by the client, not those inside the functions they call
+            // (tracking those costs server time of its own)
+            &[
+                "ALTER SYSTEM SET pg_stat_statements.track = 'top'",
+                "SELECT pg_reload_conf()",
+            ]
+        } else {
+            &["ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'"]
+        };
+        for sql in settings {
+            diesel::sql_query(*sql)
                 .execute(&mut conn)
                 .await
                 .expect("configure");
         }
         loaded
-            .shared_preload_libraries
-            .contains("pg_stat_statements")
     });
     if !loaded {
         cluster.stop().expect("stop to load pg_stat_statements");

@@ -18,7 +18,12 @@ DROP FUNCTION ledger_open_account(uuid, text, text, text, uuid, text, boolean);
 DROP FUNCTION ledger_apply(uuid[], text[], numeric[], numeric[], numeric[], numeric[], numeric[]);
 DROP TRIGGER balances_no_delete ON balances;
 DROP TRIGGER holds_no_delete ON holds;
-ALTER TABLE holds ALTER CONSTRAINT holds_capture_transaction_id_fkey DEFERRABLE INITIALLY DEFERRED;
+ALTER TABLE postings ADD CONSTRAINT postings_transaction_id_fkey FOREIGN KEY (transaction_id) REFERENCES transactions (id),
+                     ADD CONSTRAINT postings_account_id_fkey FOREIGN KEY (account_id) REFERENCES accounts (id);
+ALTER TABLE holds ADD CONSTRAINT holds_debit_account_id_fkey FOREIGN KEY (debit_account_id) REFERENCES accounts (id),
+                  ADD CONSTRAINT holds_credit_account_id_fkey FOREIGN KEY (credit_account_id) REFERENCES accounts (id),
+                  ADD CONSTRAINT holds_capture_transaction_id_fkey FOREIGN KEY (capture_transaction_id)
+                      REFERENCES transactions (id) DEFERRABLE INITIALLY DEFERRED;
 
 CREATE FUNCTION balances_guard() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN

@@ -38,8 +38,18 @@ DROP FUNCTION balances_guard();
 DROP FUNCTION accounts_create_balance();
 DROP FUNCTION ledger_post(uuid, text, text, bytea, timestamptz, text, jsonb, uuid, uuid[], text[], numeric[], text[]);
 
--- A capture's transaction is written before its hold is marked captured: no deferred check.
-ALTER TABLE holds ALTER CONSTRAINT holds_capture_transaction_id_fkey NOT DEFERRABLE;
+-- The foreign keys of postings and holds were per-row checks too (each locking the
+-- account row it names, shared by every concurrent writer of that account). What they
+-- checked now holds by construction: only the functions below write these rows, a
+-- posting joins the transaction inserted in the same call, and every account a posting
+-- or hold names must have a balance row (ledger_apply raises otherwise; balances keep
+-- their foreign key to accounts, which are never deleted). Verify reports any posting
+-- whose transaction or account is missing.
+ALTER TABLE postings DROP CONSTRAINT postings_transaction_id_fkey,
+                     DROP CONSTRAINT postings_account_id_fkey;
+ALTER TABLE holds DROP CONSTRAINT holds_debit_account_id_fkey,
+                  DROP CONSTRAINT holds_credit_account_id_fkey,
+                  DROP CONSTRAINT holds_capture_transaction_id_fkey;
 
 -- Balance rows and holds are never deleted, whoever asks (not on the write path: only
 -- DELETE fires these).

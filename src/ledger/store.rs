@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use diesel::result::Error as DieselError;
 use diesel::sql_types::{
     Array, Bool, Bytea, Jsonb, Nullable, Numeric, Text, Timestamptz, Uuid as SqlUuid,
 };
@@ -56,12 +56,12 @@ pub const MAX_ATTEMPTS: u32 = 8;
 
 /// Maps the database's refusals (see the migrations' `gl_*` constraint names) to ours.
 fn refusal(e: DieselError) -> LedgerError {
-    if let DieselError::DatabaseError(kind, info) = &e {
-        match (kind, info.constraint_name()) {
-            (_, Some("gl_insufficient_funds")) => return LedgerError::InsufficientFunds,
-            (_, Some("gl_idempotency_conflict")) => return LedgerError::IdempotencyConflict,
-            (_, Some("gl_posting_invalid")) => return LedgerError::PostingInvalid,
-            (_, Some("gl_hold_not_pending")) => {
+    if let DieselError::DatabaseError(_, info) = &e {
+        match info.constraint_name() {
+            Some("gl_insufficient_funds") => return LedgerError::InsufficientFunds,
+            Some("gl_idempotency_conflict") => return LedgerError::IdempotencyConflict,
+            Some("gl_posting_invalid") => return LedgerError::PostingInvalid,
+            Some("gl_hold_not_pending") => {
                 // DETAIL: "<hold id> <status>"
                 let mut detail = info.details().unwrap_or_default().split(' ');
                 let id = detail.next().and_then(|i| i.parse().ok());
@@ -70,10 +70,7 @@ fn refusal(e: DieselError) -> LedgerError {
                     return LedgerError::HoldNotPending(HoldId(id), status);
                 }
             }
-            (_, Some("gl_unknown_hold")) => return LedgerError::UnknownHold(HoldId(Uuid::nil())),
-            (DatabaseErrorKind::ForeignKeyViolation, Some(c)) if c.contains("account_id") => {
-                return LedgerError::PostingInvalid
-            }
+            Some("gl_unknown_hold") => return LedgerError::UnknownHold(HoldId(Uuid::nil())),
             _ => {}
         }
     }
@@ -947,7 +944,12 @@ pub async fn verify(conn: &mut AsyncPgConnection) -> Result<VerifyReport, Ledger
                        HAVING sum(CASE side WHEN 'debit' THEN amount ELSE -amount END) <> 0
                        UNION
                        SELECT t.id FROM transactions t
-                       WHERE (SELECT count(*) FROM postings p WHERE p.transaction_id = t.id) < 2) u
+                       WHERE (SELECT count(*) FROM postings p WHERE p.transaction_id = t.id) < 2
+                       UNION
+                       -- a posting of no transaction, or on no account
+                       SELECT p.transaction_id FROM postings p
+                       WHERE NOT EXISTS (SELECT 1 FROM transactions t WHERE t.id = p.transaction_id)
+                          OR NOT EXISTS (SELECT 1 FROM balances b WHERE b.account_id = p.account_id)) u
                      ORDER BY id",
                 )
                 .load(c)

@@ -180,7 +180,10 @@ fn serve_on(url: &str, owner_url: &str, extra: &[&str]) -> (Option<bool>, String
             let _ = server.wait();
             break None;
         }
-        assert!(Instant::now() < deadline, "serve neither answered nor exited");
+        assert!(
+            Instant::now() < deadline,
+            "serve neither answered nor exited"
+        );
         std::thread::sleep(Duration::from_millis(100));
     };
     let mut logs = String::new();
@@ -205,7 +208,10 @@ async fn serve_refuses_a_superuser_connection_unless_allowed() {
     );
     let (exited, logs) = serve_on(&superuser, &db.owner_url, &["--allow-superuser"]);
     assert_eq!(exited, None, "serves when allowed: {logs}");
-    assert!(logs.contains("WARN") && logs.contains("--allow-superuser"), "{logs}");
+    assert!(
+        logs.contains("WARN") && logs.contains("--allow-superuser"),
+        "{logs}"
+    );
     // its own role: no refusal, no warning
     let (exited, logs) = serve_on(&db.url, &db.owner_url, &[]);
     assert_eq!(exited, None, "{logs}");

@@ -219,9 +219,15 @@ async fn verify_reports_a_consistent_ledger_and_finds_tampering() {
     assert_eq!(report.body["unbalanced_transactions"], json!([]));
     assert_eq!(report.body["transactions_checked"], 1);
     // tamper behind the ledger's back, as only the tables' owner can (the service may
-    // not write them): a stored balance, and a posting added to the transaction
+    // not write them): a stored balance, a posting added to the transaction, and a
+    // posting of a transaction that does not exist
     let mut conn = app.db.owner_conn().await;
+    let ghost = uuid::Uuid::nil();
     for sql in [
+        format!(
+            "INSERT INTO postings (transaction_id, account_id, side, amount, unit) \
+             VALUES ('{ghost}', '{BANK}', 'credit', 0.01, 'EUR')"
+        ),
         format!("UPDATE balances SET posted_credits = 8 WHERE account_id = '{BANK}'"),
         format!(
             "INSERT INTO postings (transaction_id, account_id, side, amount, unit) \
@@ -236,9 +242,11 @@ async fn verify_reports_a_consistent_ledger_and_finds_tampering() {
     assert_eq!(
         report.body["mismatches"],
         json!([
-            {"account_id": BANK, "field": "posted_credits", "stored": "8", "recomputed": "7"},
+            {"account_id": BANK, "field": "posted_credits", "stored": "8", "recomputed": "7.01"},
             {"account_id": BANK, "field": "posted_debits", "stored": "0", "recomputed": "1"}
         ])
     );
-    assert_eq!(report.body["unbalanced_transactions"], json!([tx]));
+    let mut unbalanced = vec![tx, ghost.to_string()];
+    unbalanced.sort();
+    assert_eq!(report.body["unbalanced_transactions"], json!(unbalanced));
 }
