@@ -36,14 +36,11 @@ pub struct Cli {
     /// bypasses the ledger's privileges). Logs a warning.
     #[arg(long, env = "GRANDLIVRE_ALLOW_SUPERUSER", global = true)]
     pub allow_superuser: bool,
-    /// Where the embedded cluster lives when DATABASE_URL is unset.
-    #[arg(
-        long,
-        env = "GRANDLIVRE_DATA_DIR",
-        default_value = "var/postgres",
-        global = true
-    )]
-    pub data_dir: PathBuf,
+    /// Where the embedded cluster lives when DATABASE_URL is unset [default: var/postgres,
+    /// or, as root in a directory the `postgres` user cannot enter, a directory of
+    /// /var/lib/grandlivre named after it].
+    #[arg(long, env = "GRANDLIVRE_DATA_DIR", global = true)]
+    pub data_dir: Option<PathBuf>,
     /// Log lines as text or JSON.
     #[arg(
         long,
@@ -141,7 +138,10 @@ pub fn run(cli: Cli) -> ExitCode {
 }
 
 async fn dispatch(cli: Cli) -> anyhow::Result<()> {
-    let database = Database::open(cli.database_url, cli.owner_database_url, &cli.data_dir).await?;
+    let data_dir = cli.data_dir.unwrap_or_else(|| {
+        crate::pg_cluster::default_data_dir(std::path::Path::new("var/postgres"))
+    });
+    let database = Database::open(cli.database_url, cli.owner_database_url, &data_dir).await?;
     let owner = matches!(cli.command, Command::Serve { .. });
     let result = match cli.command {
         Command::Serve {

@@ -297,6 +297,32 @@ pub fn scratch_dir(target: &Path, name: &str) -> PathBuf {
     std::env::temp_dir().join(format!("grandlivre-{name}-{}", hex::encode(&digest[..6])))
 }
 
+/// Where the embedded cluster lives when no data directory is given: `relative` under the
+/// current directory, unless this process is root and the `postgres` user could not reach
+/// it (a checkout in root's home): then under `/var/lib/grandlivre`, named after that
+/// path, so that every command run from the same directory finds the same cluster.
+pub fn default_data_dir(relative: &Path) -> PathBuf {
+    let preferred = std::env::current_dir()
+        .map(|d| d.join(relative))
+        .unwrap_or_else(|_| relative.to_path_buf());
+    // directories still to be created get the default mode, open to others
+    let reachable = |uid: u32| {
+        preferred.ancestors().skip(1).all(|a| {
+            fs::metadata(a).map_or(true, |m| {
+                m.uid() == uid || m.permissions().mode() & 0o001 != 0
+            })
+        })
+    };
+    match (current_uid(), postgres_user()) {
+        (Some(0), Some((uid, _))) if !reachable(uid) => {
+            let digest = sha2::Sha256::digest(preferred.to_string_lossy().as_bytes());
+            PathBuf::from("/var/lib/grandlivre")
+                .join(format!("postgres-{}", hex::encode(&digest[..6])))
+        }
+        _ => preferred,
+    }
+}
+
 fn find_bin_dir() -> Option<PathBuf> {
     bin_dir_among(
         std::env::var_os("GRANDLIVRE_PG_BIN").map(PathBuf::from),
