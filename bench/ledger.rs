@@ -192,6 +192,15 @@ async fn ledger(urls: &Urls, clients: u64, seconds: u64) -> Run {
     drive(urls, clients, seconds, Transfers(Arc::new(wallets))).await
 }
 
+/// Runs `sql` on a connection of its own to `url`.
+async fn execute(url: &str, sql: &str) {
+    let mut conn = AsyncPgConnection::establish(url).await.expect("connect");
+    diesel::sql_query(sql)
+        .execute(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+}
+
 /// One database of the bench, as the schema owner and as the service.
 struct Urls {
     owner: String,
@@ -211,24 +220,12 @@ impl Urls {
 
     /// `VACUUM ANALYZE` as the owner (the service owns no table).
     async fn vacuum(&self) {
-        let mut conn = AsyncPgConnection::establish(&self.owner)
-            .await
-            .expect("connect");
-        diesel::sql_query("VACUUM ANALYZE")
-            .execute(&mut conn)
-            .await
-            .expect("vacuum");
+        execute(&self.owner, "VACUUM ANALYZE").await;
     }
 
     /// Clears pg_stat_statements.
     async fn reset_statements(&self) {
-        let mut conn = AsyncPgConnection::establish(&self.superuser)
-            .await
-            .expect("connect");
-        diesel::sql_query("SELECT pg_stat_statements_reset()")
-            .execute(&mut conn)
-            .await
-            .expect("reset pg_stat_statements");
+        execute(&self.superuser, "SELECT pg_stat_statements_reset()").await;
     }
 
     /// The statements of this database by total execution time since the reset: (ms per
@@ -310,14 +307,7 @@ async fn drive<W: Workload>(urls: &Urls, clients: u64, seconds: u64, load: W) ->
     run_for(Duration::from_secs(3), "warmup").await;
     // steady state: the tables the warm-up filled have the statistics autovacuum would
     // give them (it analyzes a table once 10% of it changed, checking every minute)
-    let mut conn = AsyncPgConnection::establish(&urls.owner)
-        .await
-        .expect("connect");
-    diesel::sql_query("ANALYZE")
-        .execute(&mut conn)
-        .await
-        .expect("analyze");
-    drop(conn);
+    execute(&urls.owner, "ANALYZE").await;
     urls.reset_statements().await;
     let start = Instant::now();
     let mut latencies = run_for(Duration::from_secs(seconds), "run").await;

@@ -88,7 +88,7 @@ fn serve_creates_reuses_and_stops_its_embedded_cluster() {
         .local_addr()
         .unwrap()
         .port();
-    let mut server = grandlivre(&dir)
+    let server = grandlivre(&dir)
         .args([
             "serve",
             "--listen",
@@ -114,20 +114,8 @@ fn serve_creates_reuses_and_stops_its_embedded_cluster() {
         "{ready}"
     );
     assert!(cluster_running(&dir));
-    let status = Command::new("kill")
-        .args(["-TERM", &server.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let exit = server.wait().expect("wait");
-    let mut logs = String::new();
-    server
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut logs)
-        .unwrap();
-    assert!(exit.success(), "{logs}");
+    let (exit, logs) = stop(server);
+    assert!(exit, "{logs}");
     assert!(
         !cluster_running(&dir),
         "the cluster outlived the server: {logs}"
@@ -174,11 +162,7 @@ fn serve_on(url: &str, owner_url: &str, extra: &[&str]) -> (Option<bool>, String
             break Some(status.success());
         }
         if http_get(port, "/readyz").is_some_and(|r| r.starts_with("HTTP/1.1 200")) {
-            let _ = Command::new("kill")
-                .args(["-TERM", &server.id().to_string()])
-                .status();
-            let _ = server.wait();
-            break None;
+            return (None, stop(server).1);
         }
         assert!(
             Instant::now() < deadline,
@@ -186,6 +170,22 @@ fn serve_on(url: &str, owner_url: &str, extra: &[&str]) -> (Option<bool>, String
         );
         std::thread::sleep(Duration::from_millis(100));
     };
+    (exited, logs(server))
+}
+
+/// Stops a running server with SIGTERM: whether it exited cleanly, and its logs.
+fn stop(mut server: std::process::Child) -> (bool, String) {
+    let status = Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = server.wait().expect("wait");
+    (exit.success(), logs(server))
+}
+
+/// What an exited server wrote on stderr.
+fn logs(mut server: std::process::Child) -> String {
     let mut logs = String::new();
     server
         .stderr
@@ -193,7 +193,7 @@ fn serve_on(url: &str, owner_url: &str, extra: &[&str]) -> (Option<bool>, String
         .unwrap()
         .read_to_string(&mut logs)
         .unwrap();
-    (exited, logs)
+    logs
 }
 
 #[actix_web::test]
