@@ -687,6 +687,7 @@ fn main() {
         let mut conn = AsyncPgConnection::establish(&maintenance)
             .await
             .expect("connect");
+        db::ensure_roles(&mut conn).await.expect("roles");
         for name in ["bench_pgbench", "bench_ledger", "bench_authz"] {
             diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
                 .execute(&mut conn)

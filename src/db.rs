@@ -67,6 +67,7 @@ impl Database {
             tracing::info!(data_dir = %cluster.data_dir().display(), "started the embedded PostgreSQL cluster");
         }
         let mut maintenance = connect(&cluster.connection_string("postgres")).await?;
+        ensure_roles(&mut maintenance).await?;
         create_database_on(&mut maintenance, DATABASE_NAME, None).await?;
         // a database created before the roles existed (the service ran as superuser)
         adopt(&mut connect(&cluster.connection_string(DATABASE_NAME)).await?).await?;
@@ -117,14 +118,13 @@ pub async fn ensure_roles(conn: &mut AsyncPgConnection) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `CREATE DATABASE name OWNER` the schema owner `[TEMPLATE template]` (after creating
-/// the roles), tolerating a concurrent creator. As a superuser.
+/// `CREATE DATABASE name OWNER` the schema owner `[TEMPLATE template]`, tolerating a
+/// concurrent creator. As a superuser, once the roles exist ([`ensure_roles`]).
 pub async fn create_database_on(
     conn: &mut AsyncPgConnection,
     name: &str,
     template: Option<&str>,
 ) -> anyhow::Result<()> {
-    ensure_roles(conn).await?;
     let mut sql = format!("CREATE DATABASE \"{name}\" OWNER {OWNER_ROLE}");
     if let Some(t) = template {
         sql.push_str(&format!(" TEMPLATE \"{t}\""));

@@ -573,9 +573,7 @@ pub async fn capture(
             })
             .collect();
         let settle = async {
-            if !settlements.is_empty() {
-                ledger::settle_in_tx(c, &settlements, at, false).await?;
-            }
+            ledger::settle_in_tx(c, &settlements, at, false).await?;
             Ok::<_, AuthorizationError>(())
         };
         let revenue = async {

@@ -142,6 +142,8 @@ fn setup() -> TestServer {
         let mut conn = AsyncPgConnection::establish(&server.url("postgres"))
             .await
             .expect("connect to the test server");
+        // the schema owner and the service role, once per run (the clones need them too)
+        db::ensure_roles(&mut conn).await.expect("create the roles");
         #[derive(diesel::QueryableByName)]
         struct N {
             #[diesel(sql_type = diesel::sql_types::BigInt)]

@@ -65,14 +65,15 @@ pub async fn hold_in_tx(
     if new.is_empty() {
         return Ok(Vec::new());
     }
-    let column = |f: &dyn Fn(&NewHold) -> String| new.iter().map(|(_, h)| f(h)).collect();
-    let keys: Vec<String> = column(&|h| h.idempotency_key.clone());
-    let units: Vec<String> = column(&|h| h.amount.unit().code().to_string());
     let placed: Vec<HoldPlaced> = diesel::sql_query(
         "SELECT hold_id, replayed FROM ledger_hold($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
     )
     .bind::<Array<SqlUuid>, _>(new.iter().map(|(id, _)| id.0).collect::<Vec<_>>())
-    .bind::<Array<Text>, _>(keys)
+    .bind::<Array<Text>, _>(
+        new.iter()
+            .map(|(_, h)| h.idempotency_key.as_str())
+            .collect::<Vec<_>>(),
+    )
     .bind::<Array<Bytea>, _>(
         new.iter()
             .map(|(_, h)| h.request_hash())
@@ -80,7 +81,11 @@ pub async fn hold_in_tx(
     )
     .bind::<Array<SqlUuid>, _>(new.iter().map(|(_, h)| h.debit.0).collect::<Vec<_>>())
     .bind::<Array<SqlUuid>, _>(new.iter().map(|(_, h)| h.credit.0).collect::<Vec<_>>())
-    .bind::<Array<Text>, _>(units)
+    .bind::<Array<Text>, _>(
+        new.iter()
+            .map(|(_, h)| h.amount.unit().code())
+            .collect::<Vec<_>>(),
+    )
     .bind::<Array<Numeric>, _>(
         new.iter()
             .map(|(_, h)| h.amount.value())
@@ -177,6 +182,9 @@ pub async fn settle_in_tx(
     now: DateTime<Utc>,
     skip_resolved: bool,
 ) -> Result<Vec<(HoldId, Option<TransactionId>)>, LedgerError> {
+    if settlements.is_empty() {
+        return Ok(Vec::new());
+    }
     let status = |s: &Settlement| match s {
         Settlement::Capture(_) => HoldStatus::Captured.as_str(),
         Settlement::Void => HoldStatus::Voided.as_str(),
