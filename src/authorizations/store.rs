@@ -28,8 +28,11 @@ use crate::wallets::store as wallets;
 pub const HOLD_TTL: Duration = Duration::days(7);
 /// Days a customer has to dispute an intervention sheet (seed 003).
 pub const DISPUTE_DAYS: i64 = 5;
-/// Intervention time is billed per started increment of these minutes, at this offer's rate.
+/// Intervention time is billed per started increment of its offer's `increment_minutes`,
+/// at this offer's rate.
 pub const INTERVENTION_OFFER: &str = "intervention_time";
+/// The increment when an hourly offer names none (DOMAIN.md: per started 15 minutes).
+pub const DEFAULT_INCREMENT_MINUTES: i64 = 15;
 pub const USAGE_HELP_OFFER: &str = "usage_help";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -518,7 +521,8 @@ pub async fn authorize(
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Capture {
-    /// Minutes worked (hourly-priced interventions: billed per started 15 minutes).
+    /// Minutes worked (hourly-priced interventions: billed per started increment of the
+    /// offer's `increment_minutes`, 15 by default).
     pub minutes: Option<i64>,
     /// Units consumed (credits, a ticket, service units); at most what was held.
     pub units: Option<DecimalString>,
@@ -767,12 +771,17 @@ async fn plan_capture(
                 let minutes = what.minutes.ok_or_else(|| {
                     AuthorizationError::Invalid("minutes: the time worked is required".into())
                 })?;
-                let increments = (minutes + 14) / 15;
+                // per started increment of the offer's (15 minutes when it names none)
+                let step = catalog::store::get(conn, &offer_code)
+                    .await?
+                    .and_then(|o| o.increment_minutes)
+                    .map_or(DEFAULT_INCREMENT_MINUTES, i64::from);
+                let increments = (minutes + step - 1) / step;
                 plan.captured = Decimal::from(minutes);
                 (
                     Decimal::from(increments),
-                    price / Decimal::from(4),
-                    format!("Intervention, {minutes} min ({increments} × 15 min)"),
+                    (price * Decimal::from(step) / Decimal::from(60)).round_dp(4),
+                    format!("Intervention, {minutes} min ({increments} × {step} min)"),
                 )
             } else {
                 let n = plan.captured;

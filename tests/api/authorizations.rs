@@ -567,3 +567,49 @@ async fn appointments_are_held_on_the_quota_at_authorization() {
     let period = &balances.appointments[0];
     assert_eq!((period.quota, period.used, period.overage), (10, 10, 1));
 }
+
+#[actix_web::test]
+async fn hourly_interventions_are_billed_per_started_increment_of_their_offer() {
+    let (app, mut conn) = seeded().await;
+    // the catalog names 20-minute increments for intervention time (90.00 per hour)
+    diesel_async::RunQueryDsl::execute(
+        diesel::sql_query(
+            "UPDATE offers SET increment_minutes = 20 WHERE code = 'intervention_time'",
+        ),
+        &mut conn,
+    )
+    .await
+    .unwrap();
+    let key = app.key(Role::Ticketing, None).await;
+    app.clock.set(paris("2026-11-20") + Duration::hours(15));
+    let body = request(C2, "MIS-20", json!({"type": "misdeclared"}), "auto");
+    let decided = app.post_json(&key, "/v1/authorizations", None, &body).await;
+    assert_eq!(decided.body["hourly"], true, "{}", decided.text);
+    let id = decided.body["id"].as_str().unwrap();
+    let captured = app
+        .post_json(
+            &key,
+            &format!("/v1/authorizations/{id}/capture"),
+            None,
+            &json!({"minutes": 21}),
+        )
+        .await;
+    let intervention = captured.body["intervention_id"].as_str().unwrap();
+    let disputed = app
+        .post_json(
+            &key,
+            &format!("/v1/interventions/{intervention}/dispute"),
+            None,
+            &json!({}),
+        )
+        .await;
+    assert_eq!(
+        (
+            disputed.body["amount"].as_str(),
+            disputed.body["quantity"].as_str()
+        ),
+        (Some("60.00"), Some("2")),
+        "21 min = 2 started 20-minute increments × 30.00: {}",
+        disputed.text
+    );
+}
