@@ -208,6 +208,44 @@ pub struct NewCustomer {
     pub address: Address,
 }
 
+/// Fields to change; those absent stay as they are. An empty `vat_number` removes it.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CustomerPatch {
+    pub legal_name: Option<String>,
+    pub siren: Option<String>,
+    pub siret: Option<String>,
+    pub vat_number: Option<String>,
+    pub billing_email: Option<String>,
+    pub address: Option<Address>,
+    pub status: Option<CustomerStatus>,
+}
+
+impl CustomerPatch {
+    /// The customer `current` with this patch applied (not yet checked).
+    pub fn apply(&self, current: CustomerView) -> NewCustomer {
+        let p = self.clone();
+        // a new SIRET without a SIREN carries its own SIREN
+        let siren = match (&p.siren, &p.siret) {
+            (Some(s), _) => Some(s.clone()),
+            (None, Some(_)) => None,
+            (None, None) => Some(current.siren),
+        };
+        NewCustomer {
+            legal_name: p.legal_name.unwrap_or(current.legal_name),
+            siren,
+            siret: p.siret.or(current.siret),
+            vat_number: match p.vat_number {
+                Some(v) if v.trim().is_empty() => None,
+                Some(v) => Some(v),
+                None => current.vat_number,
+            },
+            billing_email: p.billing_email.unwrap_or(current.billing_email),
+            address: p.address.unwrap_or(current.address),
+        }
+    }
+}
+
 /// The checked form of a customer's identity.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CustomerFields {

@@ -4,7 +4,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use super::{Address, CustomerFields, CustomerStatus, CustomerView};
+use super::{Address, CustomerFields, CustomerPatch, CustomerStatus, CustomerView};
 use crate::schema::customers;
 
 #[derive(Queryable, Selectable)]
@@ -92,8 +92,18 @@ fn fields_hash(f: &CustomerFields) -> Vec<u8> {
 pub enum CustomerError {
     #[error("the idempotency key was already used for a different customer")]
     IdempotencyConflict,
+    #[error("customer {0} does not exist")]
+    NotFound(Uuid),
+    #[error("invalid customer fields")]
+    Invalid(Vec<crate::error::FieldError>),
     #[error(transparent)]
     Database(#[from] diesel::result::Error),
+}
+
+impl crate::db::Retryable for CustomerError {
+    fn is_retryable(&self) -> bool {
+        matches!(self, CustomerError::Database(e) if crate::db::is_retryable(e))
+    }
 }
 
 /// Creates a customer; with a key, a replay returns the first one (`true` = replayed).
@@ -155,6 +165,34 @@ pub async fn get(
         .await
         .optional()?;
     Ok(row.map(CustomerRow::view))
+}
+
+/// Applies `patch` to the customer `id` and checks the result, in one transaction under
+/// the customer's row lock: two concurrent patches of different fields both hold.
+pub async fn patch(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    patch: &CustomerPatch,
+    now: DateTime<Utc>,
+) -> Result<CustomerView, CustomerError> {
+    crate::retry_transaction!(conn, CustomerError, |c| {
+        let current = customers::table
+            .find(id)
+            .select(CustomerRow::as_select())
+            .for_update()
+            .first(c)
+            .await
+            .optional()?
+            .ok_or(CustomerError::NotFound(id))?
+            .view();
+        let fields = patch
+            .apply(current)
+            .validate()
+            .map_err(CustomerError::Invalid)?;
+        update(c, id, &fields, patch.status, now)
+            .await?
+            .ok_or(CustomerError::NotFound(id))
+    })
 }
 
 /// Customers in id order after `after`.

@@ -11,7 +11,7 @@ use super::{
 use crate::auth::Role;
 use crate::charges::{self, ChargeView};
 use crate::customers::store::{self, CustomerError};
-use crate::customers::{Address, CustomerStatus, CustomerView, NewCustomer};
+use crate::customers::{CustomerPatch, CustomerView, NewCustomer};
 use crate::error::{ApiError, ErrorCode};
 use crate::openapi::{ReadErrors, WriteErrors};
 
@@ -23,6 +23,8 @@ impl From<CustomerError> for ApiError {
             CustomerError::IdempotencyConflict => {
                 ApiError::new(ErrorCode::IdempotencyConflict, e.to_string())
             }
+            CustomerError::NotFound(id) => ApiError::not_found(format!("customer {id}")),
+            CustomerError::Invalid(errors) => ApiError::fields(ErrorCode::InvalidRequest, errors),
             CustomerError::Database(e) => e.into(),
         }
     }
@@ -132,19 +134,6 @@ pub async fn get_customer(
         .ok_or_else(|| ApiError::not_found(format!("customer {id}")))
 }
 
-/// Fields to change; those absent stay as they are. An empty `vat_number` removes it.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CustomerPatch {
-    pub legal_name: Option<String>,
-    pub siren: Option<String>,
-    pub siret: Option<String>,
-    pub vat_number: Option<String>,
-    pub billing_email: Option<String>,
-    pub address: Option<Address>,
-    pub status: Option<CustomerStatus>,
-}
-
 /// Update a customer; every identifier is checked again.
 #[utoipa::path(
     tag = "customers",
@@ -163,35 +152,9 @@ pub async fn patch_customer(
     auth.require(STAFF)?;
     let id = id.into_inner();
     let mut conn = state.pool.get().await?;
-    let current = store::get(&mut conn, id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("customer {id}")))?;
-    let p = body.0;
-    // a new SIRET without a SIREN carries its own SIREN
-    let siren = match (&p.siren, &p.siret) {
-        (Some(s), _) => Some(s.clone()),
-        (None, Some(_)) => None,
-        (None, None) => Some(current.siren),
-    };
-    let merged = NewCustomer {
-        legal_name: p.legal_name.unwrap_or(current.legal_name),
-        siren,
-        siret: p.siret.or(current.siret),
-        vat_number: match p.vat_number {
-            Some(v) if v.trim().is_empty() => None,
-            Some(v) => Some(v),
-            None => current.vat_number,
-        },
-        billing_email: p.billing_email.unwrap_or(current.billing_email),
-        address: p.address.unwrap_or(current.address),
-    };
-    let fields = merged
-        .validate()
-        .map_err(|errors| ApiError::fields(ErrorCode::InvalidRequest, errors))?;
-    store::update(&mut conn, id, &fields, p.status, state.clock.now())
-        .await?
-        .map(web::Json)
-        .ok_or_else(|| ApiError::not_found(format!("customer {id}")))
+    Ok(web::Json(
+        store::patch(&mut conn, id, &body.0, state.clock.now()).await?,
+    ))
 }
 
 /// One page of charges.
