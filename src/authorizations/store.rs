@@ -608,6 +608,16 @@ pub async fn capture(
                 .record(c, *overage, &format!("authz:{id}"), at)
                 .await?;
         }
+        // credits released on a lot that expired meanwhile expire at once
+        let released: Vec<Uuid> = plan
+            .holds
+            .iter()
+            .filter(|(hold, take)| {
+                hold.unit == Unit::Credit && take.is_none_or(|t| t.value() < hold.amount.0)
+            })
+            .map(|(hold, _)| hold.debit_account_id.0)
+            .collect();
+        wallets::expire_released_in_tx(c, &released, at).await?;
         Ok(updated.view(plan.intervention.map(|i| i.id)))
     })
 }
@@ -820,6 +830,15 @@ pub async fn void(
             .map(|h| (HoldId(h), Settlement::Void))
             .collect();
         ledger::settle_in_tx(c, &voids, at, true).await?;
+        if row.funding() == Some(Funding::Credits) {
+            // credits released on a lot that expired meanwhile expire at once
+            let lots: Vec<Uuid> = ledger::get_holds(c, &row.holds())
+                .await?
+                .into_iter()
+                .map(|h| h.debit_account_id.0)
+                .collect();
+            wallets::expire_released_in_tx(c, &lots, at).await?;
+        }
         diesel::update(authorizations::table.find(id))
             .set((
                 authorizations::status.eq("voided"),
@@ -849,7 +868,10 @@ pub async fn expire(
     ))
     .execute(conn)
     .await?;
-    Ok(ledger::expire_holds(conn, as_of).await? as u32)
+    let expired = ledger::expire_holds(conn, as_of).await?;
+    // credits the expired holds released on lots that expired meanwhile expire at once
+    wallets::expire_released(conn, as_of).await?;
+    Ok(expired as u32)
 }
 
 /// A chargeable intervention and its dispute.

@@ -57,9 +57,13 @@ pub struct CreditLotView {
     #[schema(value_type = Option<String>, format = Uuid)]
     pub subscription_id: Option<Uuid>,
     pub granted: DecimalString,
+    /// Used by captured authorizations. granted = consumed + expired + held + remaining.
     pub consumed: DecimalString,
+    /// Sent to breakage: the remainder at expiry, and what a hold released after it.
     pub expired: DecimalString,
-    /// Still usable (excluding credits held by pending authorizations).
+    /// Held by open authorizations.
+    pub held: DecimalString,
+    /// Still usable (excluding credits held by open authorizations).
     pub remaining: DecimalString,
     /// EUR per credit: 0 for pack credits, the purchase price for bought ones.
     pub unit_price: DecimalString,

@@ -611,3 +611,114 @@ proptest! {
         });
     }
 }
+
+/// A lot's figures as the API shows them: (granted, consumed, expired, held, remaining).
+fn figures(lot: &serde_json::Value) -> [&str; 5] {
+    ["granted", "consumed", "expired", "held", "remaining"].map(|f| lot[f].as_str().unwrap())
+}
+
+/// Credits used by captured authorizations are consumed; credits held when their lot
+/// expires expire at once when the hold is voided or expires; lots granted for a future
+/// period are not in the balance yet. granted = consumed + expired + held + remaining.
+#[actix_web::test]
+async fn a_lot_accounts_for_every_credit_through_authorizations_and_expiry() {
+    let (app, mut conn) = seeded().await;
+    let admin = app.admin().await;
+    let ticketing = app.key(Role::Ticketing, None).await;
+    service_plus(&mut conn, C1, "2026-01-01").await;
+    job(&mut conn, Job::Renewals, paris("2026-01-01")).await;
+    // the next period's lot is granted ahead of its period
+    job(&mut conn, Job::Renewals, paris("2027-01-01")).await;
+    app.clock.set(paris("2026-12-28") + Duration::hours(10));
+    let total = |b: &serde_json::Value| b["credits"]["total"].as_str().unwrap().to_string();
+    let balances = app
+        .get(&admin, &format!("/v1/customers/{C1}/balances"))
+        .await;
+    assert_eq!(total(&balances.body), "20.00", "{}", balances.text);
+
+    let authorize = async |reference: &str| {
+        let body = json!({
+            "customer_id": C1,
+            "request_ref": reference,
+            "kind": "service_purchase",
+            "service_code": "training",
+            "classification": {"type": "in_scope"},
+            "priority": "high",
+            "requester": {"certified": false, "learning_phase_end": null},
+            "occurred_at": "2026-12-28T09:00:00+01:00",
+            "declared_at": "2026-12-28T09:30:00+01:00",
+            "preferred_funding": "credits"
+        });
+        let held = app
+            .post_json(&ticketing, "/v1/authorizations", None, &body)
+            .await;
+        assert_eq!(held.body["credits"], "4.00", "{}", held.text);
+        held.body["id"].as_str().unwrap().to_string()
+    };
+    let first = authorize("LOT-1").await;
+    let captured = app
+        .post_json(
+            &ticketing,
+            &format!("/v1/authorizations/{first}/capture"),
+            None,
+            &json!({"units": "3"}),
+        )
+        .await;
+    assert_eq!(captured.status, 200, "{}", captured.text);
+    let voided = authorize("LOT-2").await;
+    authorize("LOT-3").await;
+    let lot = async || {
+        let lots = app
+            .get(&admin, &format!("/v1/customers/{C1}/credit-lots"))
+            .await;
+        lots.body[0].clone()
+    };
+    assert_eq!(
+        figures(&lot().await),
+        ["20.00", "3.00", "0.00", "8.00", "9.00"]
+    );
+
+    // the lot expires with 8 credits held: they stay held
+    job(&mut conn, Job::CreditExpiry, paris("2027-01-01")).await;
+    assert_eq!(
+        figures(&lot().await),
+        ["20.00", "3.00", "9.00", "8.00", "0.00"]
+    );
+    // one hold is voided, the other expires: neither returns to the dead lot
+    app.clock.set(paris("2027-01-02") + Duration::hours(10));
+    let void = app
+        .post_json(
+            &ticketing,
+            &format!("/v1/authorizations/{voided}/void"),
+            None,
+            &json!({}),
+        )
+        .await;
+    assert_eq!(void.status, 200, "{}", void.text);
+    assert_eq!(
+        figures(&lot().await),
+        ["20.00", "3.00", "13.00", "4.00", "0.00"]
+    );
+    job(&mut conn, Job::HoldExpiry, paris("2027-01-05")).await;
+    assert_eq!(
+        figures(&lot().await),
+        ["20.00", "3.00", "17.00", "0.00", "0.00"]
+    );
+
+    // the next period's lot counts from its grant instant
+    app.clock.set(paris("2027-01-05") + Duration::hours(10));
+    let balances = app
+        .get(&admin, &format!("/v1/customers/{C1}/balances"))
+        .await;
+    assert_eq!(total(&balances.body), "20.00", "{}", balances.text);
+    let verify = app.get(&admin, "/v1/ledger/verify").await;
+    assert_eq!(
+        (
+            &verify.body["mismatches"],
+            &verify.body["unbalanced_transactions"]
+        ),
+        (&json!([]), &json!([])),
+        "{}",
+        verify.text
+    );
+}
