@@ -28,7 +28,7 @@ impl From<WalletError> for ApiError {
             WalletError::NoPrice(..) | WalletError::Invalid(_) => {
                 ApiError::new(ErrorCode::InvalidRequest, detail)
             }
-            WalletError::IdempotencyConflict => {
+            WalletError::IdempotencyConflict | WalletError::AlreadyGranted => {
                 ApiError::new(ErrorCode::IdempotencyConflict, detail)
             }
             WalletError::Ledger(e) => e.into(),

@@ -90,6 +90,10 @@ pub enum WalletError {
     NotFound(String),
     #[error("the idempotency key was already used for a different request")]
     IdempotencyConflict,
+    /// The lot exists (the pack's term was granted, or the purchase's key was used): the
+    /// transaction that tried is rolled back, with the account it opened for the lot.
+    #[error("the credit lot was granted already")]
+    AlreadyGranted,
     #[error(transparent)]
     Ledger(#[from] crate::ledger::LedgerError),
     #[error(transparent)]

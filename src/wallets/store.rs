@@ -387,8 +387,9 @@ struct NewLot {
     key: Option<String>,
 }
 
-/// Creates a lot and credits it; `None` when it exists already (same pack term or key).
-async fn grant_lot(conn: &mut AsyncPgConnection, lot: NewLot) -> Result<Option<Uuid>, WalletError> {
+/// Creates a lot and credits it; `AlreadyGranted` when it exists (same pack term or key),
+/// which rolls back the caller's transaction and the lot account opened here.
+async fn grant_lot(conn: &mut AsyncPgConnection, lot: NewLot) -> Result<Uuid, WalletError> {
     let id = Uuid::now_v7();
     let lot_account = holder(
         conn,
@@ -418,7 +419,7 @@ async fn grant_lot(conn: &mut AsyncPgConnection, lot: NewLot) -> Result<Option<U
         .execute(conn)
         .await?;
     if inserted == 0 {
-        return Ok(None);
+        return Err(WalletError::AlreadyGranted);
     }
     let issued = issuer(conn, lot.customer, "CREDIT-ISSUED", Unit::Credit).await?;
     let tx = NewTransaction::new(
@@ -431,7 +432,7 @@ async fn grant_lot(conn: &mut AsyncPgConnection, lot: NewLot) -> Result<Option<U
     )?
     .effective_at(lot.granted_at);
     ledger::post_in_tx(conn, &tx).await?;
-    Ok(Some(id))
+    Ok(id)
 }
 
 /// Buys unit credits at `now`, only while an active subscription allows it: a charge at the
@@ -443,24 +444,8 @@ pub async fn buy_credits(
     key: Option<&str>,
     now: DateTime<Utc>,
 ) -> Result<(CreditLotView, bool), WalletError> {
-    if let Some(k) = key {
-        let existing: Option<(Uuid, Decimal)> = credit_lots::table
-            .filter(credit_lots::idempotency_key.eq(format!("purchase:{customer}:{k}")))
-            .select((credit_lots::id, credit_lots::granted))
-            .first(conn)
-            .await
-            .optional()?;
-        if let Some((id, granted)) = existing {
-            if granted != credits.value() {
-                return Err(WalletError::IdempotencyConflict);
-            }
-            let lot = lots(conn, customer)
-                .await?
-                .into_iter()
-                .find(|l| l.id == id)
-                .ok_or_else(|| WalletError::NotFound(format!("lot {id}")))?;
-            return Ok((lot, true));
-        }
+    if let Some(replay) = purchase_replay(conn, customer, credits, key).await? {
+        return Ok((replay, true));
     }
     let id = crate::retry_transaction!(conn, WalletError, |c| {
         require_customer(c, customer).await?;
@@ -484,8 +469,7 @@ pub async fn buy_credits(
                 key: key.map(|k| format!("purchase:{customer}:{k}")),
             },
         )
-        .await?
-        .ok_or(WalletError::IdempotencyConflict)?;
+        .await?;
         charges::insert(
             c,
             &NewCharge {
@@ -503,13 +487,54 @@ pub async fn buy_credits(
         )
         .await?;
         Ok(id)
-    })?;
+    });
+    let id = match id {
+        // a concurrent request with the same key bought it first: a replay of it
+        Err(WalletError::AlreadyGranted) => {
+            return purchase_replay(conn, customer, credits, key)
+                .await?
+                .map(|lot| (lot, true))
+                .ok_or(WalletError::IdempotencyConflict);
+        }
+        other => other?,
+    };
     let lot = lots(conn, customer)
         .await?
         .into_iter()
         .find(|l| l.id == id)
         .ok_or_else(|| WalletError::NotFound(format!("lot {id}")))?;
     Ok((lot, false))
+}
+
+/// The lot an earlier purchase with `key` bought, when it bought the same credits;
+/// `IdempotencyConflict` when it bought others.
+async fn purchase_replay(
+    conn: &mut AsyncPgConnection,
+    customer: Uuid,
+    credits: Amount,
+    key: Option<&str>,
+) -> Result<Option<CreditLotView>, WalletError> {
+    let Some(k) = key else {
+        return Ok(None);
+    };
+    let existing: Option<(Uuid, Decimal)> = credit_lots::table
+        .filter(credit_lots::idempotency_key.eq(format!("purchase:{customer}:{k}")))
+        .select((credit_lots::id, credit_lots::granted))
+        .first(conn)
+        .await
+        .optional()?;
+    let Some((id, granted)) = existing else {
+        return Ok(None);
+    };
+    if granted != credits.value() {
+        return Err(WalletError::IdempotencyConflict);
+    }
+    lots(conn, customer)
+        .await?
+        .into_iter()
+        .find(|l| l.id == id)
+        .map(Some)
+        .ok_or_else(|| WalletError::NotFound(format!("lot {id}")))
 }
 
 /// Grants the included credits of every Service+ pack term that has begun by `as_of` (and
@@ -561,10 +586,25 @@ pub async fn grant_pack_credits(
                 granted_at,
                 key: None,
             };
-            let inserted = crate::retry_transaction!(conn, WalletError, |c| {
+            // a term granted before costs one look-up, and opens no account
+            let exists = diesel::select(diesel::dsl::exists(
+                credit_lots::table
+                    .filter(credit_lots::subscription_id.eq(id))
+                    .filter(credit_lots::term_index.eq(k as i32)),
+            ))
+            .get_result::<bool>(conn)
+            .await?;
+            if exists {
+                continue;
+            }
+            match crate::retry_transaction!(conn, WalletError, |c| {
                 grant_lot(c, lot.clone()).await
-            });
-            granted += u32::from(inserted?.is_some());
+            }) {
+                Ok(_) => granted += 1,
+                // granted meanwhile by a concurrent run
+                Err(WalletError::AlreadyGranted) => {}
+                Err(e) => return Err(e),
+            }
         }
     }
     Ok(granted)

@@ -722,3 +722,62 @@ async fn a_lot_accounts_for_every_credit_through_authorizations_and_expiry() {
         verify.text
     );
 }
+
+/// Running renewals again for the same instant grants nothing and opens no account.
+#[actix_web::test]
+async fn renewals_run_twice_open_no_account() {
+    let (app, mut conn) = seeded().await;
+    let admin = app.admin().await;
+    service_plus(&mut conn, C1, "2026-01-01").await;
+    app.clock.set(paris("2026-03-01"));
+    let run = async || {
+        let ran = app
+            .post_json(
+                &admin,
+                "/v1/jobs/renewals/run",
+                None,
+                &json!({"as_of": "2031-01-01T00:00:00+01:00"}),
+            )
+            .await;
+        assert_eq!(ran.status, 200, "{}", ran.text);
+        let verify = app.get(&admin, "/v1/ledger/verify").await;
+        (
+            ran.body["lots_granted"].as_i64().unwrap(),
+            verify.body["accounts_checked"].as_i64().unwrap(),
+        )
+    };
+    let (granted, accounts) = run().await;
+    assert_eq!(
+        granted, 6,
+        "one lot per 12-month period, 2026 to 2031 (begun at as_of)"
+    );
+    assert_eq!(run().await, (0, accounts));
+}
+
+/// Twenty concurrent purchases of credits under one key buy once: one 201, replays of it.
+#[actix_web::test]
+async fn concurrent_credit_purchases_with_one_key_buy_once() {
+    let (app, mut conn) = seeded().await;
+    let finance = app.key(Role::Finance, None).await;
+    service_plus(&mut conn, C1, "2026-01-01").await;
+    app.clock.set(paris("2026-03-02") + Duration::hours(10));
+    let path = format!("/v1/customers/{C1}/credit-purchases");
+    let body = json!({"credits": "5"});
+    let replies = futures_util::future::join_all(
+        (0..20).map(|_| app.post_json(&finance, &path, Some("same-key"), &body)),
+    )
+    .await;
+    let mut statuses: Vec<u16> = replies.iter().map(|r| r.status).collect();
+    statuses.sort();
+    let texts: Vec<&str> = replies.iter().map(|r| r.text.as_str()).collect();
+    assert_eq!(
+        statuses,
+        [[200; 19].as_slice(), &[201]].concat(),
+        "{texts:?}"
+    );
+    let ids: std::collections::HashSet<&str> = replies
+        .iter()
+        .map(|r| r.body["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 1, "one lot");
+}
