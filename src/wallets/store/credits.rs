@@ -1,0 +1,480 @@
+//! Credit lots: granted by packs, bought, allocated to holds, listed.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use rust_decimal::Decimal;
+use uuid::Uuid;
+
+use crate::wallets::*;
+use super::*;
+use crate::calendar::{paris_date, paris_midnight};
+use crate::catalog;
+use crate::charges::{self, ChargeSource, NewCharge};
+use crate::ledger::store as ledger;
+use crate::ledger::{AccountId, NewTransaction, Posting, Side};
+use crate::money::{price, round_cents, Amount, Unit};
+use crate::schema::{balances, credit_lots, subscriptions};
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = credit_lots)]
+pub(super) struct LotRow {
+    pub(super) id: Uuid,
+    pub(super) customer_id: Uuid,
+    pub(super) account_id: Uuid,
+    pub(super) origin: String,
+    pub(super) subscription_id: Option<Uuid>,
+    pub(super) granted: Decimal,
+    pub(super) unit_price: Decimal,
+    pub(super) granted_at: DateTime<Utc>,
+    pub(super) expires_at: DateTime<Utc>,
+    pub(super) expired_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Clone)]
+pub(super) struct NewLot {
+    customer: Uuid,
+    origin: LotOrigin,
+    subscription: Option<(Uuid, i32)>,
+    credits: Amount,
+    unit_price: Decimal,
+    granted_at: DateTime<Utc>,
+    key: Option<String>,
+}
+
+/// Creates a lot and credits it; `AlreadyGranted` when it exists (same pack term or key),
+/// which rolls back the caller's transaction and the lot account opened here.
+pub(super) async fn grant_lot(
+    conn: &mut AsyncPgConnection,
+    lot: NewLot,
+) -> Result<Uuid, WalletError> {
+    let id = Uuid::now_v7();
+    let lot_account = holder(
+        conn,
+        lot.customer,
+        &format!("CREDIT-LOT:{id}"),
+        Unit::Credit,
+    )
+    .await?;
+    let inserted = diesel::insert_into(credit_lots::table)
+        .values((
+            credit_lots::id.eq(id),
+            credit_lots::customer_id.eq(lot.customer),
+            credit_lots::account_id.eq(lot_account.0),
+            credit_lots::origin.eq(match lot.origin {
+                LotOrigin::PackGrant => "pack_grant",
+                LotOrigin::Purchase => "purchase",
+            }),
+            credit_lots::subscription_id.eq(lot.subscription.map(|s| s.0)),
+            credit_lots::term_index.eq(lot.subscription.map(|s| s.1)),
+            credit_lots::granted.eq(lot.credits.value()),
+            credit_lots::unit_price.eq(lot.unit_price),
+            credit_lots::granted_at.eq(lot.granted_at),
+            credit_lots::expires_at.eq(lot_expiry(lot.granted_at)),
+            credit_lots::idempotency_key.eq(&lot.key),
+        ))
+        .on_conflict_do_nothing()
+        .execute(conn)
+        .await?;
+    if inserted == 0 {
+        return Err(WalletError::AlreadyGranted);
+    }
+    let issued = issuer(conn, lot.customer, "CREDIT-ISSUED", Unit::Credit).await?;
+    let tx = NewTransaction::new(
+        format!("credits:grant:{id}"),
+        "credits.grant",
+        vec![
+            Posting::debit(issued, lot.credits),
+            Posting::credit(lot_account, lot.credits),
+        ],
+    )?
+    .effective_at(lot.granted_at);
+    ledger::post_in_tx(conn, &tx).await?;
+    Ok(id)
+}
+
+/// Buys unit credits at `now`, only while an active subscription allows it: a charge at the
+/// unit-credit price, and a lot at that price expiring 12 months on.
+pub async fn buy_credits(
+    conn: &mut AsyncPgConnection,
+    customer: Uuid,
+    credits: Amount,
+    key: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<(CreditLotView, bool), WalletError> {
+    if let Some(replay) = purchase_replay(conn, customer, credits, key).await? {
+        return Ok((replay, true));
+    }
+    let id = crate::retry_transaction!(conn, WalletError, |c| {
+        require_customer(c, customer).await?;
+        if !active_offers(c, customer, now)
+            .await?
+            .iter()
+            .any(|(_, o)| o.entitlements.unit_credit_purchase)
+        {
+            return Err(WalletError::ServicePlusRequired);
+        }
+        let (offer, unit_price) = price_on(c, UNIT_CREDIT_OFFER, paris_date(now)).await?;
+        let id = grant_lot(
+            c,
+            NewLot {
+                customer,
+                origin: LotOrigin::Purchase,
+                subscription: None,
+                credits,
+                unit_price,
+                granted_at: now,
+                key: key.map(|k| format!("purchase:{customer}:{k}")),
+            },
+        )
+        .await?;
+        charges::insert(
+            c,
+            &NewCharge {
+                idempotency_key: Some(format!("credits:{id}")),
+                ..NewCharge::of_offer(
+                    customer,
+                    &offer,
+                    ChargeSource::CreditPurchase,
+                    format!("{} × {}", offer.name, credits.value()),
+                    credits.value(),
+                    unit_price,
+                )
+            },
+            now,
+        )
+        .await?;
+        Ok(id)
+    });
+    let id = match id {
+        // a concurrent request with the same key bought it first: a replay of it
+        Err(WalletError::AlreadyGranted) => {
+            return purchase_replay(conn, customer, credits, key)
+                .await?
+                .map(|lot| (lot, true))
+                .ok_or(WalletError::IdempotencyConflict);
+        }
+        other => other?,
+    };
+    let lot = lots(conn, customer)
+        .await?
+        .into_iter()
+        .find(|l| l.id == id)
+        .ok_or_else(|| WalletError::NotFound(format!("lot {id}")))?;
+    Ok((lot, false))
+}
+
+/// The lot an earlier purchase with `key` bought, when it bought the same credits;
+/// `IdempotencyConflict` when it bought others.
+pub(super) async fn purchase_replay(
+    conn: &mut AsyncPgConnection,
+    customer: Uuid,
+    credits: Amount,
+    key: Option<&str>,
+) -> Result<Option<CreditLotView>, WalletError> {
+    let Some(k) = key else {
+        return Ok(None);
+    };
+    let existing: Option<(Uuid, Decimal)> = credit_lots::table
+        .filter(credit_lots::idempotency_key.eq(format!("purchase:{customer}:{k}")))
+        .select((credit_lots::id, credit_lots::granted))
+        .first(conn)
+        .await
+        .optional()?;
+    let Some((id, granted)) = existing else {
+        return Ok(None);
+    };
+    if granted != credits.value() {
+        return Err(WalletError::IdempotencyConflict);
+    }
+    lots(conn, customer)
+        .await?
+        .into_iter()
+        .find(|l| l.id == id)
+        .map(Some)
+        .ok_or_else(|| WalletError::NotFound(format!("lot {id}")))
+}
+
+/// Grants the included credits of every Service+ pack term that has begun by `as_of` (and
+/// before the pack's end), once per term. Returns how many lots were granted.
+pub async fn grant_pack_credits(
+    conn: &mut AsyncPgConnection,
+    as_of: DateTime<Utc>,
+) -> Result<u32, WalletError> {
+    let packs: Vec<SubFacts> = subscriptions::table
+        .filter(subscriptions::anchor_date.is_not_null())
+        .select(SubFacts::as_select())
+        .load(conn)
+        .await?;
+    let mut granted = 0;
+    for SubFacts {
+        id,
+        customer_id: customer,
+        offer_code: code,
+        start_date,
+        ends_at,
+        ..
+    } in packs
+    {
+        let Some(offer) = catalog::store::get(conn, &code).await? else {
+            continue;
+        };
+        let Some(per_term) = offer.entitlements.credits_per_term else {
+            continue;
+        };
+        let Some((plan, _)) = crate::subscriptions::store::plan(conn, id)
+            .await
+            .map_err(|e| WalletError::Invalid(e.to_string()))?
+        else {
+            continue;
+        };
+        let start = paris_midnight(start_date);
+        let until = crate::subscriptions::schedule::alive_until(ends_at, as_of);
+        if until < start {
+            continue;
+        }
+        for k in plan.term_at(start).index..=plan.term_at(until).index {
+            let granted_at = paris_midnight(plan.term(k).start).max(start);
+            let lot = NewLot {
+                customer,
+                origin: LotOrigin::PackGrant,
+                subscription: Some((id, k as i32)),
+                credits: amount(per_term.0, Unit::Credit)?,
+                unit_price: Decimal::ZERO,
+                granted_at,
+                key: None,
+            };
+            // a term granted before costs one look-up, and opens no account
+            let exists = diesel::select(diesel::dsl::exists(
+                credit_lots::table
+                    .filter(credit_lots::subscription_id.eq(id))
+                    .filter(credit_lots::term_index.eq(k as i32)),
+            ))
+            .get_result::<bool>(conn)
+            .await?;
+            if exists {
+                continue;
+            }
+            match crate::retry_transaction!(conn, WalletError, |c| {
+                grant_lot(c, lot.clone()).await
+            }) {
+                Ok(_) => granted += 1,
+                // granted meanwhile by a concurrent run
+                Err(WalletError::AlreadyGranted) => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(granted)
+}
+
+/// What a consumption of credits took from which lot.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct CreditUse {
+    pub transaction_id: crate::ledger::TransactionId,
+    /// `(lot id, credits)` in the order they were used.
+    #[schema(value_type = Vec<Object>)]
+    pub lots: Vec<(Uuid, DecimalString)>,
+    /// Revenue recognised (EUR, at the lots' unit prices).
+    pub revenue: DecimalString,
+}
+
+/// Which lots `credits` come from at `at`: the customer's live lots in consumption order
+/// (earliest expiry, then oldest), each for at most what it has free (holds excluded), as
+/// `(lot account, credits, unit price)`. Locks those lots, which serialises consumers of
+/// one customer. `Insufficient` when they cannot cover it.
+pub(crate) async fn allocate_credits(
+    conn: &mut AsyncPgConnection,
+    customer: Uuid,
+    credits: Amount,
+    at: DateTime<Utc>,
+) -> Result<Vec<(AccountId, Decimal, Decimal)>, WalletError> {
+    let lots = || {
+        credit_lots::table
+            .filter(credit_lots::customer_id.eq(customer))
+            .filter(credit_lots::expires_at.gt(at))
+            .filter(credit_lots::granted_at.le(at))
+            .filter(credit_lots::expired_at.is_null())
+    };
+    // the lots first (the service may not lock balance rows: only the ledger functions
+    // do), then what each has free in a statement of its own, which sees what the
+    // consumer that held the lock before us committed
+    lots()
+        .select(credit_lots::id)
+        .for_update()
+        .load::<Uuid>(conn)
+        .await?;
+    let live: Vec<(Uuid, Decimal, Decimal)> = lots()
+        .inner_join(balances::table.on(balances::account_id.eq(credit_lots::account_id)))
+        .order((
+            credit_lots::expires_at,
+            credit_lots::granted_at,
+            credit_lots::id,
+        ))
+        .select((
+            credit_lots::account_id,
+            credit_lots::unit_price,
+            balances::posted_credits - balances::posted_debits - balances::pending_debits,
+        ))
+        .load(conn)
+        .await?;
+    let mut left = credits.value();
+    let mut parts = Vec::new();
+    for (account, unit_price, free) in live {
+        if left.is_zero() {
+            break;
+        }
+        let take = free.min(left);
+        if take > Decimal::ZERO {
+            parts.push((AccountId(account), take, unit_price));
+            left -= take;
+        }
+    }
+    if !left.is_zero() {
+        return Err(WalletError::Insufficient(format!(
+            "{} credits",
+            credits.value()
+        )));
+    }
+    Ok(parts)
+}
+
+/// Consumes `credits` at `at`: earliest expiry first, then oldest lot; one consumption may
+/// span several lots; refused when the usable balance cannot cover it. Idempotent on `key`.
+pub async fn consume_credits(
+    conn: &mut AsyncPgConnection,
+    customer: Uuid,
+    credits: Amount,
+    key: &str,
+    at: DateTime<Utc>,
+) -> Result<CreditUse, WalletError> {
+    let tx_key = format!("credits:use:{customer}:{key}");
+    if let Some(done) = ledger::find_by_key(conn, &tx_key).await? {
+        return use_of(conn, done).await;
+    }
+    let used = account(
+        conn,
+        customer,
+        "CREDIT-USED",
+        Unit::Credit,
+        Side::Credit,
+        false,
+    )
+    .await?;
+    let tx = crate::retry_transaction!(conn, WalletError, |c| {
+        let mut postings = Vec::new();
+        let mut revenue = Decimal::ZERO;
+        for (lot, take, unit_price) in allocate_credits(c, customer, credits, at).await? {
+            let part = amount(take, Unit::Credit)?;
+            postings.push(Posting::debit(lot, part));
+            postings.push(Posting::credit(used, part));
+            revenue += round_cents(take * unit_price);
+        }
+        postings.extend(revenue_postings(c, customer, revenue).await?);
+        let tx = NewTransaction::new(tx_key.clone(), "credits.use", postings)?.effective_at(at);
+        Ok(ledger::post_in_tx(c, &tx).await?.id)
+    })?;
+    let done = ledger::get_transaction(conn, tx)
+        .await?
+        .ok_or_else(|| WalletError::NotFound(format!("transaction {tx}")))?;
+    use_of(conn, done).await
+}
+
+pub(super) async fn use_of(
+    conn: &mut AsyncPgConnection,
+    tx: crate::ledger::TransactionView,
+) -> Result<CreditUse, WalletError> {
+    let accounts: Vec<Uuid> = tx
+        .postings
+        .iter()
+        .filter(|p| p.side == Side::Debit && p.unit == Unit::Credit)
+        .map(|p| p.account_id.0)
+        .collect();
+    let by_account: HashMap<Uuid, Uuid> = credit_lots::table
+        .filter(credit_lots::account_id.eq_any(&accounts))
+        .select((credit_lots::account_id, credit_lots::id))
+        .load::<(Uuid, Uuid)>(conn)
+        .await?
+        .into_iter()
+        .collect();
+    let lots = tx
+        .postings
+        .iter()
+        .filter(|p| p.side == Side::Debit && p.unit == Unit::Credit)
+        .filter_map(|p| Some((*by_account.get(&p.account_id.0)?, p.amount)))
+        .collect();
+    let revenue = tx
+        .postings
+        .iter()
+        .filter(|p| p.unit == Unit::Eur && p.side == Side::Debit)
+        .map(|p| p.amount.0)
+        .sum();
+    Ok(CreditUse {
+        transaction_id: tx.id,
+        lots,
+        revenue: crate::money::DecimalString(round_cents(revenue)),
+    })
+}
+
+/// A customer's lots, earliest expiry first, with what became of each (from the ledger).
+pub async fn lots(
+    conn: &mut AsyncPgConnection,
+    customer: Uuid,
+) -> Result<Vec<CreditLotView>, WalletError> {
+    let rows: Vec<LotRow> = credit_lots::table
+        .filter(credit_lots::customer_id.eq(customer))
+        .order((
+            credit_lots::expires_at,
+            credit_lots::granted_at,
+            credit_lots::id,
+        ))
+        .select(LotRow::as_select())
+        .load(conn)
+        .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for lot in rows {
+        #[derive(QueryableByName)]
+        struct Moves {
+            #[diesel(sql_type = diesel::sql_types::Numeric)]
+            consumed: Decimal,
+            #[diesel(sql_type = diesel::sql_types::Numeric)]
+            expired: Decimal,
+        }
+        let moves: Moves = diesel::sql_query(
+            "SELECT coalesce(sum(p.amount) FILTER (WHERE t.kind IN ('credits.use', 'hold.capture')), 0) AS consumed,
+                    coalesce(sum(p.amount) FILTER (WHERE t.kind = 'credits.expire'), 0) AS expired
+             FROM postings p JOIN transactions t ON t.id = p.transaction_id
+             WHERE p.account_id = $1 AND p.side = 'debit'",
+        )
+        .bind::<diesel::sql_types::Uuid, _>(lot.account_id)
+        .get_result(conn)
+        .await?;
+        let balance = ledger::get_account(conn, AccountId(lot.account_id))
+            .await?
+            .map(|a| a.balance);
+        let two = |d: Decimal| crate::money::DecimalString(round_cents(d));
+        out.push(CreditLotView {
+            id: lot.id,
+            origin: if lot.origin == "purchase" {
+                LotOrigin::Purchase
+            } else {
+                LotOrigin::PackGrant
+            },
+            subscription_id: lot.subscription_id,
+            granted: two(lot.granted),
+            consumed: two(moves.consumed),
+            expired: two(moves.expired),
+            held: two(balance
+                .as_ref()
+                .map(|b| b.pending_debits.0)
+                .unwrap_or_default()),
+            remaining: two(balance.map(|b| b.available.0).unwrap_or_default()),
+            unit_price: price(lot.unit_price),
+            granted_at: lot.granted_at,
+            expires_at: lot.expires_at,
+        });
+    }
+    Ok(out)
+}

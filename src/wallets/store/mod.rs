@@ -1,0 +1,162 @@
+//! Wallet operations and jobs, one file per kind of holding: tickets, credit lots (and
+//! their expiry), Assistance+ appointments, and the balances read model. Each operation
+//! runs in one database transaction and moves balances only through the ledger. This file
+//! holds what they share: the customer's accounts and active offers, prices.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use rust_decimal::Decimal;
+use uuid::Uuid;
+
+use super::*;
+use crate::calendar::paris_midnight;
+use crate::catalog::{self, Offer};
+use crate::ledger::store::{self as ledger, NewAccount};
+use crate::ledger::{AccountId, LedgerError, Posting, Side};
+use crate::money::{Amount, Unit};
+use crate::schema::{customers, subscriptions};
+
+mod credits;
+mod expiry;
+mod pack_periods;
+mod summary;
+mod tickets;
+
+pub use credits::*;
+pub use expiry::*;
+pub use pack_periods::*;
+pub use summary::*;
+pub use tickets::*;
+
+/// Platform account of the first migration.
+const BREAKAGE_7088: Uuid = Uuid::from_u128(0x0000_0000_0000_4000_8000_0000_0000_7088);
+
+/// What the wallets need to know of a subscription.
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = subscriptions)]
+struct SubFacts {
+    id: Uuid,
+    customer_id: Uuid,
+    offer_code: String,
+    status: String,
+    start_date: NaiveDate,
+    ends_at: Option<DateTime<Utc>>,
+}
+
+/// The customer's account `code` (created on first use).
+pub(crate) async fn account(
+    conn: &AsyncPgConnection,
+    customer: Uuid,
+    code: &str,
+    unit: Unit,
+    normal_side: Side,
+    no_overdraft: bool,
+) -> Result<AccountId, LedgerError> {
+    let new = NewAccount {
+        code: code.to_string(),
+        name: code.to_string(),
+        unit,
+        customer_id: Some(customer),
+        normal_side,
+        no_overdraft,
+    };
+    Ok(ledger::ensure_account(conn, &new).await?.id)
+}
+
+/// What credits used earn (`revenue`, EUR): deferred revenue (487) recognised in the
+/// customer's services-revenue sub-account (706). Recognised on the hot path, so never
+/// through one row that every customer shares. None when nothing is earned.
+pub(crate) async fn revenue_postings(
+    conn: &AsyncPgConnection,
+    customer: Uuid,
+    revenue: Decimal,
+) -> Result<Vec<Posting>, WalletError> {
+    if revenue <= Decimal::ZERO {
+        return Ok(Vec::new());
+    }
+    let eur = amount(revenue, Unit::Eur)?;
+    let (deferred, revenue_706) = futures_util::try_join!(
+        account(conn, customer, "487", Unit::Eur, Side::Credit, false),
+        account(conn, customer, "706", Unit::Eur, Side::Credit, false),
+    )?;
+    Ok(vec![
+        Posting::debit(deferred, eur),
+        Posting::credit(revenue_706, eur),
+    ])
+}
+
+/// A counter account: where issued units come from (debit-normal, may go below zero).
+async fn issuer(
+    conn: &mut AsyncPgConnection,
+    customer: Uuid,
+    code: &str,
+    unit: Unit,
+) -> Result<AccountId, LedgerError> {
+    account(conn, customer, code, unit, Side::Debit, false).await
+}
+
+/// A holding account: credit-normal, never below zero.
+async fn holder(
+    conn: &mut AsyncPgConnection,
+    customer: Uuid,
+    code: &str,
+    unit: Unit,
+) -> Result<AccountId, LedgerError> {
+    account(conn, customer, code, unit, Side::Credit, true).await
+}
+
+fn amount(value: Decimal, unit: Unit) -> Result<Amount, WalletError> {
+    Amount::new(value, unit).map_err(|e| WalletError::Invalid(e.to_string()))
+}
+
+async fn require_customer(conn: &mut AsyncPgConnection, customer: Uuid) -> Result<(), WalletError> {
+    let found: Option<Uuid> = customers::table
+        .find(customer)
+        .select(customers::id)
+        .for_share()
+        .first(conn)
+        .await
+        .optional()?;
+    found
+        .map(|_| ())
+        .ok_or(WalletError::UnknownCustomer(customer))
+}
+
+/// The offers of the customer's subscriptions active at `at` (started, not ended).
+pub async fn active_offers(
+    conn: &mut AsyncPgConnection,
+    customer: Uuid,
+    at: DateTime<Utc>,
+) -> Result<Vec<(Uuid, Offer)>, diesel::result::Error> {
+    let rows: Vec<SubFacts> = subscriptions::table
+        .filter(subscriptions::customer_id.eq(customer))
+        .filter(subscriptions::status.eq("active"))
+        .select(SubFacts::as_select())
+        .load(conn)
+        .await?;
+    let mut out = Vec::new();
+    for sub in rows {
+        let started = paris_midnight(sub.start_date) <= at;
+        if started && sub.ends_at.is_none_or(|e| e > at) {
+            if let Some(o) = catalog::store::get(conn, &sub.offer_code).await? {
+                out.push((sub.id, o));
+            }
+        }
+    }
+    Ok(out)
+}
+
+async fn price_on(
+    conn: &mut AsyncPgConnection,
+    offer: &str,
+    date: NaiveDate,
+) -> Result<(Offer, Decimal), WalletError> {
+    let o = catalog::store::get(conn, offer)
+        .await?
+        .ok_or_else(|| WalletError::NotFound(format!("offer `{offer}`")))?;
+    let p = catalog::store::price_on(conn, offer, date)
+        .await?
+        .ok_or_else(|| WalletError::NoPrice(offer.to_string(), date))?;
+    Ok((o, p))
+}

@@ -1,0 +1,220 @@
+//! Tickets: bought (pending until paid), paid, consumed.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use rust_decimal::Decimal;
+use uuid::Uuid;
+
+use crate::wallets::*;
+use super::*;
+use crate::calendar::paris_date;
+use crate::charges::{self, ChargeSource, NewCharge};
+use crate::ledger::store as ledger;
+use crate::ledger::{LedgerError, NewTransaction, Posting, Side};
+use crate::money::Unit;
+use crate::schema::ticket_purchases;
+
+/// A purchase of tickets.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct TicketPurchaseView {
+    #[schema(value_type = String, format = Uuid)]
+    pub id: Uuid,
+    #[schema(value_type = String, format = Uuid)]
+    pub customer_id: Uuid,
+    pub quantity: i32,
+    /// `pending_payment` until the invoice is paid, then `available`.
+    pub status: String,
+    pub created_at: DateTime<Utc>,
+    pub paid_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = ticket_purchases)]
+pub(super) struct PurchaseRow {
+    id: Uuid,
+    customer_id: Uuid,
+    quantity: i32,
+    status: String,
+    request_hash: Option<Vec<u8>>,
+    created_at: DateTime<Utc>,
+    paid_at: Option<DateTime<Utc>>,
+}
+
+impl From<PurchaseRow> for TicketPurchaseView {
+    fn from(r: PurchaseRow) -> Self {
+        TicketPurchaseView {
+            id: r.id,
+            customer_id: r.customer_id,
+            quantity: r.quantity,
+            status: r.status,
+            created_at: r.created_at,
+            paid_at: r.paid_at,
+        }
+    }
+}
+
+/// Buys `quantity` tickets at `now`: a charge for immediate invoicing, and the tickets
+/// pending until that invoice is paid. Refused while a subscription includes assistance.
+pub async fn buy_tickets(
+    conn: &mut AsyncPgConnection,
+    customer: Uuid,
+    quantity: i32,
+    key: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<(TicketPurchaseView, bool), WalletError> {
+    if !(1..=1000).contains(&quantity) {
+        return Err(WalletError::Invalid("quantity: 1 to 1000 tickets".into()));
+    }
+    let hash = format!("{customer}|{quantity}").into_bytes();
+    if let Some(k) = key {
+        let existing: Option<PurchaseRow> = ticket_purchases::table
+            .filter(ticket_purchases::idempotency_key.eq(k))
+            .select(PurchaseRow::as_select())
+            .first(conn)
+            .await
+            .optional()?;
+        if let Some(row) = existing {
+            return if row.request_hash.as_deref() == Some(hash.as_slice()) {
+                Ok((row.into(), true))
+            } else {
+                Err(WalletError::IdempotencyConflict)
+            };
+        }
+    }
+    crate::retry_transaction!(conn, WalletError, |c| {
+        require_customer(c, customer).await?;
+        if active_offers(c, customer, now)
+            .await?
+            .iter()
+            .any(|(_, o)| o.entitlements.assistance_included)
+        {
+            return Err(WalletError::AssistanceIncluded);
+        }
+        let (offer, unit_price) = price_on(c, TICKET_OFFER, paris_date(now)).await?;
+        let id = Uuid::now_v7();
+        diesel::insert_into(ticket_purchases::table)
+            .values((
+                ticket_purchases::id.eq(id),
+                ticket_purchases::customer_id.eq(customer),
+                ticket_purchases::quantity.eq(quantity),
+                ticket_purchases::status.eq("pending_payment"),
+                ticket_purchases::idempotency_key.eq(key),
+                ticket_purchases::request_hash.eq(&hash),
+                ticket_purchases::created_at.eq(now),
+            ))
+            .execute(c)
+            .await?;
+        charges::insert(
+            c,
+            &NewCharge {
+                idempotency_key: Some(format!("tickets:{id}")),
+                ..NewCharge::of_offer(
+                    customer,
+                    &offer,
+                    ChargeSource::TicketPurchase,
+                    format!("{} × {quantity}", offer.name),
+                    Decimal::from(quantity),
+                    unit_price,
+                )
+            },
+            now,
+        )
+        .await?;
+        let issued = issuer(c, customer, "TICKET-ISSUED", Unit::Ticket).await?;
+        let pending = holder(c, customer, "TICKET-PENDING", Unit::Ticket).await?;
+        let n = amount(Decimal::from(quantity), Unit::Ticket)?;
+        let tx = NewTransaction::new(
+            format!("tickets:buy:{id}"),
+            "tickets.purchase",
+            vec![Posting::debit(issued, n), Posting::credit(pending, n)],
+        )?
+        .effective_at(now);
+        ledger::post_in_tx(c, &tx).await?;
+        let row: PurchaseRow = ticket_purchases::table
+            .find(id)
+            .select(PurchaseRow::as_select())
+            .first(c)
+            .await?;
+        Ok((row.into(), false))
+    })
+}
+
+/// The invoice of a ticket purchase is paid: its tickets become usable. Idempotent.
+pub async fn ticket_purchase_paid(
+    conn: &mut AsyncPgConnection,
+    purchase: Uuid,
+    at: DateTime<Utc>,
+) -> Result<TicketPurchaseView, WalletError> {
+    crate::retry_transaction!(conn, WalletError, |c| {
+        let row: PurchaseRow = ticket_purchases::table
+            .find(purchase)
+            .select(PurchaseRow::as_select())
+            .for_update()
+            .first(c)
+            .await
+            .optional()?
+            .ok_or_else(|| WalletError::NotFound(format!("ticket purchase {purchase}")))?;
+        if row.status == "available" {
+            return Ok(row.into());
+        }
+        let pending = holder(c, row.customer_id, "TICKET-PENDING", Unit::Ticket).await?;
+        let wallet = holder(c, row.customer_id, "TICKET-WALLET", Unit::Ticket).await?;
+        let n = amount(Decimal::from(row.quantity), Unit::Ticket)?;
+        let tx = NewTransaction::new(
+            format!("tickets:paid:{purchase}"),
+            "tickets.paid",
+            vec![Posting::debit(pending, n), Posting::credit(wallet, n)],
+        )?
+        .effective_at(at);
+        ledger::post_in_tx(c, &tx).await?;
+        diesel::update(ticket_purchases::table.find(purchase))
+            .set((
+                ticket_purchases::status.eq("available"),
+                ticket_purchases::paid_at.eq(at),
+            ))
+            .execute(c)
+            .await?;
+        Ok(TicketPurchaseView {
+            status: "available".into(),
+            paid_at: Some(at),
+            ..row.into()
+        })
+    })
+}
+
+/// Uses one ticket (one intervention on one incident). Idempotent on `key`.
+pub async fn consume_ticket(
+    conn: &mut AsyncPgConnection,
+    customer: Uuid,
+    key: &str,
+    at: DateTime<Utc>,
+) -> Result<crate::ledger::Posted, WalletError> {
+    if let Some(done) = ledger::find_by_key(conn, &format!("tickets:use:{key}")).await? {
+        return Ok(crate::ledger::Posted {
+            id: done.id,
+            replayed: true,
+        });
+    }
+    let wallet = holder(conn, customer, "TICKET-WALLET", Unit::Ticket).await?;
+    let used = account(
+        conn,
+        customer,
+        "TICKET-USED",
+        Unit::Ticket,
+        Side::Credit,
+        false,
+    )
+    .await?;
+    let one = amount(Decimal::ONE, Unit::Ticket)?;
+    let tx = NewTransaction::new(
+        format!("tickets:use:{key}"),
+        "tickets.use",
+        vec![Posting::debit(wallet, one), Posting::credit(used, one)],
+    )?
+    .effective_at(at);
+    match ledger::post(conn, &tx).await {
+        Err(LedgerError::InsufficientFunds) => Err(WalletError::Insufficient("1 ticket".into())),
+        other => Ok(other?),
+    }
+}
