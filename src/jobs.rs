@@ -118,7 +118,7 @@ pub async fn run(
         Job::HoldExpiry => out.holds_expired = authorizations::expire(conn, as_of).await?,
         Job::CreditExpiry => out.lots_expired = wallets::expire_lots(conn, as_of).await?,
         Job::InterventionRelease => {
-            out.charges_created = authorizations::release(conn, as_of, now).await?
+            out.charges_created = crate::interventions::store::release(conn, as_of, now).await?
         }
         Job::AssistancePeriodClose => {
             out.charges_created = wallets::close_appointment_periods(conn, as_of, now).await?

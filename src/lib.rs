@@ -13,6 +13,7 @@ pub mod db;
 pub mod demo;
 pub mod error;
 pub mod http;
+pub mod interventions;
 pub mod jobs;
 pub mod ledger;
 pub mod money;

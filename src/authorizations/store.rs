@@ -15,19 +15,17 @@ pub use super::decision::AuthorizationRequest;
 use super::decision::{
     self, Classification, Decision, Funding, Holdings, Outcome, Reason, RequestKind, ServicePrice,
 };
-use crate::calendar::{paris_date, paris_midnight, BusinessHours};
+use crate::calendar::{paris_date, BusinessHours};
 use crate::catalog;
-use crate::charges::{self, ChargeSource, NewCharge};
+use crate::interventions;
 use crate::ledger::store::{self as ledger, Settlement};
 use crate::ledger::{AccountId, HoldId, HoldView, LedgerError, NewHold, Side};
 use crate::money::{round_cents, Amount, DecimalString, Unit};
-use crate::schema::{authorizations, credit_lots, holds, interventions};
+use crate::schema::{authorizations, credit_lots, holds};
 use crate::wallets::store as wallets;
 
 /// How long a hold lasts before the hold-expiry job releases it (config).
 pub const HOLD_TTL: Duration = Duration::days(7);
-/// Days a customer has to dispute an intervention sheet (seed 003).
-pub const DISPUTE_DAYS: i64 = 5;
 /// Intervention time is billed per started increment of its offer's `increment_minutes`,
 /// at this offer's rate.
 pub const INTERVENTION_OFFER: &str = "intervention_time";
@@ -425,12 +423,7 @@ pub async fn view(
     id: Uuid,
 ) -> Result<AuthorizationView, AuthorizationError> {
     let row = load(conn, id, false).await?;
-    let intervention: Option<Uuid> = interventions::table
-        .filter(interventions::authorization_id.eq(id))
-        .select(interventions::id)
-        .first(conn)
-        .await
-        .optional()?;
+    let intervention = interventions::store::of_authorization(conn, id).await?;
     Ok(row.view(intervention))
 }
 
@@ -588,7 +581,7 @@ pub async fn capture(
         };
         let sheet = async {
             if let Some(sheet) = &plan.intervention {
-                sheet.insert(c, id, row.customer_id, at).await?;
+                interventions::store::insert_in_tx(c, sheet, id, row.customer_id, at).await?;
             }
             Ok::<_, AuthorizationError>(())
         };
@@ -628,47 +621,9 @@ struct CapturePlan {
     captured: Decimal,
     holds: Vec<(HoldView, Option<Amount>)>,
     revenue: Option<crate::ledger::NewTransaction>,
-    intervention: Option<Sheet>,
+    intervention: Option<interventions::Sheet>,
     /// The pack period an appointment is recorded in, and whether it is overage.
     appointment: Option<(wallets::PackPeriod, bool)>,
-}
-
-/// A chargeable intervention's sheet, waiting out its dispute window.
-struct Sheet {
-    id: Uuid,
-    offer_code: String,
-    description: String,
-    quantity: Decimal,
-    unit_price: Decimal,
-}
-
-impl Sheet {
-    async fn insert(
-        &self,
-        mut conn: &AsyncPgConnection,
-        authorization: Uuid,
-        customer: Uuid,
-        at: DateTime<Utc>,
-    ) -> Result<(), diesel::result::Error> {
-        diesel::insert_into(interventions::table)
-            .values((
-                interventions::id.eq(self.id),
-                interventions::authorization_id.eq(authorization),
-                interventions::customer_id.eq(customer),
-                interventions::offer_code.eq(&self.offer_code),
-                interventions::description.eq(&self.description),
-                interventions::quantity.eq(self.quantity),
-                interventions::unit_price.eq(self.unit_price),
-                interventions::sheet_at.eq(at),
-                interventions::dispute_deadline.eq(paris_midnight(
-                    paris_date(at) + Duration::days(DISPUTE_DAYS + 1),
-                )),
-                interventions::status.eq("pending"),
-            ))
-            .execute(&mut conn)
-            .await
-            .map(|_| ())
-    }
 }
 
 fn amount_of(v: Decimal, unit: Unit) -> Result<Amount, AuthorizationError> {
@@ -798,7 +753,7 @@ async fn plan_capture(
                 (n, price, format!("Service `{offer_code}` × {n}"))
             };
             if quantity > Decimal::ZERO {
-                plan.intervention = Some(Sheet {
+                plan.intervention = Some(interventions::Sheet {
                     id: Uuid::now_v7(),
                     offer_code,
                     description,
@@ -872,195 +827,4 @@ pub async fn expire(
     // credits the expired holds released on lots that expired meanwhile expire at once
     wallets::expire_released(conn, as_of).await?;
     Ok(expired as u32)
-}
-
-/// A chargeable intervention and its dispute.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct InterventionView {
-    #[schema(value_type = String, format = Uuid)]
-    pub id: Uuid,
-    #[schema(value_type = String, format = Uuid)]
-    pub authorization_id: Uuid,
-    pub description: String,
-    pub quantity: DecimalString,
-    pub unit_price: DecimalString,
-    pub amount: DecimalString,
-    pub sheet_at: DateTime<Utc>,
-    /// Disputes are accepted before this instant (5 days after the sheet's day, Paris).
-    pub dispute_deadline: DateTime<Utc>,
-    /// `pending`, `disputed`, `upheld` (resolved against the customer), `released`
-    /// (charged) or `voided` (resolved for the customer).
-    pub status: String,
-}
-
-#[derive(Queryable, Selectable)]
-#[diesel(table_name = interventions)]
-struct InterventionRow {
-    id: Uuid,
-    authorization_id: Uuid,
-    customer_id: Uuid,
-    offer_code: String,
-    description: String,
-    quantity: Decimal,
-    unit_price: Decimal,
-    sheet_at: DateTime<Utc>,
-    dispute_deadline: DateTime<Utc>,
-    status: String,
-}
-
-impl From<InterventionRow> for InterventionView {
-    fn from(r: InterventionRow) -> Self {
-        InterventionView {
-            id: r.id,
-            authorization_id: r.authorization_id,
-            description: r.description,
-            quantity: DecimalString(r.quantity.normalize()),
-            unit_price: crate::money::price(r.unit_price),
-            amount: DecimalString(round_cents(r.quantity * r.unit_price)),
-            sheet_at: r.sheet_at,
-            dispute_deadline: r.dispute_deadline,
-            status: r.status,
-        }
-    }
-}
-
-async fn intervention(
-    conn: &mut AsyncPgConnection,
-    id: Uuid,
-) -> Result<InterventionRow, AuthorizationError> {
-    interventions::table
-        .find(id)
-        .select(InterventionRow::as_select())
-        .for_update()
-        .first(conn)
-        .await
-        .optional()?
-        .ok_or_else(|| AuthorizationError::Invalid(format!("intervention {id} does not exist")))
-}
-
-pub async fn get_intervention(
-    conn: &mut AsyncPgConnection,
-    id: Uuid,
-) -> Result<Option<InterventionView>, AuthorizationError> {
-    Ok(interventions::table
-        .find(id)
-        .select(InterventionRow::as_select())
-        .first(conn)
-        .await
-        .optional()?
-        .map(Into::into))
-}
-
-/// The customer disputes the intervention sheet; accepted within the window only.
-pub async fn dispute(
-    conn: &mut AsyncPgConnection,
-    id: Uuid,
-    at: DateTime<Utc>,
-) -> Result<InterventionView, AuthorizationError> {
-    let row = intervention(conn, id).await?;
-    if row.status != "pending" {
-        return Err(AuthorizationError::WrongState(id, "not pending"));
-    }
-    if at >= row.dispute_deadline {
-        return Err(AuthorizationError::WrongState(
-            id,
-            "past its dispute window",
-        ));
-    }
-    diesel::update(interventions::table.find(id))
-        .set((
-            interventions::status.eq("disputed"),
-            interventions::disputed_at.eq(at),
-        ))
-        .execute(conn)
-        .await?;
-    get_intervention(conn, id)
-        .await?
-        .ok_or_else(|| AuthorizationError::Invalid(format!("intervention {id} vanished")))
-}
-
-/// Resolves a dispute: for the customer voids the intervention (never billed); against
-/// the customer lets the release job charge it.
-pub async fn resolve(
-    conn: &mut AsyncPgConnection,
-    id: Uuid,
-    for_customer: bool,
-    at: DateTime<Utc>,
-) -> Result<InterventionView, AuthorizationError> {
-    let row = intervention(conn, id).await?;
-    if row.status != "disputed" {
-        return Err(AuthorizationError::WrongState(id, "not disputed"));
-    }
-    let status = if for_customer { "voided" } else { "upheld" };
-    diesel::update(interventions::table.find(id))
-        .set((
-            interventions::status.eq(status),
-            interventions::resolved_at.eq(at),
-        ))
-        .execute(conn)
-        .await?;
-    get_intervention(conn, id)
-        .await?
-        .ok_or_else(|| AuthorizationError::Invalid(format!("intervention {id} vanished")))
-}
-
-/// `intervention-release` at `as_of`: undisputed interventions whose window has closed, and
-/// those resolved against the customer, become charges. Idempotent.
-pub async fn release(
-    conn: &mut AsyncPgConnection,
-    as_of: DateTime<Utc>,
-    now: DateTime<Utc>,
-) -> Result<u32, AuthorizationError> {
-    let due: Vec<Uuid> = interventions::table
-        .filter(
-            interventions::status.eq("upheld").or(interventions::status
-                .eq("pending")
-                .and(interventions::dispute_deadline.le(as_of))),
-        )
-        .select(interventions::id)
-        .load(conn)
-        .await?;
-    let mut released = 0;
-    for id in due {
-        let done = crate::retry_transaction!(conn, AuthorizationError, |c| {
-            let row = intervention(c, id).await?;
-            let releasable = row.status == "upheld"
-                || (row.status == "pending" && row.dispute_deadline <= as_of);
-            if !releasable {
-                return Ok(false);
-            }
-            let offer = catalog::store::get(c, &row.offer_code)
-                .await?
-                .ok_or_else(|| {
-                    AuthorizationError::Invalid(format!(
-                        "offer `{}` does not exist",
-                        row.offer_code
-                    ))
-                })?;
-            charges::insert(
-                c,
-                &NewCharge {
-                    service_start: Some(paris_date(row.sheet_at)),
-                    idempotency_key: Some(format!("intervention:{id}")),
-                    ..NewCharge::of_offer(
-                        row.customer_id,
-                        &offer,
-                        ChargeSource::Intervention,
-                        row.description.clone(),
-                        row.quantity,
-                        row.unit_price,
-                    )
-                },
-                now,
-            )
-            .await?;
-            diesel::update(interventions::table.find(id))
-                .set(interventions::status.eq("released"))
-                .execute(c)
-                .await?;
-            Ok(true)
-        })?;
-        released += u32::from(done);
-    }
-    Ok(released)
 }

@@ -3,6 +3,7 @@
 pub mod authorizations;
 pub mod customers;
 pub mod health;
+pub mod interventions;
 pub mod jobs;
 pub mod ledger;
 mod observe;
@@ -77,8 +78,8 @@ pub fn register(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
         .service(authorizations::get_authorization)
         .service(authorizations::capture_authorization)
         .service(authorizations::void_authorization)
-        .service(authorizations::dispute_intervention)
-        .service(authorizations::resolve_intervention)
+        .service(interventions::dispute_intervention)
+        .service(interventions::resolve_intervention)
         .service(jobs::run_job);
 }
 

@@ -613,3 +613,80 @@ async fn hourly_interventions_are_billed_per_started_increment_of_their_offer() 
         disputed.text
     );
 }
+
+/// Ten concurrent disputes of one sheet: one is accepted, nine find it disputed already;
+/// an unknown sheet is a 404.
+#[actix_web::test]
+async fn a_sheet_is_disputed_once() {
+    let (app, _conn) = seeded().await;
+    let key = app.key(Role::Ticketing, None).await;
+    app.clock.set(paris("2026-11-20") + Duration::hours(15));
+    let body = request(C2, "MIS-ONCE", json!({"type": "misdeclared"}), "auto");
+    let decided = app.post_json(&key, "/v1/authorizations", None, &body).await;
+    let id = decided.body["id"].as_str().unwrap();
+    let captured = app
+        .post_json(
+            &key,
+            &format!("/v1/authorizations/{id}/capture"),
+            None,
+            &json!({"minutes": 30}),
+        )
+        .await;
+    let sheet = captured.body["intervention_id"].as_str().unwrap();
+    let path = format!("/v1/interventions/{sheet}/dispute");
+    let empty = json!({});
+    // another session holds the sheet's row while the ten disputes arrive
+    let mut holder = app.db.conn().await;
+    let run = |sql: String| diesel::sql_query(sql);
+    diesel_async::RunQueryDsl::execute(run("BEGIN".into()), &mut holder)
+        .await
+        .unwrap();
+    diesel_async::RunQueryDsl::execute(
+        run(format!(
+            "SELECT 1 FROM interventions WHERE id = '{sheet}' FOR UPDATE"
+        )),
+        &mut holder,
+    )
+    .await
+    .unwrap();
+    let release = async {
+        let mut watcher = app.db.conn().await;
+        #[derive(diesel::QueryableByName)]
+        struct Waiting {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            n: i64,
+        }
+        for _ in 0..300 {
+            let w: Waiting = diesel_async::RunQueryDsl::get_result(
+                run("SELECT count(*) AS n FROM pg_stat_activity \
+                     WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                    .into()),
+                &mut watcher,
+            )
+            .await
+            .unwrap();
+            if w.n >= 8 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        diesel_async::RunQueryDsl::execute(run("COMMIT".into()), &mut holder)
+            .await
+            .unwrap();
+    };
+    let (replies, ()) = futures_util::join!(
+        futures_util::future::join_all((0..10).map(|_| app.post_json(&key, &path, None, &empty))),
+        release,
+    );
+    let mut statuses: Vec<u16> = replies.iter().map(|r| r.status).collect();
+    statuses.sort();
+    assert_eq!(statuses, [[200].as_slice(), &[409; 9]].concat());
+    app.post_json(
+        &key,
+        &format!("/v1/interventions/{}/dispute", Uuid::now_v7()),
+        None,
+        &json!({}),
+    )
+    .await
+    .problem(404, "not_found");
+}

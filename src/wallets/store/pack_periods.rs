@@ -6,7 +6,6 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use rust_decimal::Decimal;
 use uuid::Uuid;
 
-use crate::wallets::*;
 use super::*;
 use crate::calendar::{add_months, paris_date, paris_midnight};
 use crate::catalog::{self, Offer};
@@ -15,6 +14,7 @@ use crate::ledger::store as ledger;
 use crate::ledger::{AccountId, BalanceView, LedgerError, NewTransaction, Posting, Side};
 use crate::money::Unit;
 use crate::schema::{appointment_period_closes, appointments, subscriptions};
+use crate::wallets::*;
 
 /// An Assistance+ pack's period, from the ledger.
 #[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]

@@ -6,13 +6,13 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use rust_decimal::Decimal;
 use uuid::Uuid;
 
-use crate::wallets::*;
 use super::*;
 use crate::calendar::{add_months, paris_date};
 use crate::ledger::store as ledger;
 use crate::ledger::{AccountId, BalanceView};
 use crate::money::round_cents;
 use crate::schema::subscriptions;
+use crate::wallets::*;
 
 /// What a customer holds, every figure read from the ledger.
 #[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]

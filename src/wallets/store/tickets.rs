@@ -6,7 +6,6 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use rust_decimal::Decimal;
 use uuid::Uuid;
 
-use crate::wallets::*;
 use super::*;
 use crate::calendar::paris_date;
 use crate::charges::{self, ChargeSource, NewCharge};
@@ -14,6 +13,7 @@ use crate::ledger::store as ledger;
 use crate::ledger::{LedgerError, NewTransaction, Posting, Side};
 use crate::money::Unit;
 use crate::schema::ticket_purchases;
+use crate::wallets::*;
 
 /// A purchase of tickets.
 #[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
