@@ -14,7 +14,6 @@ use crate::ledger::store as ledger;
 use crate::ledger::{AccountId, BalanceView, LedgerError, NewTransaction, Posting, Side};
 use crate::money::Unit;
 use crate::schema::{appointment_period_closes, appointments, subscriptions};
-use crate::wallets::*;
 
 /// An Assistance+ pack's period, from the ledger.
 #[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]

@@ -12,7 +12,6 @@ use crate::ledger::store as ledger;
 use crate::ledger::{AccountId, BalanceView};
 use crate::money::round_cents;
 use crate::schema::subscriptions;
-use crate::wallets::*;
 
 /// What a customer holds, every figure read from the ledger.
 #[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]

@@ -13,7 +13,6 @@ use crate::ledger::store as ledger;
 use crate::ledger::{LedgerError, NewTransaction, Posting, Side};
 use crate::money::Unit;
 use crate::schema::ticket_purchases;
-use crate::wallets::*;
 
 /// A purchase of tickets.
 #[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
