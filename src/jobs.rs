@@ -81,7 +81,8 @@ pub struct JobRun {
     pub ended: u32,
     pub charges_created: u32,
     pub holds_expired: u32,
-    /// Service-credit lots granted (Service+ pack terms, by `renewals`).
+    /// Service-credit lots granted (one per 12-month period of a Service+ pack, by
+    /// `renewals`).
     pub lots_granted: u32,
     /// Service-credit lots whose remainder went to breakage.
     pub lots_expired: u32,

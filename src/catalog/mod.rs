@@ -93,7 +93,8 @@ pub struct Entitlements {
     pub maintenance: bool,
     /// Appointments per 12-month period (Assistance+).
     pub appointment_quota: Option<i32>,
-    /// Service credits granted per term (Service+).
+    /// Service credits granted at the start of each 12-month period of the pack, counted
+    /// from its own start whatever its parent's terms (Service+; the name is historical).
     pub credits_per_term: Option<DecimalString>,
     /// Unit service credits may be bought while this is held (Service+).
     pub unit_credit_purchase: bool,

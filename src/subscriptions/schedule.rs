@@ -1,6 +1,8 @@
 //! The billing schedule of a subscription: a pure function of its plan and an instant.
 //! Periods and terms are counted from the anchor date (00:00 Europe/Paris), each boundary
-//! computed from the anchor, never from the previous one.
+//! computed from the anchor, never from the previous one. An add-on taken inside a period
+//! of its parent's calendar pays that first period prorated by days; a pack's included
+//! credits follow 12-month periods of its own, anchored on its start.
 
 use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
@@ -26,8 +28,9 @@ pub struct Plan {
     pub commitment_months: u32,
     pub renewal_months: u32,
     pub notice_days: u32,
-    /// The first billed period (an add-on taken mid-way starts later than 0).
-    pub first_period: u32,
+    /// The subscription's own first day: the anchor, or for an add-on the day it was
+    /// taken, which may fall inside a period of its parent's calendar.
+    pub start: NaiveDate,
 }
 
 /// One billing period: `[start, end)` in Paris dates.
@@ -45,6 +48,57 @@ pub struct Term {
     pub index: u32,
     pub start: NaiveDate,
     pub end: NaiveDate,
+}
+
+/// What a subscription pays for one billing period, billed in advance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeriodCharge {
+    pub period: Period,
+    /// The first day billed: the period's start, or an add-on's start inside it.
+    pub from: NaiveDate,
+    /// Days billed, `[from, period.end)`.
+    pub days_billed: u32,
+    pub days_in_period: u32,
+    /// The unit price of the period's charge: `price × days_billed ÷ days_in_period`
+    /// rounded to the cent, or the price as the catalog has it when every day is billed.
+    pub amount: Decimal,
+}
+
+impl PeriodCharge {
+    pub fn is_prorated(&self) -> bool {
+        self.days_billed < self.days_in_period
+    }
+}
+
+/// `price × days_left ÷ days_in_period`, rounded to the cent, half away from zero: what
+/// an add-on taken with `days_left` days of its first period to run pays for them. A
+/// whole period is `price` itself, untouched.
+pub fn prorate(price: Decimal, days_left: u32, days_in_period: u32) -> Decimal {
+    if days_left >= days_in_period || days_in_period == 0 {
+        return price;
+    }
+    round_cents(price * Decimal::from(days_left) / Decimal::from(days_in_period))
+}
+
+/// The 12-month periods of a pack that starts on `start` (period *k* starts on
+/// `start + 12k months`, clamped to the month's end) that have begun by `until`: one
+/// grant of a Service+ pack's included credits each, whatever its parent's terms or
+/// billing period.
+pub fn twelve_month_periods(
+    start: NaiveDate,
+    until: DateTime<Utc>,
+) -> impl Iterator<Item = Period> {
+    (0u32..)
+        .map(move |k| Period {
+            index: k,
+            start: add_months(start, 12 * k),
+            end: add_months(start, 12 * (k + 1)),
+        })
+        .take_while(move |p| paris_midnight(p.start) <= until)
+}
+
+fn days(from: NaiveDate, to: NaiveDate) -> u32 {
+    u32::try_from((to - from).num_days()).unwrap_or(0)
 }
 
 /// What an early termination at an instant would cost.
@@ -65,6 +119,32 @@ impl Plan {
             index,
             start: add_months(self.anchor, index * self.billing_months),
             end: add_months(self.anchor, (index + 1) * self.billing_months),
+        }
+    }
+
+    /// The first billed period: the one holding [`Plan::start`].
+    pub fn first_period(&self) -> u32 {
+        months_between(self.anchor, self.start) / self.billing_months.max(1)
+    }
+
+    /// The first day of period `p` the subscription pays for: the period's start, or the
+    /// subscription's own start when it falls inside the period.
+    pub fn billed_from(&self, p: Period) -> NaiveDate {
+        p.start.max(self.start).min(p.end)
+    }
+
+    /// What period `p` costs at `price` (the price in force on its first billed day): the
+    /// whole price, or for an add-on taken inside it the days from its start to the
+    /// period's end, prorated.
+    pub fn charge(&self, p: Period, price: Decimal) -> PeriodCharge {
+        let from = self.billed_from(p);
+        let (days_billed, days_in_period) = (days(from, p.end), days(p.start, p.end));
+        PeriodCharge {
+            period: p,
+            from,
+            days_billed,
+            days_in_period,
+            amount: prorate(price, days_billed, days_in_period),
         }
     }
 
@@ -120,17 +200,18 @@ impl Plan {
         }
     }
 
-    /// Periods whose start has come by `at` and that start before `ends_at`.
+    /// Periods whose first billed day (the period's start, or the subscription's inside
+    /// it) has come by `at` and is before `ends_at`.
     pub fn periods_due(
         &self,
         at: DateTime<Utc>,
         ends_at: Option<DateTime<Utc>>,
     ) -> impl Iterator<Item = Period> + '_ {
-        (self.first_period..)
+        (self.first_period()..)
             .map(|i| self.period(i))
             .take_while(move |p| {
-                let start = paris_midnight(p.start);
-                start <= at && ends_at.is_none_or(|end| start < end)
+                let from = paris_midnight(self.billed_from(*p));
+                from <= at && ends_at.is_none_or(|end| from < end)
             })
     }
 
@@ -145,7 +226,7 @@ impl Plan {
         // terms are whole numbers of billing periods (the catalog refuses other offers)
         let (start, end) = self.term_months(self.term_at(at).index);
         let periods =
-            (start / self.billing_months).max(self.first_period)..end / self.billing_months;
+            (start / self.billing_months).max(self.first_period())..end / self.billing_months;
         let remaining = periods
             .filter(|&i| paris_midnight(self.period(i).start) > at)
             .count() as u32;
@@ -175,7 +256,7 @@ mod tests {
             commitment_months: 36,
             renewal_months: 12,
             notice_days: 30,
-            first_period: 0,
+            start: d(anchor),
         }
     }
 
@@ -221,7 +302,7 @@ mod tests {
             commitment_months: 3,
             renewal_months: 1,
             notice_days: 10,
-            first_period: 0,
+            start: d("2026-03-31"),
         };
         assert_eq!(cellular.term(0).end, d("2026-06-30"));
         assert_eq!(
@@ -268,6 +349,157 @@ mod tests {
             plan.periods_due(at - chrono::Duration::seconds(1), None)
                 .count(),
             3
+        );
+    }
+    /// A yearly add-on on a parent anchored on `anchor`, taken on `start`.
+    fn yearly_addon(anchor: &str, start: &str) -> Plan {
+        Plan {
+            billing_months: 12,
+            start: d(start),
+            ..fibre(anchor)
+        }
+    }
+
+    #[test]
+    fn an_add_on_taken_mid_period_pays_the_days_left_then_whole_periods() {
+        // Assistance+ at 600.00/year taken 2026-05-10 on fibre anchored 2026-01-31: the
+        // period 2026-01-31..2027-01-31 has 365 days, 266 of them from 2026-05-10
+        let plan = yearly_addon("2026-01-31", "2026-05-10");
+        assert_eq!(plan.first_period(), 0);
+        let first = plan.charge(plan.period(0), dec!(600.00));
+        assert_eq!(
+            (first.from, first.days_billed, first.days_in_period),
+            (d("2026-05-10"), 266, 365)
+        );
+        assert!(first.is_prorated());
+        assert_eq!(first.amount, dec!(437.26), "600.00 × 266 / 365 = 437.2603");
+        let second = plan.charge(plan.period(1), dec!(600.00));
+        assert_eq!(
+            (second.from, second.days_billed, second.days_in_period),
+            (d("2027-01-31"), 365, 365)
+        );
+        assert!(!second.is_prorated());
+        assert_eq!(second.amount, dec!(600.00));
+    }
+
+    #[test]
+    fn proration_counts_29_february() {
+        // 1200.00/year, period 2027-03-01..2028-03-01 (366 days), taken 2027-09-15: 168 days
+        let plan = yearly_addon("2027-03-01", "2027-09-15");
+        let first = plan.charge(plan.period(0), dec!(1200.00));
+        assert_eq!((first.days_billed, first.days_in_period), (168, 366));
+        assert_eq!(first.amount, dec!(550.82), "1200.00 × 168 / 366 = 550.8197");
+        // taken on 29 February of a period anchored on 29 February: the next period
+        // starts on 28 February 2029 (clamped), 365 days later
+        let plan = yearly_addon("2024-02-29", "2028-02-29");
+        assert_eq!(plan.first_period(), 4);
+        let p = plan.charge(plan.period(4), dec!(1200.00));
+        assert_eq!(
+            (p.from, p.period.end, p.days_billed, p.amount),
+            (d("2028-02-29"), d("2029-02-28"), 365, dec!(1200.00))
+        );
+        let plan = yearly_addon("2024-02-29", "2028-03-01");
+        let p = plan.charge(plan.period(4), dec!(1200.00));
+        assert_eq!(
+            (p.days_billed, p.days_in_period, p.amount),
+            (364, 365, dec!(1196.71)),
+            "1200.00 × 364 / 365 = 1196.7123"
+        );
+    }
+
+    #[test]
+    fn proration_at_month_ends_rounds_half_away_from_zero() {
+        // monthly on an anchor of the 31st: period 0 is 2026-01-31..2026-02-28 (28 days)
+        let plan = Plan {
+            start: d("2026-02-27"),
+            ..fibre("2026-01-31")
+        };
+        assert_eq!(plan.first_period(), 0);
+        let last_day = plan.charge(plan.period(0), dec!(39.90));
+        assert_eq!((last_day.days_billed, last_day.days_in_period), (1, 28));
+        assert_eq!(
+            last_day.amount,
+            dec!(1.43),
+            "39.90 / 28 = 1.425, half away from zero (half to even would say 1.42)"
+        );
+        // taken on 28 February: that is period 1's first day, nothing to prorate
+        let plan = Plan {
+            start: d("2026-02-28"),
+            ..fibre("2026-01-31")
+        };
+        assert_eq!(plan.first_period(), 1);
+        let whole = plan.charge(plan.period(1), dec!(39.9000));
+        assert_eq!(
+            (whole.from, whole.period.end, whole.days_billed),
+            (d("2026-02-28"), d("2026-03-31"), 31)
+        );
+        assert_eq!(
+            whole.amount.to_string(),
+            "39.9000",
+            "the catalog price untouched"
+        );
+        assert_eq!(prorate(dec!(0.70), 1, 28), dec!(0.03), "0.025");
+        assert_eq!(prorate(dec!(10), 1, 3), dec!(3.33));
+        assert_eq!(prorate(dec!(10), 3, 3), dec!(10));
+    }
+
+    #[test]
+    fn an_add_on_is_due_from_its_own_start_at_paris_midnight() {
+        let plan = yearly_addon("2026-01-31", "2026-05-10");
+        // 00:00 Paris on 10 May 2026 (summer time) is 22:00 UTC the day before
+        let midnight: DateTime<Utc> = "2026-05-09T22:00:00Z".parse().unwrap();
+        assert_eq!(paris_midnight(d("2026-05-10")), midnight);
+        let before = midnight - chrono::Duration::seconds(1);
+        assert_eq!(plan.periods_due(before, None).count(), 0);
+        let due: Vec<_> = plan.periods_due(midnight, None).collect();
+        assert_eq!(due.len(), 1);
+        assert_eq!(plan.billed_from(due[0]), d("2026-05-10"));
+        // ending on its first day: nothing is due
+        assert_eq!(plan.periods_due(midnight, Some(midnight)).count(), 0);
+        // the fee for leaving counts the periods after the instant only
+        let fee = plan.early_termination(midnight, dec!(600.00), dec!(1));
+        assert_eq!((fee.remaining_periods, fee.fee.0), (2, dec!(1200.00)));
+    }
+
+    #[test]
+    fn twelve_month_periods_follow_the_pack_not_its_parent() {
+        // a pack taken 2026-05-10 in a 36-month term ending 2029-01-31: three periods
+        let end = paris_midnight(d("2029-01-31"));
+        let until = alive_until(Some(end), end + chrono::Duration::days(400));
+        let starts: Vec<_> = twelve_month_periods(d("2026-05-10"), until)
+            .map(|p| (p.index, p.start, p.end))
+            .collect();
+        assert_eq!(
+            starts,
+            [
+                (0, d("2026-05-10"), d("2027-05-10")),
+                (1, d("2027-05-10"), d("2028-05-10")),
+                (2, d("2028-05-10"), d("2029-05-10")),
+            ]
+        );
+        // anchored on 29 February: clamped each year, back on the 29th in 2032
+        let until = paris_midnight(d("2032-02-29"));
+        let starts: Vec<_> = twelve_month_periods(d("2028-02-29"), until)
+            .map(|p| p.start)
+            .collect();
+        assert_eq!(
+            starts,
+            [
+                d("2028-02-29"),
+                d("2029-02-28"),
+                d("2030-02-28"),
+                d("2031-02-28"),
+                d("2032-02-29")
+            ]
+        );
+        let just_before = until - chrono::Duration::microseconds(1);
+        assert_eq!(
+            twelve_month_periods(d("2028-02-29"), just_before).count(),
+            4
+        );
+        assert_eq!(
+            twelve_month_periods(d("2028-02-29"), paris_midnight(d("2028-02-28"))).count(),
+            0
         );
     }
 }

@@ -8,7 +8,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::*;
-use crate::calendar::{months_between, paris_date, paris_midnight};
+use crate::calendar::{paris_date, paris_midnight};
 use crate::catalog::{self, Offer};
 use crate::charges::{self, ChargeSource, NewCharge};
 use crate::schema::{customers, mandates, subscription_events, subscriptions};
@@ -88,7 +88,7 @@ async fn plan_of(
         commitment_months: terms.commitment_months as u32,
         renewal_months: terms.renewal_months as u32,
         notice_days: terms.notice_days as u32,
-        first_period: months_between(anchor, sub.start_date) / billing_months,
+        start: sub.start_date,
     };
     Ok(Some((plan, own)))
 }
@@ -138,9 +138,18 @@ async fn record(
     Ok(n == 1)
 }
 
-fn period_text(name: &str, start: NaiveDate, end: NaiveDate) -> String {
+fn period_text(name: &str, charge: &schedule::PeriodCharge) -> String {
+    let end = charge.period.end;
     let last = end.checked_sub_days(Days::new(1)).unwrap_or(end);
-    format!("{name}, {start} to {last}")
+    let text = format!("{name}, {} to {last}", charge.from);
+    if charge.is_prorated() {
+        format!(
+            "{text} ({} of {} days)",
+            charge.days_billed, charge.days_in_period
+        )
+    } else {
+        text
+    }
 }
 
 fn request_hash(req: &NewSubscription, start: NaiveDate) -> Vec<u8> {
@@ -676,8 +685,10 @@ pub async fn run_renewals(
 }
 
 /// `billing` at `as_of`: a charge for every billing period that has started by then and
-/// before the subscription's end, at the price in force on the period's first day (billing
-/// in advance). Idempotent; a late run catches up every period in between.
+/// before the subscription's end, at the price in force on the period's first billed day
+/// (billing in advance). An add-on taken inside a period pays it from its start date,
+/// prorated by days ([`Plan::charge`]). Idempotent; a late run catches up every period in
+/// between.
 pub async fn run_billing(
     conn: &mut AsyncPgConnection,
     as_of: DateTime<Utc>,
@@ -694,24 +705,26 @@ pub async fn run_billing(
             .filter(|p| !charged.contains(&(p.index as i32)))
             .collect();
         for p in due {
-            let Some(price) = catalog::store::price_on(conn, &offer.code, p.start).await? else {
-                tracing::warn!(subscription = %sub.id, offer = %offer.code, date = %p.start, "no price in force: period not charged");
+            let from = plan.billed_from(p);
+            let Some(price) = catalog::store::price_on(conn, &offer.code, from).await? else {
+                tracing::warn!(subscription = %sub.id, offer = %offer.code, date = %from, "no price in force: period not charged");
                 continue;
             };
+            let charge = plan.charge(p, price);
             let inserted = charges::insert(
                 conn,
                 &NewCharge {
                     subscription_id: Some(sub.id),
                     period_index: Some(p.index as i32),
-                    service_start: Some(p.start),
+                    service_start: Some(charge.from),
                     service_end: Some(p.end),
                     ..NewCharge::of_offer(
                         sub.customer_id,
                         &offer,
                         ChargeSource::SubscriptionPeriod,
-                        period_text(&offer.name, p.start, p.end),
+                        period_text(&offer.name, &charge),
                         Decimal::ONE,
-                        price,
+                        charge.amount,
                     )
                 },
                 now,

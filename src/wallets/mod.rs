@@ -42,7 +42,7 @@ pub fn appointment_period(pack_start: NaiveDate, date: NaiveDate) -> u32 {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum LotOrigin {
-    /// Included in a Service+ pack term (unit price 0).
+    /// Included in a Service+ pack, one lot per 12-month period of the pack (unit price 0).
     PackGrant,
     /// Bought as unit credits.
     Purchase,

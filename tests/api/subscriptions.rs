@@ -453,10 +453,11 @@ async fn add_ons_share_their_parents_terms_and_end_with_it() {
     assert_eq!(
         charged.iter().map(|c| (c.1, c.2)).collect::<Vec<_>>(),
         [
-            (d("2026-01-31"), dec!(600.00)),
+            (d("2026-05-10"), dec!(437.26)),
             (d("2027-01-31"), dec!(600.00))
         ],
-        "yearly periods on the parent's anchor; the one holding the start date in full"
+        "yearly periods on the parent's anchor: the one holding the start date from 2026-05-10, \
+         600.00 × 266 days left ÷ 365 = 437.26; the next one whole, 600.00"
     );
 
     store::cancel(&mut conn, parent, paris("2027-06-01"))
@@ -509,6 +510,108 @@ async fn add_ons_share_their_parents_terms_and_end_with_it() {
         fees,
         [dec!(1200.00)],
         "the 2027 and 2028 yearly periods of the term remain"
+    );
+}
+
+/// An add-on taken inside its parent's billing period is billed from its own start to
+/// the period's end, prorated by days, and not before it exists; from then on, whole
+/// periods on the parent's calendar.
+#[actix_web::test]
+async fn an_add_on_taken_mid_period_pays_the_days_left_over_http() {
+    let (app, _conn) = seeded().await;
+    let admin = app.admin().await;
+    app.clock.set(paris("2027-09-15") + Duration::hours(10));
+    let parent = app
+        .post_json(
+            &admin,
+            "/v1/subscriptions",
+            None,
+            &json!({"customer_id": NO_MANDATE, "offer_code": "premium_assistance", "start_date": "2027-03-01"}),
+        )
+        .await;
+    assert_eq!(parent.status, 201, "{}", parent.text);
+    let pack = app
+        .post_json(
+            &admin,
+            "/v1/subscriptions",
+            None,
+            &json!({
+                "customer_id": NO_MANDATE,
+                "offer_code": "service_plus_pack",
+                "start_date": "2027-09-15",
+                "parent_id": parent.body["id"],
+            }),
+        )
+        .await;
+    assert_eq!(pack.status, 201, "{}", pack.text);
+    let pack_id = pack.body["id"].as_str().unwrap().to_string();
+    let bill = async |as_of: &str| {
+        let run = app
+            .post_json(
+                &admin,
+                "/v1/jobs/billing/run",
+                None,
+                &json!({ "as_of": as_of }),
+            )
+            .await;
+        assert_eq!(run.status, 200, "{}", run.text);
+        run.body["charges_created"].as_i64().unwrap()
+    };
+    assert_eq!(
+        bill("2027-09-14T23:59:59+02:00").await,
+        1,
+        "the parent's 2027-03-01 period only: the pack does not exist yet"
+    );
+    assert_eq!(
+        bill("2027-09-15T00:00:00+02:00").await,
+        1,
+        "the pack's first day"
+    );
+    assert_eq!(bill("2027-09-15T00:00:00+02:00").await, 0, "idempotent");
+    assert_eq!(
+        bill("2028-03-01T00:00:00+01:00").await,
+        2,
+        "the parent's and the pack's periods from 2028-03-01"
+    );
+    let charges = app
+        .get(&admin, &format!("/v1/customers/{NO_MANDATE}/charges"))
+        .await;
+    assert_eq!(charges.status, 200, "{}", charges.text);
+    let of_pack: Vec<_> = charges.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["subscription_id"] == pack_id.as_str())
+        .map(|c| {
+            (
+                c["period_index"].as_i64().unwrap(),
+                c["service_start"].as_str().unwrap(),
+                c["service_end"].as_str().unwrap(),
+                c["amount"].as_str().unwrap(),
+                c["description"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        of_pack,
+        [
+            (
+                0,
+                "2027-09-15",
+                "2028-03-01",
+                "688.52",
+                "Service+ pack (20 service credits a year), 2027-09-15 to 2028-02-29 (168 of 366 days)"
+            ),
+            (
+                1,
+                "2028-03-01",
+                "2029-03-01",
+                "1500.00",
+                "Service+ pack (20 service credits a year), 2028-03-01 to 2029-02-28"
+            ),
+        ],
+        "1500.00 × 168 days left (2027-09-15 to 2028-03-01, 29 February included) ÷ 366 days \
+         in the parent's period 2027-03-01..2028-03-01 = 688.5246 → 688.52; then whole years"
     );
 }
 
@@ -706,10 +809,13 @@ proptest! {
 
     /// For any start and horizon, with or without a cancellation, the charged periods cover
     /// each day of the subscription's active life exactly once: contiguous from the
-    /// anchor, no overlap, the last one holding the last active day.
+    /// anchor (or, for an add-on taken later, from its own start, the period holding it
+    /// prorated to exactly the days from that start), no overlap, the last one holding
+    /// the last active day.
     #[test]
     fn charges_cover_each_active_day_once(
         start in 0i64..(366 * 30),
+        addon_after_days in proptest::option::of(0i64..800),
         yearly in any::<bool>(),
         commitment_periods in 1u32..4,
         renewal_periods in 1u32..3,
@@ -717,6 +823,7 @@ proptest! {
         cancel_after_days in proptest::option::of(0i64..(366 * 6)),
     ) {
         let anchor = d("2000-01-01") + Duration::days(start);
+        let own_start = anchor + Duration::days(addon_after_days.unwrap_or(0));
         let months = if yearly { 12 } else { 1 };
         let plan = Plan {
             anchor,
@@ -724,14 +831,22 @@ proptest! {
             commitment_months: commitment_periods * months * if yearly { 1 } else { 12 },
             renewal_months: renewal_periods * months,
             notice_days: 30,
-            first_period: 0,
+            start: own_start,
         };
-        let horizon = paris_midnight(anchor + Duration::days(horizon_days)) + Duration::hours(12);
+        let horizon = paris_midnight(own_start + Duration::days(horizon_days)) + Duration::hours(12);
         let ends_at = cancel_after_days
-            .map(|c| paris_midnight(plan.end_after_cancellation(paris_midnight(anchor + Duration::days(c)))));
+            .map(|c| paris_midnight(plan.end_after_cancellation(paris_midnight(own_start + Duration::days(c)))));
         let due: Vec<_> = plan.periods_due(horizon, ends_at).collect();
         prop_assert!(!due.is_empty());
-        prop_assert_eq!(due[0].start, anchor);
+        prop_assert!(due[0].start <= own_start && own_start < due[0].end);
+        let first = plan.charge(due[0], dec!(1000.00));
+        prop_assert_eq!(first.from, own_start);
+        prop_assert_eq!(i64::from(first.days_billed), (due[0].end - own_start).num_days());
+        prop_assert_eq!(first.is_prorated(), own_start != due[0].start);
+        prop_assert!(first.amount <= dec!(1000.00) && first.amount > Decimal::ZERO);
+        for p in &due[1..] {
+            prop_assert!(!plan.charge(*p, dec!(1000.00)).is_prorated());
+        }
         for w in due.windows(2) {
             prop_assert_eq!(w[0].end, w[1].start);
             prop_assert!(w[0].start < w[0].end);

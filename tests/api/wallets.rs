@@ -137,8 +137,11 @@ async fn tickets_are_usable_once_paid_and_refused_with_premium_assistance() {
     assert_eq!(verify.body["mismatches"], json!([]));
 }
 
+/// Unit credits need an active Service+ pack; the pack (here on a parent with 12-month
+/// terms, taken the parent's first day) grants 20 credits on 2026-01-31 and again on
+/// 2027-01-31, the start of its second 12-month period.
 #[actix_web::test]
-async fn unit_credits_need_service_plus_and_packs_grant_a_lot_per_term() {
+async fn unit_credits_need_service_plus_and_packs_grant_a_lot_per_12_months() {
     let (app, mut conn) = seeded().await;
     let admin = app.admin().await;
     app.clock.set(paris("2026-02-10") + Duration::hours(9));
@@ -152,7 +155,8 @@ async fn unit_credits_need_service_plus_and_packs_grant_a_lot_per_term() {
         job(&mut conn, Job::Renewals, paris("2026-02-01"))
             .await
             .lots_granted,
-        1
+        1,
+        "the pack's first 12-month period, from 2026-01-31"
     );
     let bought = app
         .post_json(&admin, &path, Some("cp1"), &json!({"credits": "5"}))
@@ -171,18 +175,21 @@ async fn unit_credits_need_service_plus_and_packs_grant_a_lot_per_term() {
         .unwrap();
     assert_eq!(charge.amount.0, dec!(400.00));
 
-    // the pack renews with its parent on 2027-01-31: a new lot, the first keeps its expiry
+    // the pack's second 12-month period begins on 2027-01-31: a new lot of 20, the first
+    // keeps its expiry
     assert_eq!(
         job(&mut conn, Job::Renewals, paris("2027-01-31"))
             .await
             .lots_granted,
-        1
+        1,
+        "the pack's second 12-month period, from 2027-01-31"
     );
     assert_eq!(
         job(&mut conn, Job::Renewals, paris("2027-01-31"))
             .await
             .lots_granted,
-        0
+        0,
+        "that period is granted already"
     );
     let lots = app
         .get(&admin, &format!("/v1/customers/{C1}/credit-lots"))
@@ -222,7 +229,147 @@ async fn unit_credits_need_service_plus_and_packs_grant_a_lot_per_term() {
                 "0.00".into(),
                 "2028-01-30T23:00:00Z".into()
             ),
+        ],
+        "20 credits granted 2026-01-31 expiring 2027-01-31 00:00 Paris; 5 bought 2026-02-10 \
+         at 80.00 expiring 2027-02-10; 20 granted 2027-01-31 expiring 2028-01-31"
+    );
+}
+
+/// (granted, granted_at, expires_at) of each of a customer's lots, as the API shows them.
+async fn lot_dates(app: &crate::helpers::TestApp, key: &str, customer: Uuid) -> Vec<[String; 3]> {
+    let lots = app
+        .get(key, &format!("/v1/customers/{customer}/credit-lots"))
+        .await;
+    assert_eq!(lots.status, 200, "{}", lots.text);
+    lots.body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            ["granted", "granted_at", "expires_at"].map(|f| l[f].as_str().unwrap().to_string())
+        })
+        .collect()
+}
+
+/// A Service+ pack grants its credits at the start of each 12-month period of its own,
+/// anchored on its start, whatever its parent's term length: taken 2026-05-10 on a fibre
+/// access whose 36-month term ends 2029-01-31, it grants three lots, not one per term.
+#[actix_web::test]
+async fn service_plus_grants_a_lot_per_12_months_of_the_pack_not_per_parent_term() {
+    let (app, _conn) = seeded().await;
+    let admin = app.admin().await;
+    app.clock.set(paris("2026-05-10") + Duration::hours(10));
+    let subscribe = async |body: serde_json::Value| {
+        let created = app
+            .post_json(&admin, "/v1/subscriptions", None, &body)
+            .await;
+        assert_eq!(created.status, 201, "{}", created.text);
+        created.body["id"].as_str().unwrap().to_string()
+    };
+    let fibre = subscribe(
+        json!({"customer_id": C1, "offer_code": "ip_access_fibre", "start_date": "2026-01-31"}),
+    )
+    .await;
+    subscribe(json!({
+        "customer_id": C1,
+        "offer_code": "service_plus_pack",
+        "start_date": "2026-05-10",
+        "parent_id": fibre,
+    }))
+    .await;
+    let renewals = async |as_of: &str| {
+        let ran = app
+            .post_json(
+                &admin,
+                "/v1/jobs/renewals/run",
+                None,
+                &json!({ "as_of": as_of }),
+            )
+            .await;
+        assert_eq!(ran.status, 200, "{}", ran.text);
+        let verify = app.get(&admin, "/v1/ledger/verify").await;
+        (
+            ran.body["lots_granted"].as_i64().unwrap(),
+            verify.body["accounts_checked"].as_i64().unwrap(),
+        )
+    };
+    let (granted, accounts) = renewals("2029-01-30T00:00:00+01:00").await;
+    assert_eq!(
+        granted, 3,
+        "periods from 2026-05-10, 2027-05-10 and 2028-05-10, all in the parent's first term"
+    );
+    assert_eq!(
+        renewals("2029-01-30T00:00:00+01:00").await,
+        (0, accounts),
+        "run again: nothing granted, no account opened"
+    );
+    // cancelled in time, the parent and its pack end at the term's end, 2029-01-31: the
+    // period that would begin 2029-05-10 never comes
+    let cancelled = app
+        .post_json(
+            &admin,
+            &format!("/v1/subscriptions/{fibre}/cancel"),
+            None,
+            &json!({}),
+        )
+        .await;
+    assert_eq!(
+        cancelled.body["ends_at"], "2029-01-30T23:00:00Z",
+        "{}",
+        cancelled.text
+    );
+    assert_eq!(renewals("2030-06-01T00:00:00+02:00").await, (0, accounts));
+    assert_eq!(
+        lot_dates(&app, &admin, C1).await,
+        [
+            ["20.00", "2026-05-09T22:00:00Z", "2027-05-09T22:00:00Z"],
+            ["20.00", "2027-05-09T22:00:00Z", "2028-05-09T22:00:00Z"],
+            ["20.00", "2028-05-09T22:00:00Z", "2029-05-09T22:00:00Z"],
         ]
+        .map(|l| l.map(String::from)),
+        "20 credits on each 10 May 00:00 Paris (22:00 UTC, summer time), each expiring 12 months \
+         later"
+    );
+}
+
+/// A pack taken on 29 February: its 12-month periods begin on 28 February in common years
+/// (clamped, counted from the anchor), never on its parent's term dates (12-month terms
+/// from 31 January here), and each lot expires on the same day of the month a year on.
+#[actix_web::test]
+async fn service_plus_taken_on_29_february_grants_on_its_anniversaries() {
+    let (app, mut conn) = seeded().await;
+    let admin = app.admin().await;
+    app.clock.set(paris("2028-02-29") + Duration::hours(10));
+    let parent = subscribe(&mut conn, C2, "premium_assistance", "2028-01-31", None).await;
+    subscribe(
+        &mut conn,
+        C2,
+        "service_plus_pack",
+        "2028-02-29",
+        Some(parent),
+    )
+    .await;
+    let ran = app
+        .post_json(
+            &admin,
+            "/v1/jobs/renewals/run",
+            None,
+            &json!({"as_of": "2031-03-01T00:00:00+01:00"}),
+        )
+        .await;
+    assert_eq!(ran.status, 200, "{}", ran.text);
+    assert_eq!(ran.body["lots_granted"], 4, "2028, 2029, 2030 and 2031");
+    assert_eq!(
+        lot_dates(&app, &admin, C2).await,
+        [
+            ["20.00", "2028-02-28T23:00:00Z", "2029-02-27T23:00:00Z"],
+            ["20.00", "2029-02-27T23:00:00Z", "2030-02-27T23:00:00Z"],
+            ["20.00", "2030-02-27T23:00:00Z", "2031-02-27T23:00:00Z"],
+            ["20.00", "2031-02-27T23:00:00Z", "2032-02-27T23:00:00Z"],
+        ]
+        .map(|l| l.map(String::from)),
+        "granted 2028-02-29, then each 28 February (00:00 Paris = 23:00 UTC the day before); \
+         not on the parent's term starts (31 January)"
     );
 }
 

@@ -1,6 +1,6 @@
 //! Credit lots: granted by packs, bought, allocated to holds, listed.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
@@ -8,7 +8,6 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use rust_decimal::Decimal;
 use uuid::Uuid;
 
-use crate::wallets::*;
 use super::*;
 use crate::calendar::{paris_date, paris_midnight};
 use crate::catalog;
@@ -17,6 +16,7 @@ use crate::ledger::store as ledger;
 use crate::ledger::{AccountId, NewTransaction, Posting, Side};
 use crate::money::{price, round_cents, Amount, Unit};
 use crate::schema::{balances, credit_lots, subscriptions};
+use crate::subscriptions::schedule;
 
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = credit_lots)]
@@ -44,7 +44,7 @@ pub(super) struct NewLot {
     key: Option<String>,
 }
 
-/// Creates a lot and credits it; `AlreadyGranted` when it exists (same pack term or key),
+/// Creates a lot and credits it; `AlreadyGranted` when it exists (same pack period or key),
 /// which rolls back the caller's transaction and the lot account opened here.
 pub(super) async fn grant_lot(
     conn: &mut AsyncPgConnection,
@@ -197,8 +197,12 @@ pub(super) async fn purchase_replay(
         .ok_or_else(|| WalletError::NotFound(format!("lot {id}")))
 }
 
-/// Grants the included credits of every Service+ pack term that has begun by `as_of` (and
-/// before the pack's end), once per term. Returns how many lots were granted.
+/// Grants the included credits of every Service+ pack at the start of each 12-month
+/// period of the pack begun by `as_of`: anchored on the pack's own start date, whatever
+/// its parent's term length or billing period, and only while the pack is alive (a period
+/// starting at or after its end grants nothing). One lot per period, the period's index
+/// as the lot's `term_index`; each lot expires 12 months after its grant. A period
+/// granted before costs nothing and opens no account. Returns how many lots were granted.
 pub async fn grant_pack_credits(
     conn: &mut AsyncPgConnection,
     as_of: DateTime<Utc>,
@@ -221,42 +225,32 @@ pub async fn grant_pack_credits(
         let Some(offer) = catalog::store::get(conn, &code).await? else {
             continue;
         };
-        let Some(per_term) = offer.entitlements.credits_per_term else {
+        let Some(per_period) = offer.entitlements.credits_per_term else {
             continue;
         };
-        let Some((plan, _)) = crate::subscriptions::store::plan(conn, id)
-            .await
-            .map_err(|e| WalletError::Invalid(e.to_string()))?
-        else {
-            continue;
-        };
-        let start = paris_midnight(start_date);
-        let until = crate::subscriptions::schedule::alive_until(ends_at, as_of);
-        if until < start {
-            continue;
-        }
-        for k in plan.term_at(start).index..=plan.term_at(until).index {
-            let granted_at = paris_midnight(plan.term(k).start).max(start);
+        let until = schedule::alive_until(ends_at, as_of);
+        let done: HashSet<i32> = credit_lots::table
+            .filter(credit_lots::subscription_id.eq(id))
+            .select(credit_lots::term_index)
+            .load::<Option<i32>>(conn)
+            .await?
+            .into_iter()
+            .flatten()
+            .collect();
+        for period in schedule::twelve_month_periods(start_date, until) {
+            let index = period.index as i32;
+            if done.contains(&index) {
+                continue;
+            }
             let lot = NewLot {
                 customer,
                 origin: LotOrigin::PackGrant,
-                subscription: Some((id, k as i32)),
-                credits: amount(per_term.0, Unit::Credit)?,
+                subscription: Some((id, index)),
+                credits: amount(per_period.0, Unit::Credit)?,
                 unit_price: Decimal::ZERO,
-                granted_at,
+                granted_at: paris_midnight(period.start),
                 key: None,
             };
-            // a term granted before costs one look-up, and opens no account
-            let exists = diesel::select(diesel::dsl::exists(
-                credit_lots::table
-                    .filter(credit_lots::subscription_id.eq(id))
-                    .filter(credit_lots::term_index.eq(k as i32)),
-            ))
-            .get_result::<bool>(conn)
-            .await?;
-            if exists {
-                continue;
-            }
             match crate::retry_transaction!(conn, WalletError, |c| {
                 grant_lot(c, lot.clone()).await
             }) {
