@@ -164,6 +164,17 @@ diesel::table! {
 }
 
 diesel::table! {
+    idempotency_keys (scope, key) {
+        scope -> Text,
+        key -> Text,
+        operation -> Text,
+        request_hash -> Bytea,
+        response -> Nullable<Jsonb>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     interventions (id) {
         id -> Uuid,
         authorization_id -> Uuid,
@@ -332,6 +343,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     credit_lots,
     customers,
     holds,
+    idempotency_keys,
     interventions,
     mandates,
     offer_prices,

@@ -247,7 +247,7 @@ impl CustomerPatch {
 }
 
 /// The checked form of a customer's identity.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CustomerFields {
     pub legal_name: String,
     pub siren: String,
@@ -327,7 +327,7 @@ impl NewCustomer {
 }
 
 /// A customer as the API shows it.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct CustomerView {
     #[schema(value_type = String, format = Uuid)]
     pub id: Uuid,

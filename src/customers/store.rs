@@ -1,8 +1,9 @@
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use sha2::{Digest, Sha256};
 use uuid::Uuid;
+
+use crate::idempotency::{self, IdempotencyKey, KeyReused};
 
 use super::{Address, CustomerFields, CustomerPatch, CustomerStatus, CustomerView};
 use crate::schema::customers;
@@ -22,7 +23,6 @@ struct CustomerRow {
     town: String,
     country: String,
     status: String,
-    request_hash: Option<Vec<u8>>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
 }
@@ -84,10 +84,6 @@ impl<'a> From<&'a CustomerFields> for IdentityColumns<'a> {
     }
 }
 
-fn fields_hash(f: &CustomerFields) -> Vec<u8> {
-    Sha256::digest(format!("{f:?}").as_bytes()).to_vec()
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum CustomerError {
     #[error("the idempotency key was already used for a different customer")]
@@ -98,6 +94,12 @@ pub enum CustomerError {
     Invalid(Vec<crate::error::FieldError>),
     #[error(transparent)]
     Database(#[from] diesel::result::Error),
+}
+
+impl From<KeyReused> for CustomerError {
+    fn from(_: KeyReused) -> Self {
+        CustomerError::IdempotencyConflict
+    }
 }
 
 impl crate::db::Retryable for CustomerError {
@@ -111,47 +113,29 @@ pub async fn create(
     conn: &mut AsyncPgConnection,
     id: Uuid,
     f: &CustomerFields,
-    key: Option<&str>,
+    key: Option<&IdempotencyKey>,
     now: DateTime<Utc>,
 ) -> Result<(CustomerView, bool), CustomerError> {
-    let hash = fields_hash(f);
-    let inserted: Option<CustomerRow> = diesel::insert_into(customers::table)
-        .values((
-            customers::id.eq(id),
-            IdentityColumns::from(f),
-            customers::idempotency_key.eq(key),
-            customers::request_hash.eq(&hash),
-            customers::created_at.eq(now),
-            customers::updated_at.eq(now),
-        ))
-        .on_conflict_do_nothing()
-        .returning(CustomerRow::as_returning())
-        .get_result(conn)
-        .await
-        .optional()?;
-    if let Some(row) = inserted {
-        return Ok((row.view(), false));
-    }
-    let existing: CustomerRow = match key {
-        Some(k) => {
-            customers::table
-                .filter(customers::idempotency_key.eq(k))
-                .select(CustomerRow::as_select())
-                .first(conn)
-                .await?
+    crate::retry_transaction!(conn, CustomerError, |c| {
+        if let Some(first) =
+            idempotency::replay::<_, CustomerError>(c, key, "customers.create", f, now).await?
+        {
+            return Ok((first, true));
         }
-        None => {
-            customers::table
-                .find(id)
-                .select(CustomerRow::as_select())
-                .first(conn)
-                .await?
-        }
-    };
-    if existing.request_hash.as_deref() != Some(hash.as_slice()) {
-        return Err(CustomerError::IdempotencyConflict);
-    }
-    Ok((existing.view(), true))
+        let row: CustomerRow = diesel::insert_into(customers::table)
+            .values((
+                customers::id.eq(id),
+                IdentityColumns::from(f),
+                customers::created_at.eq(now),
+                customers::updated_at.eq(now),
+            ))
+            .returning(CustomerRow::as_returning())
+            .get_result(c)
+            .await?;
+        let view = row.view();
+        idempotency::record(c, key, &view).await?;
+        Ok((view, false))
+    })
 }
 
 pub async fn get(

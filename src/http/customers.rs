@@ -6,7 +6,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::{
-    decode_cursor, next_cursor, optional_idempotency_key, page_limit, Auth, JsonBody, State,
+    caller_idempotency_key, decode_cursor, next_cursor, page_limit, Auth, JsonBody, State,
 };
 use crate::auth::Role;
 use crate::charges::{self, ChargeView};
@@ -50,8 +50,8 @@ pub async fn post_customer(
     req: HttpRequest,
     body: JsonBody<NewCustomer>,
 ) -> Result<HttpResponse, ApiError> {
-    auth.require(STAFF)?;
-    let key = optional_idempotency_key(&req)?;
+    let caller = auth.require(STAFF)?;
+    let key = caller_idempotency_key(&req, caller)?;
     let fields = body
         .0
         .validate()
@@ -61,7 +61,7 @@ pub async fn post_customer(
         &mut conn,
         uuid::Uuid::now_v7(),
         &fields,
-        key.as_deref(),
+        key.as_ref(),
         state.clock.now(),
     )
     .await?;

@@ -308,6 +308,16 @@ pub fn optional_idempotency_key(req: &HttpRequest) -> Result<Option<String>, Api
     Ok(Some(key.to_string()))
 }
 
+/// The `Idempotency-Key` header where it is optional, in the scope of the caller (see
+/// [`crate::idempotency`]): with it, a retry returns the first result.
+pub fn caller_idempotency_key(
+    req: &HttpRequest,
+    caller: &crate::auth::Principal,
+) -> Result<Option<crate::idempotency::IdempotencyKey>, ApiError> {
+    Ok(optional_idempotency_key(req)?
+        .map(|key| crate::idempotency::IdempotencyKey::new(caller, key)))
+}
+
 /// 201 with the created resource, or 200 with the first result of an idempotent replay
 /// (marked `Idempotent-Replayed: true`).
 pub fn created_or_replayed(body: impl serde::Serialize, replayed: bool) -> actix_web::HttpResponse {

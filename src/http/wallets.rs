@@ -5,7 +5,7 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::{optional_idempotency_key, Auth, JsonBody, State};
+use super::{caller_idempotency_key, optional_idempotency_key, Auth, JsonBody, State};
 use crate::auth::Role;
 use crate::error::{ApiError, ErrorCode};
 use crate::money::{Amount, DecimalString, Unit};
@@ -128,7 +128,7 @@ pub async fn post_ticket_purchase(
     body: JsonBody<TicketPurchaseRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
-    auth.require_customer(BUYERS, id)?;
+    let caller = auth.require_customer(BUYERS, id)?;
     if !(1..=1000).contains(&body.0.quantity) {
         return Err(ApiError::field(
             ErrorCode::InvalidRequest,
@@ -136,13 +136,13 @@ pub async fn post_ticket_purchase(
             "1 to 1000",
         ));
     }
-    let key = optional_idempotency_key(&req)?;
+    let key = caller_idempotency_key(&req, caller)?;
     let mut conn = state.pool.get().await?;
     let (view, replayed) = store::buy_tickets(
         &mut conn,
         id,
         body.0.quantity,
-        key.as_deref(),
+        key.as_ref(),
         state.clock.now(),
     )
     .await?;

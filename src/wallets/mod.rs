@@ -100,6 +100,12 @@ pub enum WalletError {
     Database(#[from] diesel::result::Error),
 }
 
+impl From<crate::idempotency::KeyReused> for WalletError {
+    fn from(_: crate::idempotency::KeyReused) -> Self {
+        WalletError::IdempotencyConflict
+    }
+}
+
 impl crate::db::Retryable for WalletError {
     fn is_retryable(&self) -> bool {
         match self {

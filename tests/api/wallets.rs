@@ -928,3 +928,38 @@ async fn concurrent_credit_purchases_with_one_key_buy_once() {
         .collect();
     assert_eq!(ids.len(), 1, "one lot");
 }
+
+/// Twenty concurrent ticket purchases under one key buy once: one 201 and nineteen
+/// replays of it (same body, `Idempotent-Replayed: true`). A key is its caller's: another
+/// caller's same key buys for itself.
+#[actix_web::test]
+async fn concurrent_ticket_purchases_with_one_key_buy_once() {
+    let (app, _conn) = seeded().await;
+    let finance = app.key(Role::Finance, None).await;
+    let admin = app.admin().await;
+    app.clock.set(paris("2026-03-02") + Duration::hours(10));
+    let path = format!("/v1/customers/{C2}/ticket-purchases");
+    let body = json!({"quantity": 3});
+    let replies = futures_util::future::join_all(
+        (0..20).map(|_| app.post_json(&finance, &path, Some("tickets-1"), &body)),
+    )
+    .await;
+    let created: Vec<_> = replies.iter().filter(|r| r.status == 201).collect();
+    assert_eq!(created.len(), 1, "one purchase");
+    for reply in &replies {
+        if reply.status != 201 {
+            assert_eq!(reply.status, 200, "{}", reply.text);
+            assert_eq!(reply.header("idempotent-replayed"), Some("true"));
+            assert_eq!(reply.body, created[0].body, "the first answer, as it was");
+        }
+    }
+    // the same key with another quantity is a conflict; another caller's is its own
+    app.post_json(&finance, &path, Some("tickets-1"), &json!({"quantity": 4}))
+        .await
+        .problem(409, "idempotency_conflict");
+    let other = app
+        .post_json(&admin, &path, Some("tickets-1"), &json!({"quantity": 4}))
+        .await;
+    assert_eq!(other.status, 201, "{}", other.text);
+    assert_ne!(other.body["id"], created[0].body["id"]);
+}

@@ -9,13 +9,14 @@ use uuid::Uuid;
 use super::*;
 use crate::calendar::paris_date;
 use crate::charges::{self, ChargeSource, NewCharge};
+use crate::idempotency::{self, IdempotencyKey};
 use crate::ledger::store as ledger;
 use crate::ledger::{LedgerError, NewTransaction, Posting, Side};
 use crate::money::Unit;
 use crate::schema::ticket_purchases;
 
 /// A purchase of tickets.
-#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct TicketPurchaseView {
     #[schema(value_type = String, format = Uuid)]
     pub id: Uuid,
@@ -35,7 +36,6 @@ pub(super) struct PurchaseRow {
     customer_id: Uuid,
     quantity: i32,
     status: String,
-    request_hash: Option<Vec<u8>>,
     created_at: DateTime<Utc>,
     paid_at: Option<DateTime<Utc>>,
 }
@@ -59,29 +59,23 @@ pub async fn buy_tickets(
     conn: &mut AsyncPgConnection,
     customer: Uuid,
     quantity: i32,
-    key: Option<&str>,
+    key: Option<&IdempotencyKey>,
     now: DateTime<Utc>,
 ) -> Result<(TicketPurchaseView, bool), WalletError> {
     if !(1..=1000).contains(&quantity) {
         return Err(WalletError::Invalid("quantity: 1 to 1000 tickets".into()));
     }
-    let hash = format!("{customer}|{quantity}").into_bytes();
-    if let Some(k) = key {
-        let existing: Option<PurchaseRow> = ticket_purchases::table
-            .filter(ticket_purchases::idempotency_key.eq(k))
-            .select(PurchaseRow::as_select())
-            .first(conn)
-            .await
-            .optional()?;
-        if let Some(row) = existing {
-            return if row.request_hash.as_deref() == Some(hash.as_slice()) {
-                Ok((row.into(), true))
-            } else {
-                Err(WalletError::IdempotencyConflict)
-            };
-        }
+    #[derive(serde::Serialize)]
+    struct Request {
+        customer: Uuid,
+        quantity: i32,
     }
+    let request = Request { customer, quantity };
     crate::retry_transaction!(conn, WalletError, |c| {
+        let first = idempotency::replay::<_, WalletError>(c, key, "tickets.buy", &request, now);
+        if let Some(first) = first.await? {
+            return Ok((first, true));
+        }
         require_customer(c, customer).await?;
         if active_offers(c, customer, now)
             .await?
@@ -98,8 +92,6 @@ pub async fn buy_tickets(
                 ticket_purchases::customer_id.eq(customer),
                 ticket_purchases::quantity.eq(quantity),
                 ticket_purchases::status.eq("pending_payment"),
-                ticket_purchases::idempotency_key.eq(key),
-                ticket_purchases::request_hash.eq(&hash),
                 ticket_purchases::created_at.eq(now),
             ))
             .execute(c)
@@ -135,7 +127,9 @@ pub async fn buy_tickets(
             .select(PurchaseRow::as_select())
             .first(c)
             .await?;
-        Ok((row.into(), false))
+        let view = TicketPurchaseView::from(row);
+        idempotency::record(c, key, &view).await?;
+        Ok((view, false))
     })
 }
 
