@@ -6,7 +6,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::{
-    check_date, decode_cursor, next_cursor, optional_idempotency_key, page_limit, Auth, JsonBody,
+    caller_idempotency_key, check_date, decode_cursor, next_cursor, page_limit, Auth, JsonBody,
     State,
 };
 use crate::auth::Role;
@@ -44,8 +44,8 @@ pub async fn post_subscription(
     req: HttpRequest,
     body: JsonBody<NewSubscription>,
 ) -> Result<HttpResponse, ApiError> {
-    auth.require(STAFF)?;
-    let key = optional_idempotency_key(&req)?;
+    let caller = auth.require(STAFF)?;
+    let key = caller_idempotency_key(&req, caller)?;
     if let Some(d) = body.0.start_date {
         check_date(ErrorCode::InvalidRequest, "start_date", d)?;
         // every period from the start is billed: a start decades away is a typing error
@@ -59,8 +59,7 @@ pub async fn post_subscription(
         }
     }
     let mut conn = state.pool.get().await?;
-    let (id, replayed) =
-        store::create(&mut conn, &body.0, key.as_deref(), state.clock.now()).await?;
+    let (id, replayed) = store::create(&mut conn, &body.0, key.as_ref(), state.clock.now()).await?;
     drop(conn);
     let view = view(&state, id).await?;
     Ok(super::created_or_replayed(view, replayed))

@@ -5,7 +5,7 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::{caller_idempotency_key, optional_idempotency_key, Auth, JsonBody, State};
+use super::{caller_idempotency_key, Auth, JsonBody, State};
 use crate::auth::Role;
 use crate::error::{ApiError, ErrorCode};
 use crate::money::{Amount, DecimalString, Unit};
@@ -182,12 +182,12 @@ pub async fn post_credit_purchase(
     body: JsonBody<CreditPurchaseRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
-    auth.require_customer(BUYERS, id)?;
+    let caller = auth.require_customer(BUYERS, id)?;
     let credits = Amount::new(body.0.credits.0, Unit::Credit)
         .map_err(|e| ApiError::field(ErrorCode::InvalidRequest, "credits", e.to_string()))?;
-    let key = optional_idempotency_key(&req)?;
+    let key = caller_idempotency_key(&req, caller)?;
     let mut conn = state.pool.get().await?;
     let (lot, replayed) =
-        store::buy_credits(&mut conn, id, credits, key.as_deref(), state.clock.now()).await?;
+        store::buy_credits(&mut conn, id, credits, key.as_ref(), state.clock.now()).await?;
     Ok(super::created_or_replayed(lot, replayed))
 }

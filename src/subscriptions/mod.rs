@@ -121,7 +121,7 @@ pub struct SubscriptionView {
 }
 
 /// A new subscription.
-#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"customer_id": "0193e0a0-0000-7000-8000-000000000001", "offer_code": "ip_access_fibre", "start_date": "2026-12-01"}))]
 pub struct NewSubscription {

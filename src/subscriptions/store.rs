@@ -4,14 +4,20 @@ use chrono::{DateTime, Days, NaiveDate, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use rust_decimal::Decimal;
-use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::*;
 use crate::calendar::{paris_date, paris_midnight};
 use crate::catalog::{self, Offer};
 use crate::charges::{self, ChargeSource, NewCharge};
+use crate::idempotency::{self, IdempotencyKey, KeyReused};
 use crate::schema::{customers, mandates, subscription_events, subscriptions};
+
+impl From<KeyReused> for SubscriptionError {
+    fn from(_: KeyReused) -> Self {
+        SubscriptionError::IdempotencyConflict
+    }
+}
 
 impl crate::db::Retryable for SubscriptionError {
     fn is_retryable(&self) -> bool {
@@ -152,43 +158,31 @@ fn period_text(name: &str, charge: &schedule::PeriodCharge) -> String {
     }
 }
 
-fn request_hash(req: &NewSubscription, start: NaiveDate) -> Vec<u8> {
-    Sha256::digest(
-        format!(
-            "{}|{}|{start}|{:?}",
-            req.customer_id, req.offer_code, req.parent_id
-        )
-        .as_bytes(),
-    )
-    .to_vec()
-}
-
 /// Creates a subscription at `now`; with a key, a replay returns the first (`true`).
 pub async fn create(
     conn: &mut AsyncPgConnection,
     req: &NewSubscription,
-    key: Option<&str>,
+    key: Option<&IdempotencyKey>,
     now: DateTime<Utc>,
 ) -> Result<(Uuid, bool), SubscriptionError> {
     let today = paris_date(now);
     let start = req.start_date.unwrap_or(today);
-    let hash = request_hash(req, start);
-    if let Some(k) = key {
-        let existing: Option<(Uuid, Option<Vec<u8>>)> = subscriptions::table
-            .filter(subscriptions::idempotency_key.eq(k))
-            .select((subscriptions::id, subscriptions::request_hash))
-            .first(conn)
-            .await
-            .optional()?;
-        if let Some((id, h)) = existing {
-            return if h.as_deref() == Some(hash.as_slice()) {
-                Ok((id, true))
-            } else {
-                Err(SubscriptionError::IdempotencyConflict)
-            };
-        }
-    }
+    // the request as decided: a missing start date is today's
+    let request = NewSubscription {
+        start_date: Some(start),
+        ..req.clone()
+    };
     crate::retry_transaction!(conn, SubscriptionError, |c| {
+        let first = idempotency::replay::<_, SubscriptionError>(
+            c,
+            key,
+            "subscriptions.create",
+            &request,
+            now,
+        );
+        if let Some(id) = first.await? {
+            return Ok((id, true));
+        }
         let status: Option<String> = customers::table
             .find(req.customer_id)
             .select(customers::status)
@@ -257,8 +251,6 @@ pub async fn create(
                 subscriptions::anchor_date.eq(anchor),
                 subscriptions::start_date.eq(start),
                 subscriptions::ends_at.eq(ends_at),
-                subscriptions::idempotency_key.eq(key),
-                subscriptions::request_hash.eq(&hash),
                 subscriptions::created_at.eq(now),
             ))
             .execute(c)
@@ -295,6 +287,7 @@ pub async fn create(
             )
             .await?;
         }
+        idempotency::record(c, key, &id).await?;
         Ok((id, false))
     })
 }

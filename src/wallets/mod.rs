@@ -49,7 +49,7 @@ pub enum LotOrigin {
 }
 
 /// A lot of service credits, with what became of it.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct CreditLotView {
     #[schema(value_type = String, format = Uuid)]
     pub id: Uuid,

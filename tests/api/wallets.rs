@@ -963,3 +963,21 @@ async fn concurrent_ticket_purchases_with_one_key_buy_once() {
     assert_eq!(other.status, 201, "{}", other.text);
     assert_ne!(other.body["id"], created[0].body["id"]);
 }
+
+/// A customer's idempotency keys are its own: two customers using the same key each buy.
+#[actix_web::test]
+async fn customers_keys_do_not_meet() {
+    let (app, mut conn) = seeded().await;
+    service_plus(&mut conn, C1, "2026-01-01").await;
+    service_plus(&mut conn, C2, "2026-01-01").await;
+    app.clock.set(paris("2026-03-02") + Duration::hours(10));
+    let body = json!({"credits": "2"});
+    for customer in [C1, C2] {
+        let key = app.key(Role::Customer, Some(customer)).await;
+        let path = format!("/v1/customers/{customer}/credit-purchases");
+        let bought = app.post_json(&key, &path, Some("mine"), &body).await;
+        assert_eq!(bought.status, 201, "{}", bought.text);
+        let again = app.post_json(&key, &path, Some("mine"), &body).await;
+        assert_eq!((again.status, &again.body), (200, &bought.body));
+    }
+}

@@ -12,6 +12,7 @@ use super::*;
 use crate::calendar::{paris_date, paris_midnight};
 use crate::catalog;
 use crate::charges::{self, ChargeSource, NewCharge};
+use crate::idempotency::{self, IdempotencyKey};
 use crate::ledger::store as ledger;
 use crate::ledger::{AccountId, NewTransaction, Posting, Side};
 use crate::money::{price, round_cents, Amount, Unit};
@@ -41,7 +42,6 @@ pub(super) struct NewLot {
     credits: Amount,
     unit_price: Decimal,
     granted_at: DateTime<Utc>,
-    key: Option<String>,
 }
 
 /// Creates a lot and credits it; `AlreadyGranted` when it exists (same pack period or key),
@@ -73,7 +73,6 @@ pub(super) async fn grant_lot(
             credit_lots::unit_price.eq(lot.unit_price),
             credit_lots::granted_at.eq(lot.granted_at),
             credit_lots::expires_at.eq(lot_expiry(lot.granted_at)),
-            credit_lots::idempotency_key.eq(&lot.key),
         ))
         .on_conflict_do_nothing()
         .execute(conn)
@@ -101,13 +100,23 @@ pub async fn buy_credits(
     conn: &mut AsyncPgConnection,
     customer: Uuid,
     credits: Amount,
-    key: Option<&str>,
+    key: Option<&IdempotencyKey>,
     now: DateTime<Utc>,
 ) -> Result<(CreditLotView, bool), WalletError> {
-    if let Some(replay) = purchase_replay(conn, customer, credits, key).await? {
-        return Ok((replay, true));
+    #[derive(serde::Serialize)]
+    struct Request {
+        customer: Uuid,
+        credits: Decimal,
     }
-    let id = crate::retry_transaction!(conn, WalletError, |c| {
+    let request = Request {
+        customer,
+        credits: credits.value(),
+    };
+    crate::retry_transaction!(conn, WalletError, |c| {
+        let first = idempotency::replay::<_, WalletError>(c, key, "credits.buy", &request, now);
+        if let Some(first) = first.await? {
+            return Ok((first, true));
+        }
         require_customer(c, customer).await?;
         if !active_offers(c, customer, now)
             .await?
@@ -126,7 +135,6 @@ pub async fn buy_credits(
                 credits,
                 unit_price,
                 granted_at: now,
-                key: key.map(|k| format!("purchase:{customer}:{k}")),
             },
         )
         .await?;
@@ -146,55 +154,14 @@ pub async fn buy_credits(
             now,
         )
         .await?;
-        Ok(id)
-    });
-    let id = match id {
-        // a concurrent request with the same key bought it first: a replay of it
-        Err(WalletError::AlreadyGranted) => {
-            return purchase_replay(conn, customer, credits, key)
-                .await?
-                .map(|lot| (lot, true))
-                .ok_or(WalletError::IdempotencyConflict);
-        }
-        other => other?,
-    };
-    let lot = lots(conn, customer)
-        .await?
-        .into_iter()
-        .find(|l| l.id == id)
-        .ok_or_else(|| WalletError::NotFound(format!("lot {id}")))?;
-    Ok((lot, false))
-}
-
-/// The lot an earlier purchase with `key` bought, when it bought the same credits;
-/// `IdempotencyConflict` when it bought others.
-pub(super) async fn purchase_replay(
-    conn: &mut AsyncPgConnection,
-    customer: Uuid,
-    credits: Amount,
-    key: Option<&str>,
-) -> Result<Option<CreditLotView>, WalletError> {
-    let Some(k) = key else {
-        return Ok(None);
-    };
-    let existing: Option<(Uuid, Decimal)> = credit_lots::table
-        .filter(credit_lots::idempotency_key.eq(format!("purchase:{customer}:{k}")))
-        .select((credit_lots::id, credit_lots::granted))
-        .first(conn)
-        .await
-        .optional()?;
-    let Some((id, granted)) = existing else {
-        return Ok(None);
-    };
-    if granted != credits.value() {
-        return Err(WalletError::IdempotencyConflict);
-    }
-    lots(conn, customer)
-        .await?
-        .into_iter()
-        .find(|l| l.id == id)
-        .map(Some)
-        .ok_or_else(|| WalletError::NotFound(format!("lot {id}")))
+        let lot = lots(c, customer)
+            .await?
+            .into_iter()
+            .find(|l| l.id == id)
+            .ok_or_else(|| WalletError::NotFound(format!("lot {id}")))?;
+        idempotency::record(c, key, &lot).await?;
+        Ok((lot, false))
+    })
 }
 
 /// Grants the included credits of every Service+ pack at the start of each 12-month
@@ -249,7 +216,6 @@ pub async fn grant_pack_credits(
                 credits: amount(per_period.0, Unit::Credit)?,
                 unit_price: Decimal::ZERO,
                 granted_at: paris_midnight(period.start),
-                key: None,
             };
             match crate::retry_transaction!(conn, WalletError, |c| {
                 grant_lot(c, lot.clone()).await
