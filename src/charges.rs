@@ -13,44 +13,17 @@ use crate::catalog::PriceBasis;
 use crate::money::{round_cents, DecimalString};
 use crate::schema::charges;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum ChargeSource {
-    SubscriptionPeriod,
-    EarlyTermination,
-    OneOff,
-    TicketPurchase,
-    CreditPurchase,
-    AssistanceOverage,
-    Intervention,
-}
-
-impl ChargeSource {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ChargeSource::SubscriptionPeriod => "subscription_period",
-            ChargeSource::EarlyTermination => "early_termination",
-            ChargeSource::OneOff => "one_off",
-            ChargeSource::TicketPurchase => "ticket_purchase",
-            ChargeSource::CreditPurchase => "credit_purchase",
-            ChargeSource::AssistanceOverage => "assistance_overage",
-            ChargeSource::Intervention => "intervention",
-        }
-    }
-
-    fn parse(s: &str) -> Self {
-        [
-            ChargeSource::SubscriptionPeriod,
-            ChargeSource::EarlyTermination,
-            ChargeSource::OneOff,
-            ChargeSource::TicketPurchase,
-            ChargeSource::CreditPurchase,
-            ChargeSource::AssistanceOverage,
-            ChargeSource::Intervention,
-        ]
-        .into_iter()
-        .find(|c| c.as_str() == s)
-        .unwrap_or(ChargeSource::OneOff)
+crate::text_enum! {
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+    #[serde(rename_all = "snake_case")]
+    pub enum ChargeSource {
+        SubscriptionPeriod = "subscription_period",
+        EarlyTermination = "early_termination",
+        OneOff = "one_off",
+        TicketPurchase = "ticket_purchase",
+        CreditPurchase = "credit_purchase",
+        AssistanceOverage = "assistance_overage",
+        Intervention = "intervention",
     }
 }
 
@@ -134,12 +107,12 @@ struct ChargeRow {
     customer_id: Uuid,
     subscription_id: Option<Uuid>,
     offer_code: Option<String>,
-    source: String,
+    source: ChargeSource,
     period_index: Option<i32>,
     description: String,
     quantity: Decimal,
     unit_price: Decimal,
-    price_basis: String,
+    price_basis: PriceBasis,
     vat_rate: Decimal,
     service_start: Option<NaiveDate>,
     service_end: Option<NaiveDate>,
@@ -154,13 +127,13 @@ impl From<ChargeRow> for ChargeView {
             customer_id: r.customer_id,
             subscription_id: r.subscription_id,
             offer_code: r.offer_code,
-            source: ChargeSource::parse(&r.source),
+            source: r.source,
             period_index: r.period_index,
             description: r.description,
             quantity: DecimalString(r.quantity.normalize()),
             unit_price: crate::money::price(r.unit_price),
             amount: DecimalString(round_cents(r.quantity * r.unit_price)),
-            price_basis: PriceBasis::parse(&r.price_basis).unwrap_or(PriceBasis::Ht),
+            price_basis: r.price_basis,
             vat_rate: DecimalString(r.vat_rate.normalize()),
             service_start: r.service_start,
             service_end: r.service_end,

@@ -24,4 +24,5 @@ pub mod schema;
 pub mod startup;
 pub mod subscriptions;
 pub mod telemetry;
+pub mod text_enum;
 pub mod wallets;

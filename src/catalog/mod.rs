@@ -12,38 +12,20 @@ use utoipa::ToSchema;
 use crate::error::FieldError;
 use crate::money::DecimalString;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum BillingPeriod {
-    Month,
-    Year,
-    /// A one-off sale.
-    Once,
-    /// Metered use (intervention time).
-    PerUse,
+crate::text_enum! {
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+    #[serde(rename_all = "snake_case")]
+    pub enum BillingPeriod {
+        Month = "month",
+        Year = "year",
+        /// A one-off sale.
+        Once = "once",
+        /// Metered use (intervention time).
+        PerUse = "per_use",
+    }
 }
 
 impl BillingPeriod {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            BillingPeriod::Month => "month",
-            BillingPeriod::Year => "year",
-            BillingPeriod::Once => "once",
-            BillingPeriod::PerUse => "per_use",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        [
-            BillingPeriod::Month,
-            BillingPeriod::Year,
-            BillingPeriod::Once,
-            BillingPeriod::PerUse,
-        ]
-        .into_iter()
-        .find(|p| p.as_str() == s)
-    }
-
     /// Months per period of a recurring offer.
     pub fn months(self) -> Option<u32> {
         match self {
@@ -54,30 +36,15 @@ impl BillingPeriod {
     }
 }
 
-/// Whether a price includes VAT.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum PriceBasis {
-    /// Excluding VAT.
-    Ht,
-    /// Including VAT.
-    Ttc,
-}
-
-impl PriceBasis {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PriceBasis::Ht => "ht",
-            PriceBasis::Ttc => "ttc",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "ht" => Some(PriceBasis::Ht),
-            "ttc" => Some(PriceBasis::Ttc),
-            _ => None,
-        }
+crate::text_enum! {
+    /// Whether a price includes VAT.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+    #[serde(rename_all = "snake_case")]
+    pub enum PriceBasis {
+        /// Excluding VAT.
+        Ht = "ht",
+        /// Including VAT.
+        Ttc = "ttc",
     }
 }
 

@@ -12,8 +12,8 @@ use crate::schema::{offer_prices, offers};
 struct OfferRow {
     code: String,
     name: String,
-    billing_period: String,
-    price_basis: String,
+    billing_period: BillingPeriod,
+    price_basis: PriceBasis,
     vat_rate: Decimal,
     commitment_months: i32,
     renewal_months: i32,
@@ -41,8 +41,8 @@ impl From<OfferRow> for Offer {
         Offer {
             code: r.code,
             name: r.name,
-            billing_period: BillingPeriod::parse(&r.billing_period).unwrap_or(BillingPeriod::Once),
-            price_basis: PriceBasis::parse(&r.price_basis).unwrap_or(PriceBasis::Ht),
+            billing_period: r.billing_period,
+            price_basis: r.price_basis,
             vat_rate: plain(r.vat_rate),
             commitment_months: r.commitment_months,
             renewal_months: r.renewal_months,

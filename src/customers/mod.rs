@@ -161,31 +161,13 @@ impl Address {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum CustomerStatus {
-    Active,
-    Suspended,
-    Closed,
-}
-
-impl CustomerStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CustomerStatus::Active => "active",
-            CustomerStatus::Suspended => "suspended",
-            CustomerStatus::Closed => "closed",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        [
-            CustomerStatus::Active,
-            CustomerStatus::Suspended,
-            CustomerStatus::Closed,
-        ]
-        .into_iter()
-        .find(|c| c.as_str() == s)
+crate::text_enum! {
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+    #[serde(rename_all = "snake_case")]
+    pub enum CustomerStatus {
+        Active = "active",
+        Suspended = "suspended",
+        Closed = "closed",
     }
 }
 

@@ -22,7 +22,7 @@ struct CustomerRow {
     postcode: String,
     town: String,
     country: String,
-    status: String,
+    status: CustomerStatus,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
 }
@@ -43,7 +43,7 @@ impl CustomerRow {
                 town: self.town,
                 country: self.country,
             },
-            status: CustomerStatus::parse(&self.status).unwrap_or(CustomerStatus::Active),
+            status: self.status,
             created_at: self.created_at,
             updated_at: self.updated_at,
         }
@@ -211,7 +211,7 @@ pub async fn update(
     let row = diesel::update(customers::table.find(id))
         .set((
             IdentityColumns::from(f),
-            status.map(|s| customers::status.eq(s.as_str())),
+            status.map(|s| customers::status.eq(s)),
             customers::updated_at.eq(now),
         ))
         .returning(CustomerRow::as_returning())

@@ -12,70 +12,28 @@ use uuid::Uuid;
 
 pub use schedule::{EarlyTermination, Period, Plan, Term};
 
-/// Where a subscription stands. `pending_payment` → `active` (first payment) → `ended`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum SubscriptionStatus {
-    PendingPayment,
-    Active,
-    Ended,
-}
-
-impl SubscriptionStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SubscriptionStatus::PendingPayment => "pending_payment",
-            SubscriptionStatus::Active => "active",
-            SubscriptionStatus::Ended => "ended",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        [
-            SubscriptionStatus::PendingPayment,
-            SubscriptionStatus::Active,
-            SubscriptionStatus::Ended,
-        ]
-        .into_iter()
-        .find(|x| x.as_str() == s)
+crate::text_enum! {
+    /// Where a subscription stands. `pending_payment` → `active` (first payment) → `ended`.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+    #[serde(rename_all = "snake_case")]
+    pub enum SubscriptionStatus {
+        PendingPayment = "pending_payment",
+        Active = "active",
+        Ended = "ended",
     }
 }
 
-/// What happened to a subscription, in order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum EventKind {
-    Created,
-    Activated,
-    Renewed,
-    CancellationReceived,
-    Terminated,
-    Ended,
-}
-
-impl EventKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EventKind::Created => "created",
-            EventKind::Activated => "activated",
-            EventKind::Renewed => "renewed",
-            EventKind::CancellationReceived => "cancellation_received",
-            EventKind::Terminated => "terminated",
-            EventKind::Ended => "ended",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        [
-            EventKind::Created,
-            EventKind::Activated,
-            EventKind::Renewed,
-            EventKind::CancellationReceived,
-            EventKind::Terminated,
-            EventKind::Ended,
-        ]
-        .into_iter()
-        .find(|x| x.as_str() == s)
+crate::text_enum! {
+    /// What happened to a subscription, in order.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+    #[serde(rename_all = "snake_case")]
+    pub enum EventKind {
+        Created = "created",
+        Activated = "activated",
+        Renewed = "renewed",
+        CancellationReceived = "cancellation_received",
+        Terminated = "terminated",
+        Ended = "ended",
     }
 }
 

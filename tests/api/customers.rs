@@ -218,3 +218,24 @@ async fn concurrent_patches_of_different_fields_both_hold() {
         now.text
     );
 }
+
+/// A stored status this build does not know is a read error, never a silent default.
+#[actix_web::test]
+async fn an_unknown_stored_status_is_an_error() {
+    use diesel::IntoSql;
+    use diesel_async::RunQueryDsl;
+    use grandlivre::customers::CustomerStatus;
+    let app = TestApp::spawn().await;
+    let mut conn = app.db.conn().await;
+    let read = |text: &'static str| diesel::select(text.into_sql::<diesel::sql_types::Text>());
+    let known: CustomerStatus = read("closed").get_result(&mut conn).await.unwrap();
+    assert_eq!(known, CustomerStatus::Closed);
+    let unknown = read("archived")
+        .get_result::<CustomerStatus>(&mut conn)
+        .await;
+    let error = format!("{:?}", unknown.expect_err("an unknown status is refused"));
+    assert!(
+        error.contains("`archived` is unknown to this build"),
+        "{error}"
+    );
+}

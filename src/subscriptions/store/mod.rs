@@ -40,7 +40,7 @@ struct SubRow {
     customer_id: Uuid,
     offer_code: String,
     parent_id: Option<Uuid>,
-    status: String,
+    status: SubscriptionStatus,
     anchor_date: Option<NaiveDate>,
     start_date: NaiveDate,
     cancel_received_at: Option<DateTime<Utc>>,
@@ -51,7 +51,7 @@ struct SubRow {
 
 impl SubRow {
     fn status(&self) -> SubscriptionStatus {
-        SubscriptionStatus::parse(&self.status).unwrap_or(SubscriptionStatus::Ended)
+        self.status
     }
 }
 

@@ -13,7 +13,7 @@ use crate::schema::{subscription_events, subscriptions};
 #[derive(Queryable, Selectable)]
 #[diesel(table_name = subscription_events)]
 struct EventRow {
-    kind: String,
+    kind: EventKind,
     at: DateTime<Utc>,
     term_index: Option<i32>,
     detail: serde_json::Value,
@@ -47,13 +47,11 @@ async fn to_view(
         early_termination_if_now: None,
         history: events
             .into_iter()
-            .filter_map(|e| {
-                Some(SubscriptionEvent {
-                    kind: EventKind::parse(&e.kind)?,
-                    at: e.at,
-                    term_index: e.term_index,
-                    detail: e.detail,
-                })
+            .map(|e| SubscriptionEvent {
+                kind: e.kind,
+                at: e.at,
+                term_index: e.term_index,
+                detail: e.detail,
             })
             .collect(),
         created_at: sub.created_at,
