@@ -73,7 +73,9 @@ pub fn french_vat_key(siren: &str) -> Option<u32> {
 
 /// Checks an intra-EU VAT number; a French one must carry the right key and `siren`.
 pub fn check_vat(vat: &str, siren: &str) -> Result<(), &'static str> {
-    let valid_shape = vat.len() >= 4
+    // ASCII first: the slices below are by byte
+    let valid_shape = vat.is_ascii()
+        && vat.len() >= 4
         && vat.len() <= 15
         && vat[..2].bytes().all(|b| b.is_ascii_uppercase())
         && vat[2..]
@@ -327,6 +329,13 @@ pub struct CustomerView {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_vat_number_of_any_characters_is_refused_not_sliced() {
+        for vat in ["\u{200b}\u{200b}", "a\u{ffff}b", "FRé1234567890", "€€"] {
+            assert!(check_vat(vat, "732829320").is_err(), "{vat:?}");
+        }
+    }
 
     #[test]
     fn siren_siret_and_vat_checks() {

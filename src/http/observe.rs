@@ -1,22 +1,52 @@
 //! One span per request with a request id (echoed as `X-Request-Id`), and Prometheus
-//! metrics: request counts and latency per route, pool usage.
+//! metrics: request counts and latency per route, pool usage. A handler that panics is
+//! answered with a 500 problem (the panic is logged), never a dropped connection.
 
+use std::panic::AssertUnwindSafe;
 use std::time::Instant;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
-use actix_web::Error;
+use actix_web::{Error, ResponseError};
+use futures_util::FutureExt;
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
 };
 use tracing::Instrument;
 
 use crate::db::DbPool;
-use crate::error::REQUEST_ID;
+use crate::error::{ApiError, REQUEST_ID};
 
 const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// A handler panicked while answering the request with this id: a 500 problem.
+#[derive(Debug)]
+struct Panicked(String);
+
+impl std::fmt::Display for Panicked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the handler of request {} panicked", self.0)
+    }
+}
+
+impl ResponseError for Panicked {
+    fn status_code(&self) -> actix_web::http::StatusCode {
+        actix_web::http::StatusCode::INTERNAL_SERVER_ERROR
+    }
+
+    fn error_response(&self) -> actix_web::HttpResponse {
+        let error = ApiError::internal(anyhow::anyhow!("{self}"));
+        let mut answer = REQUEST_ID.sync_scope(self.0.clone(), || error.error_response());
+        if let Ok(v) = HeaderValue::from_str(&self.0) {
+            answer
+                .headers_mut()
+                .insert(HeaderName::from_static(REQUEST_ID_HEADER), v);
+        }
+        answer
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct Metrics {
@@ -120,10 +150,18 @@ pub async fn observe(
     let span = tracing::info_span!("request", request_id = %id, %method, path = %req.path(), route = tracing::field::Empty, status = tracing::field::Empty);
     let start = Instant::now();
     let result = REQUEST_ID
-        .scope(id.clone(), next.call(req).instrument(span.clone()))
+        .scope(
+            id.clone(),
+            AssertUnwindSafe(next.call(req).instrument(span.clone())).catch_unwind(),
+        )
         .await;
     let elapsed = start.elapsed();
-    let mut res = result?;
+    let Ok(answered) = result else {
+        // the panic hook has logged where and why; the server answers the error below
+        span.in_scope(|| tracing::error!("the request's handler panicked"));
+        return Err(Panicked(id).into());
+    };
+    let mut res = answered?;
     let route = res
         .request()
         .match_pattern()

@@ -239,3 +239,18 @@ async fn an_unknown_stored_status_is_an_error() {
         "{error}"
     );
 }
+
+/// A VAT number of any characters is refused with a problem naming it (it once panicked
+/// the handler, slicing text by bytes).
+#[actix_web::test]
+async fn a_vat_number_of_any_characters_is_named() {
+    let app = TestApp::spawn().await;
+    let finance = app.key(Role::Finance, None).await;
+    for vat in ["\u{200b}\u{200b}", "a\u{ffff}b"] {
+        let mut body = dupont();
+        body["vat_number"] = json!(vat);
+        let refused = app.post_json(&finance, "/v1/customers", None, &body).await;
+        let problem = refused.problem(422, "invalid_request");
+        assert_eq!(problem["errors"][0]["field"], "vat_number");
+    }
+}

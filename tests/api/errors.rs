@@ -295,3 +295,42 @@ async fn bad_cursors_limits_and_parameters_are_400() {
         .await
         .problem(404, "not_found");
 }
+
+/// A handler that panics is answered with a 500 problem naming the request, through the
+/// service's own middleware; the connection is not dropped.
+#[actix_web::test]
+async fn a_panicking_handler_gets_a_problem_not_a_dropped_connection() {
+    use actix_web::body::MessageBody;
+    use actix_web::{middleware::from_fn, web, App};
+    let app = actix_web::test::init_service(
+        App::new()
+            .route(
+                "/boom",
+                web::get().to(|| async {
+                    panic!("a bug");
+                    #[allow(unreachable_code)]
+                    ""
+                }),
+            )
+            .wrap(from_fn(grandlivre::http::observe)),
+    )
+    .await;
+    // as the server does: an error a middleware returns is answered by its response
+    let boom = TestRequest::get().uri("/boom").to_request();
+    let res = match actix_web::test::try_call_service(&app, boom).await {
+        Ok(res) => res.into_parts().1.map_into_boxed_body(),
+        Err(e) => e.error_response(),
+    };
+    assert_eq!(res.status(), 500);
+    assert_eq!(
+        res.headers().get("content-type").unwrap(),
+        "application/problem+json"
+    );
+    let id = res.headers().get("x-request-id").cloned().unwrap();
+    let Ok(bytes) = actix_web::body::to_bytes(res.into_body().boxed()).await else {
+        panic!("the body could not be read");
+    };
+    let body: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(body["type"], "urn:grandlivre:problem:internal");
+    assert_eq!(body["request_id"].as_str(), id.to_str().ok());
+}
