@@ -38,6 +38,19 @@ async fn malformed_json_is_400() {
         .insert_header(("Idempotency-Key", "k"))
         .set_payload("{\"description\": ");
     app.send(req).await.problem(400, "malformed_json");
+    // a second value after the first is refused, not ignored
+    let body = adjustment("1.00", "1.00");
+    let req = TestRequest::post()
+        .uri("/v1/ledger/transactions")
+        .insert_header(("Authorization", format!("Bearer {key}")))
+        .insert_header(("Content-Type", "application/json"))
+        .insert_header(("Idempotency-Key", "k"))
+        .set_payload(format!("{body}{body}"));
+    let problem = app.send(req).await.problem(400, "malformed_json").clone();
+    assert!(problem["detail"]
+        .as_str()
+        .unwrap()
+        .contains("trailing characters"));
     assert_nothing_written(&app, &key).await;
 }
 
