@@ -21,6 +21,28 @@ use crate::error::{ApiError, REQUEST_ID};
 
 const REQUEST_ID_HEADER: &str = "x-request-id";
 
+/// `path` or `query` when that part of `uri` encodes a control character (`%00` to
+/// `%1F`, `%7F`).
+fn control_in_uri(uri: &actix_web::http::Uri) -> Option<&'static str> {
+    let encodes_control = |text: &str| {
+        let bytes = text.as_bytes();
+        bytes.windows(3).any(|w| {
+            w[0] == b'%'
+                && matches!(
+                    (w[1].to_ascii_uppercase(), w[2].to_ascii_uppercase()),
+                    (b'0' | b'1', b'0'..=b'9' | b'A'..=b'F') | (b'7', b'F')
+                )
+        })
+    };
+    if encodes_control(uri.path()) {
+        Some("path")
+    } else if uri.query().is_some_and(encodes_control) {
+        Some("query")
+    } else {
+        None
+    }
+}
+
 /// A handler panicked while answering the request with this id: a 500 problem.
 #[derive(Debug)]
 struct Panicked(String);
@@ -142,13 +164,28 @@ fn request_id(req: &ServiceRequest) -> String {
 
 pub async fn observe(
     req: ServiceRequest,
-    next: Next<impl MessageBody>,
+    next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {
     let id = request_id(&req);
     let method = req.method().to_string();
     let metrics = req.app_data::<super::State>().map(|s| s.metrics.clone());
     let span = tracing::info_span!("request", request_id = %id, %method, path = %req.path(), route = tracing::field::Empty, status = tracing::field::Empty);
     let start = Instant::now();
+    if let Some(part) = control_in_uri(req.uri()) {
+        // PostgreSQL text cannot hold NUL, and no path or query of ours holds a control
+        let error = ApiError::field(
+            crate::error::ErrorCode::InvalidParameter,
+            part,
+            "control characters (such as %00) are not allowed",
+        );
+        let answer = REQUEST_ID.sync_scope(id.clone(), || error.error_response());
+        let mut res = req.into_response(answer).map_into_boxed_body();
+        if let Ok(v) = HeaderValue::from_str(&id) {
+            res.headers_mut()
+                .insert(HeaderName::from_static(REQUEST_ID_HEADER), v);
+        }
+        return Ok(res);
+    }
     let result = REQUEST_ID
         .scope(
             id.clone(),
@@ -161,7 +198,7 @@ pub async fn observe(
         span.in_scope(|| tracing::error!("the request's handler panicked"));
         return Err(Panicked(id).into());
     };
-    let mut res = answered?;
+    let mut res = answered?.map_into_boxed_body();
     let route = res
         .request()
         .match_pattern()

@@ -347,3 +347,30 @@ async fn a_panicking_handler_gets_a_problem_not_a_dropped_connection() {
     assert_eq!(body["type"], "urn:grandlivre:problem:internal");
     assert_eq!(body["request_id"].as_str(), id.to_str().ok());
 }
+
+/// A control character encoded in a path segment or the query is a 400 naming where it
+/// is (a NUL once reached PostgreSQL and answered 500), with any key.
+#[actix_web::test]
+async fn control_characters_in_the_uri_are_named() {
+    let app = TestApp::spawn().await;
+    let customer = app
+        .key(
+            grandlivre::auth::Role::Customer,
+            Some(grandlivre::demo::DEMO_CUSTOMER_1),
+        )
+        .await;
+    for (uri, part) in [
+        ("/v1/offers/%00", "path"),
+        ("/v1/offers/tic%00ket", "path"),
+        ("/v1/offers/ticket%1b/prices", "path"),
+        ("/v1/offers?cursor=%00", "query"),
+    ] {
+        let reply = app.get(&customer, uri).await;
+        let problem = reply.problem(400, "invalid_parameter");
+        assert_eq!(problem["errors"][0]["field"], part, "{uri}");
+    }
+    // text with ordinary escapes still reaches its handler
+    app.get(&customer, "/v1/offers/no%20such%20offer")
+        .await
+        .problem(404, "not_found");
+}
