@@ -83,6 +83,15 @@ pub enum AmountError {
 /// Largest amount accepted anywhere: 10^15, a sanity bound far above any real invoice.
 pub const MAX_AMOUNT: Decimal = Decimal::from_parts(2_764_472_320, 232_830, 0, false, 0);
 
+/// Domain amounts and counts (prices, credits, quantities) are stored in `NUMERIC(12, 2)`
+/// to `NUMERIC(14, 4)` columns: every one of them holds less than 10^10.
+pub const STORED_LIMIT: Decimal = Decimal::from_parts(1_410_065_408, 2, 0, false, 0);
+
+/// Whether `d` fits every domain amount column (its size only; scale is the caller's).
+pub fn fits_columns(d: Decimal) -> bool {
+    d.abs() < STORED_LIMIT
+}
+
 /// Parses a decimal string strictly: optional sign, digits, optional fraction. No exponent,
 /// no spaces, no `+`, no leading `.`.
 pub fn parse_decimal(s: &str) -> Result<Decimal, AmountError> {
@@ -182,6 +191,13 @@ impl<'de> Deserialize<'de> for DecimalString {
 mod tests {
     use super::*;
     use rust_decimal_macros::dec;
+
+    #[test]
+    fn the_stored_limit_is_ten_to_the_tenth() {
+        assert_eq!(STORED_LIMIT, Decimal::from(10_000_000_000_i64));
+        assert!(fits_columns(Decimal::new(999_999_999_999, 2)));
+        assert!(!fits_columns(Decimal::from(10_000_000_000_i64)));
+    }
 
     #[test]
     fn parses_strictly() {

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::error::FieldError;
-use crate::money::DecimalString;
+use crate::money::{fits_columns, DecimalString};
 
 crate::text_enum! {
     #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -187,21 +187,21 @@ impl Offer {
             .entitlements
             .credits_per_term
             .as_ref()
-            .is_some_and(|c| c.0 <= Decimal::ZERO || c.0.scale() > 2)
+            .is_some_and(|c| c.0 <= Decimal::ZERO || c.0.scale() > 2 || !fits_columns(c.0))
         {
             err(
                 "entitlements.credits_per_term",
-                "a positive number of credits with at most 2 decimals",
+                "a positive number of credits below 10,000,000,000, at most 2 decimals",
             );
         }
         if self
             .credit_price
             .as_ref()
-            .is_some_and(|c| c.0 <= Decimal::ZERO || c.0.scale() > 2)
+            .is_some_and(|c| c.0 <= Decimal::ZERO || c.0.scale() > 2 || !fits_columns(c.0))
         {
             err(
                 "credit_price",
-                "a positive number of credits with at most 2 decimals",
+                "a positive number of credits below 10,000,000,000, at most 2 decimals",
             );
         }
         if self

@@ -118,12 +118,14 @@ pub async fn post_offer_price(
         version.effective_from,
     )?;
     let price = version.unit_price.0;
-    if price.is_sign_negative() || price.normalize().scale() > 4 || price > crate::money::MAX_AMOUNT
+    if price.is_sign_negative()
+        || price.normalize().scale() > 4
+        || !crate::money::fits_columns(price)
     {
         return Err(ApiError::field(
             ErrorCode::InvalidRequest,
             "unit_price",
-            "zero or more, at most 4 decimals",
+            "zero or more, below 10,000,000,000, at most 4 decimals",
         ));
     }
     let mut conn = state.pool.get().await?;

@@ -184,7 +184,13 @@ pub async fn post_credit_purchase(
     let id = id.into_inner();
     let caller = auth.require_customer(BUYERS, id)?;
     let credits = Amount::new(body.0.credits.0, Unit::Credit)
-        .map_err(|e| ApiError::field(ErrorCode::InvalidRequest, "credits", e.to_string()))?;
+        .map_err(|e| e.to_string())
+        .and_then(|c| {
+            crate::money::fits_columns(c.value())
+                .then_some(c)
+                .ok_or_else(|| "below 10,000,000,000".to_string())
+        })
+        .map_err(|e| ApiError::field(ErrorCode::InvalidRequest, "credits", e))?;
     let key = caller_idempotency_key(&req, caller)?;
     let mut conn = state.pool.get().await?;
     let (lot, replayed) =

@@ -374,3 +374,54 @@ async fn control_characters_in_the_uri_are_named() {
         .await
         .problem(404, "not_found");
 }
+
+/// Amounts and counts beyond what their columns hold are a 422 naming the field, before
+/// the database (they answered 500 "numeric field overflow").
+#[actix_web::test]
+async fn amounts_beyond_their_columns_are_named() {
+    let (app, mut conn) = crate::helpers::seeded().await;
+    let admin = app.admin().await;
+    let huge = "10000000000";
+    let price = json!({"effective_from": "2020-01-01", "unit_price": huge});
+    let problem = app
+        .post_json(&admin, "/v1/offers/ticket/prices", None, &price)
+        .await
+        .problem(422, "invalid_request")
+        .clone();
+    assert_eq!(problem["errors"][0]["field"], "unit_price");
+    let mut offer = serde_json::to_value(
+        grandlivre::catalog::store::get(&mut conn, "service_plus_pack")
+            .await
+            .unwrap()
+            .unwrap(),
+    )
+    .unwrap();
+    offer["code"] = json!("service_plus_huge");
+    offer["entitlements"]["credits_per_term"] = json!(huge);
+    let problem = app
+        .post_json(&admin, "/v1/offers", None, &offer)
+        .await
+        .problem(422, "invalid_request")
+        .clone();
+    assert_eq!(
+        problem["errors"][0]["field"],
+        "entitlements.credits_per_term"
+    );
+    let customer = app
+        .key(
+            grandlivre::auth::Role::Customer,
+            Some(grandlivre::demo::DEMO_CUSTOMER_1),
+        )
+        .await;
+    let path = format!(
+        "/v1/customers/{}/credit-purchases",
+        grandlivre::demo::DEMO_CUSTOMER_1
+    );
+    let problem = app
+        .post_json(&customer, &path, None, &json!({"credits": huge}))
+        .await
+        .problem(422, "invalid_request")
+        .clone();
+    assert_eq!(problem["errors"][0]["field"], "credits");
+    assert_nothing_written(&app, &admin).await;
+}
