@@ -149,8 +149,8 @@ impl FromRequest for Auth {
             .headers()
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(|t| t.trim().to_string());
+            .and_then(bearer_token)
+            .map(str::to_string);
         Box::pin(async move {
             let state = state
                 .ok_or_else(|| ApiError::internal(anyhow::anyhow!("application state missing")))?;
@@ -173,6 +173,15 @@ impl FromRequest for Auth {
             }
         })
     }
+}
+
+/// The token of an `Authorization: Bearer <token>` value; the scheme is
+/// case-insensitive (RFC 9110, 11.1).
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then_some(token.trim())
 }
 
 /// The raw body, at most [`MAX_BODY_BYTES`].
@@ -418,6 +427,16 @@ pub fn decode_cursor<T: std::str::FromStr>(kind: &str, cursor: &str) -> Result<T
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        for value in ["Bearer k1", "bearer k1", "BEARER  k1 ", "BeArEr k1"] {
+            assert_eq!(bearer_token(value), Some("k1"), "{value:?}");
+        }
+        for value in ["Basic k1", "Bearerk1", "k1", ""] {
+            assert_eq!(bearer_token(value), None, "{value:?}");
+        }
+    }
 
     fn auth(role: Role, customer: Option<Uuid>) -> Auth {
         Auth(Principal {

@@ -425,3 +425,16 @@ async fn amounts_beyond_their_columns_are_named() {
     assert_eq!(problem["errors"][0]["field"], "credits");
     assert_nothing_written(&app, &admin).await;
 }
+
+/// The `Bearer` scheme is case-insensitive (RFC 9110); another scheme is a 401.
+#[actix_web::test]
+async fn the_bearer_scheme_is_read_in_any_case() {
+    let app = TestApp::spawn().await;
+    let key = app.admin().await;
+    for (scheme, status) in [("bearer", 200), ("BEARER", 200), ("Basic", 401)] {
+        let req = TestRequest::get()
+            .uri("/v1/offers")
+            .insert_header(("Authorization", format!("{scheme} {key}")));
+        assert_eq!(app.send(req).await.status, status, "{scheme}");
+    }
+}
