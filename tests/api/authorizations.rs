@@ -17,7 +17,9 @@ use grandlivre::jobs::{self, Job};
 use grandlivre::money::{Amount, Unit};
 use grandlivre::wallets::store as wallets;
 
-use crate::helpers::{paris, seeded, subscribe, TestApp};
+use crate::helpers::{
+    authorization_request, authorize_and_capture, paris, seeded, subscribe, TestApp,
+};
 
 fn request(customer: Uuid, reference: &str, classification: Value, funding: &str) -> Value {
     json!({
@@ -499,11 +501,9 @@ async fn appointments_are_held_on_the_quota_at_authorization() {
     .await;
     let at = paris("2026-06-01") + Duration::hours(10);
     for i in 0..8 {
-        assert!(
-            !wallets::book_appointment(&mut conn, pack, &format!("rdv-{i}"), at)
-                .await
-                .unwrap()
-        );
+        let req = authorization_request(C1, &format!("rdv-{i}"), "appointment", None, "auto", at);
+        let taken = authorize_and_capture(&mut conn, &req, at).await.unwrap();
+        assert_eq!(taken.funding, Some(Funding::Quota), "appointment {i}");
     }
     let appointment = |n: usize| -> AuthorizationRequest {
         let mut r = request(C1, &format!("RDV-{n}"), json!({"type": "in_scope"}), "auto");
@@ -565,6 +565,7 @@ async fn appointments_are_held_on_the_quota_at_authorization() {
         .unwrap();
     let balances = wallets::balances(&mut conn, C1, at).await.unwrap();
     let period = &balances.appointments[0];
+    assert_eq!(period.subscription_id, pack);
     assert_eq!((period.quota, period.used, period.overage), (10, 10, 1));
 }
 

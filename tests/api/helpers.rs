@@ -444,3 +444,123 @@ pub async fn subscribe(
         .expect("subscribe")
         .0
 }
+
+/// A request of the ticketing system for `customer` under `reference`, occurred and declared
+/// at `at`, of `kind` (`intervention`, `appointment`, `service_purchase` of `service`).
+pub fn authorization_request(
+    customer: Uuid,
+    reference: &str,
+    kind: &str,
+    service: Option<&str>,
+    preferred_funding: &str,
+    at: chrono::DateTime<Utc>,
+) -> grandlivre::authorizations::store::AuthorizationRequest {
+    serde_json::from_value(serde_json::json!({
+        "customer_id": customer,
+        "request_ref": reference,
+        "kind": kind,
+        "service_code": service,
+        "classification": {"type": "in_scope"},
+        "priority": "high",
+        "requester": {"certified": false, "learning_phase_end": null},
+        "occurred_at": at,
+        "declared_at": at,
+        "preferred_funding": preferred_funding
+    }))
+    .expect("an authorization request")
+}
+
+/// What production does to consume: decides `req` at `at` (the code behind
+/// `POST /v1/authorizations`) and captures in full what it holds (behind
+/// `POST /v1/authorizations/{id}/capture`). A replay of the ref captures nothing more and
+/// returns the first authorization; a denial returns its reason.
+pub async fn authorize_and_capture(
+    conn: &mut AsyncPgConnection,
+    req: &grandlivre::authorizations::store::AuthorizationRequest,
+    at: chrono::DateTime<Utc>,
+) -> Result<
+    grandlivre::authorizations::store::AuthorizationView,
+    grandlivre::authorizations::decision::Reason,
+> {
+    use grandlivre::authorizations::{decision::Decision, store as authz};
+    let (view, replayed) = authz::authorize(conn, req, at, &Default::default())
+        .await
+        .expect("a decision");
+    if view.decision == Decision::Denied {
+        return Err(view.reason);
+    }
+    if replayed {
+        return Ok(view);
+    }
+    Ok(authz::capture(conn, view.id, authz::Capture::default(), at)
+        .await
+        .expect("a capture"))
+}
+
+/// A service sold for `credits` service credits (and 100.00 HT), created once.
+pub async fn credit_service(
+    conn: &mut AsyncPgConnection,
+    credits: rust_decimal::Decimal,
+) -> String {
+    use grandlivre::catalog::{self, BillingPeriod, Offer, PriceBasis, PriceVersion};
+    use grandlivre::money::DecimalString;
+    let code = format!(
+        "service_{}",
+        (credits * rust_decimal::Decimal::ONE_HUNDRED).trunc()
+    );
+    let offer = Offer {
+        code: code.clone(),
+        name: format!("A service for {credits} credits"),
+        billing_period: BillingPeriod::Once,
+        price_basis: PriceBasis::Ht,
+        vat_rate: DecimalString("0.20".parse().expect("a rate")),
+        commitment_months: 0,
+        renewal_months: 0,
+        notice_days: 0,
+        early_termination_rate: DecimalString(rust_decimal::Decimal::ONE),
+        sepa_required: false,
+        activation_on_payment: false,
+        addon: false,
+        entitlements: Default::default(),
+        credit_price: Some(DecimalString(credits)),
+        increment_minutes: None,
+    };
+    assert_eq!(offer.validate(), Ok(()));
+    if catalog::store::insert(conn, &offer)
+        .await
+        .expect("insert the offer")
+    {
+        let price = PriceVersion {
+            effective_from: d("2020-01-01"),
+            unit_price: DecimalString("100.00".parse().expect("a price")),
+        };
+        catalog::store::add_price(conn, &code, &price)
+            .await
+            .expect("price the offer");
+    }
+    code
+}
+
+/// Uses `credits` service credits of `customer` at `at` under `reference`, as production
+/// does: a service priced that many credits, authorized in credits, captured in full.
+pub async fn use_credits(
+    conn: &mut AsyncPgConnection,
+    customer: Uuid,
+    credits: rust_decimal::Decimal,
+    reference: &str,
+    at: chrono::DateTime<Utc>,
+) -> Result<
+    grandlivre::authorizations::store::AuthorizationView,
+    grandlivre::authorizations::decision::Reason,
+> {
+    let service = credit_service(conn, credits).await;
+    let req = authorization_request(
+        customer,
+        reference,
+        "service_purchase",
+        Some(&service),
+        "credits",
+        at,
+    );
+    authorize_and_capture(conn, &req, at).await
+}

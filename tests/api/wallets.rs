@@ -10,14 +10,18 @@ use serde_json::json;
 use uuid::Uuid;
 
 use grandlivre::auth::Role;
+use grandlivre::authorizations::decision::{Funding, Reason};
 use grandlivre::charges::{self, ChargeSource};
+use grandlivre::clock::Clock;
 use grandlivre::demo::{DEMO_CUSTOMER_1 as C1, DEMO_CUSTOMER_2 as C2};
 use grandlivre::jobs::{self, Job};
 use grandlivre::money::{Amount, Unit};
 use grandlivre::wallets::store as wallets;
-use grandlivre::wallets::WalletError;
 
-use crate::helpers::{paris, seeded, subscribe};
+use crate::helpers::{
+    authorization_request, authorize_and_capture, credit_service, paris, seeded, subscribe,
+    use_credits,
+};
 
 fn at(s: &str) -> DateTime<Utc> {
     s.parse().unwrap()
@@ -35,6 +39,26 @@ async fn service_plus(conn: &mut AsyncPgConnection, customer: Uuid, start: &str)
 
 async fn job(conn: &mut AsyncPgConnection, job: Job, as_of: DateTime<Utc>) -> jobs::JobRun {
     jobs::run(conn, job, as_of, as_of).await.expect("job")
+}
+
+/// Each of the customer's lots with the credits consumed from it, earliest expiry first.
+async fn consumed(conn: &mut AsyncPgConnection, customer: Uuid) -> Vec<(Uuid, Decimal)> {
+    wallets::lots(conn, customer)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|l| (l.id, l.consumed.0))
+        .collect()
+}
+
+/// The revenue recognised by the customer's credits used (its 706 account, EUR).
+async fn revenue(conn: &mut AsyncPgConnection, customer: Uuid) -> Decimal {
+    grandlivre::ledger::store::list_accounts(conn, Some(customer), None, 200)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|a| a.code == "706")
+        .map_or(Decimal::ZERO, |a| a.balance.posted.0)
 }
 
 #[actix_web::test]
@@ -82,10 +106,35 @@ async fn tickets_are_usable_once_paid_and_refused_with_premium_assistance() {
         "{}",
         balances.text
     );
-    assert!(matches!(
-        wallets::consume_ticket(&mut conn, C1, "incident-1", Utc::now()).await,
-        Err(WalletError::Insufficient(_))
-    ));
+    // an incident asks for a ticket: none is usable before the invoice is paid
+    let ticketing = app.key(Role::Ticketing, None).await;
+    let incident = |reference: &str| {
+        json!({
+            "customer_id": C1,
+            "request_ref": reference,
+            "kind": "intervention",
+            "classification": {"type": "in_scope"},
+            "priority": "high",
+            "requester": {"certified": false, "learning_phase_end": null},
+            "occurred_at": app.clock.now(),
+            "declared_at": app.clock.now(),
+            "preferred_funding": "ticket"
+        })
+    };
+    let unpaid = app
+        .post_json(
+            &ticketing,
+            "/v1/authorizations",
+            None,
+            &incident("incident-0"),
+        )
+        .await;
+    assert_eq!(
+        (&unpaid.body["decision"], &unpaid.body["reason"]),
+        (&json!("denied"), &json!("no_coverage")),
+        "{}",
+        unpaid.text
+    );
 
     let id: Uuid = bought.body["id"].as_str().unwrap().parse().unwrap();
     wallets::ticket_purchase_paid(&mut conn, id, Utc::now())
@@ -94,12 +143,32 @@ async fn tickets_are_usable_once_paid_and_refused_with_premium_assistance() {
     wallets::ticket_purchase_paid(&mut conn, id, Utc::now())
         .await
         .unwrap(); // idempotent
-    wallets::consume_ticket(&mut conn, C1, "incident-1", Utc::now())
+    let used = app
+        .post_json(
+            &ticketing,
+            "/v1/authorizations",
+            None,
+            &incident("incident-1"),
+        )
+        .await;
+    assert_eq!(used.body["funding"], "ticket", "{}", used.text);
+    let authorization = used.body["id"].as_str().unwrap();
+    let capture = format!("/v1/authorizations/{authorization}/capture");
+    let captured = app.post_json(&ticketing, &capture, None, &json!({})).await;
+    assert_eq!(captured.body["status"], "captured", "{}", captured.text);
+    // the same incident again: the same authorization, no second ticket
+    let again = app
+        .post_json(
+            &ticketing,
+            "/v1/authorizations",
+            None,
+            &incident("incident-1"),
+        )
+        .await;
+    assert_eq!((again.status, &again.body["id"]), (200, &used.body["id"]));
+    app.post_json(&ticketing, &capture, None, &json!({}))
         .await
-        .unwrap();
-    wallets::consume_ticket(&mut conn, C1, "incident-1", Utc::now())
-        .await
-        .unwrap(); // same incident
+        .problem(409, "invalid_state");
     let balances = app.get(&own, &format!("/v1/customers/{C1}/balances")).await;
     assert_eq!(
         balances.body["tickets"],
@@ -412,7 +481,7 @@ async fn a_lot_expires_at_paris_midnight_across_dst() {
     // the pack's own lot (granted 2026-01-01, 20 credits) expired on 2027-01-01
     job(&mut conn, Job::Renewals, paris("2026-01-01")).await;
     let before = at("2027-03-30T21:59:59Z");
-    wallets::consume_credits(&mut conn, C1, credits(dec!(4)), "use-1", before)
+    use_credits(&mut conn, C1, dec!(4), "use-1", before)
         .await
         .unwrap();
     assert_eq!(
@@ -422,12 +491,8 @@ async fn a_lot_expires_at_paris_midnight_across_dst() {
     );
     let at_midnight = at("2027-03-30T22:00:00Z");
     // the 31 March lot has 6 left but is dead at 00:00 Paris; the two others hold 2
-    let refused =
-        wallets::consume_credits(&mut conn, C1, credits(dec!(3)), "use-2", at_midnight).await;
-    assert!(
-        matches!(refused, Err(WalletError::Insufficient(_))),
-        "{refused:?}"
-    );
+    let refused = use_credits(&mut conn, C1, dec!(3), "use-2", at_midnight).await;
+    assert_eq!(refused.unwrap_err(), Reason::InsufficientCredits);
     assert_eq!(
         job(&mut conn, Job::CreditExpiry, at_midnight)
             .await
@@ -463,6 +528,7 @@ async fn consumption_takes_the_earliest_expiry_then_the_oldest_lot() {
     let (app, mut conn) = seeded().await;
     service_plus(&mut conn, C1, "2026-02-01").await;
     job(&mut conn, Job::Renewals, paris("2026-02-01")).await; // A: 20 credits at 0, expires 2027-02-01
+    let a = wallets::lots(&mut conn, C1).await.unwrap()[0].id;
     let (b, _) = wallets::buy_credits(
         &mut conn,
         C1,
@@ -485,47 +551,50 @@ async fn consumption_takes_the_earliest_expiry_then_the_oldest_lot() {
         b.expires_at, c.expires_at,
         "same day: same expiry, B is older"
     );
-    let first =
-        wallets::consume_credits(&mut conn, C1, credits(dec!(22)), "u1", paris("2026-04-01"))
-            .await
-            .unwrap();
-    assert_eq!(
-        first.lots.iter().map(|(_, q)| q.0).collect::<Vec<_>>(),
-        [dec!(20), dec!(2)]
+    // 22 credits at once: all of A (earliest expiry), then 2 of B (older than C)
+    let u1 = authorization_request(
+        C1,
+        "u1",
+        "service_purchase",
+        Some(&credit_service(&mut conn, dec!(22)).await),
+        "credits",
+        paris("2026-04-01"),
     );
-    assert_eq!(first.lots[1].0, b.id);
-    assert_eq!(first.revenue.0, dec!(160.00));
-    let again =
-        wallets::consume_credits(&mut conn, C1, credits(dec!(22)), "u1", paris("2026-04-02"))
-            .await
-            .unwrap();
+    let first = authorize_and_capture(&mut conn, &u1, paris("2026-04-01"))
+        .await
+        .unwrap();
     assert_eq!(
-        again.transaction_id, first.transaction_id,
-        "a replay consumes nothing more"
+        consumed(&mut conn, C1).await,
+        [(a, dec!(20)), (b.id, dec!(2)), (c.id, dec!(0))]
     );
-    let second =
-        wallets::consume_credits(&mut conn, C1, credits(dec!(4)), "u2", paris("2026-04-01"))
-            .await
-            .unwrap();
+    assert_eq!(revenue(&mut conn, C1).await, dec!(160.00), "2 × 80.00");
+    let again = authorize_and_capture(&mut conn, &u1, paris("2026-04-02"))
+        .await
+        .unwrap();
+    assert_eq!(again.id, first.id, "a replay consumes nothing more");
     assert_eq!(
-        second.lots,
-        vec![
-            (b.id, grandlivre::money::DecimalString(dec!(3.00))),
-            (c.id, grandlivre::money::DecimalString(dec!(1.00)))
-        ]
+        consumed(&mut conn, C1).await,
+        [(a, dec!(20)), (b.id, dec!(2)), (c.id, dec!(0))]
     );
-    assert_eq!(second.revenue.0, dec!(320.00));
-    assert!(matches!(
-        wallets::consume_credits(
-            &mut conn,
-            C1,
-            credits(dec!(2.01)),
-            "u3",
-            paris("2026-04-01")
-        )
-        .await,
-        Err(WalletError::Insufficient(_))
-    ));
+    use_credits(&mut conn, C1, dec!(4), "u2", paris("2026-04-01"))
+        .await
+        .unwrap();
+    assert_eq!(
+        consumed(&mut conn, C1).await,
+        [(a, dec!(20)), (b.id, dec!(5)), (c.id, dec!(1))],
+        "the rest of B, then 1 of C"
+    );
+    assert_eq!(
+        revenue(&mut conn, C1).await,
+        dec!(480.00),
+        "160.00, then 4 × 80.00"
+    );
+    assert_eq!(
+        use_credits(&mut conn, C1, dec!(2.01), "u3", paris("2026-04-01"))
+            .await
+            .unwrap_err(),
+        Reason::InsufficientCredits
+    );
     let balances = wallets::balances(&mut conn, C1, paris("2026-04-01"))
         .await
         .unwrap();
@@ -555,16 +624,17 @@ async fn twenty_concurrent_consumptions_of_seven_credits() {
     )
     .await
     .unwrap();
+    credit_service(&mut conn, dec!(1)).await;
     let pool = app.db.pool(20);
     let tasks: Vec<_> = (0..20)
         .map(|i| {
             let pool = pool.clone();
             tokio::spawn(async move {
                 let mut conn = pool.get().await.unwrap();
-                wallets::consume_credits(
+                use_credits(
                     &mut conn,
                     C1,
-                    credits(dec!(1)),
+                    dec!(1),
                     &format!("race-{i}"),
                     now + Duration::hours(2),
                 )
@@ -576,7 +646,7 @@ async fn twenty_concurrent_consumptions_of_seven_credits() {
     for t in tasks {
         match t.await.unwrap() {
             Ok(_) => ok += 1,
-            Err(WalletError::Insufficient(_)) => {}
+            Err(Reason::InsufficientCredits) => {}
             Err(e) => panic!("a caller saw {e:?}"),
         }
     }
@@ -604,23 +674,29 @@ async fn overage_is_billed_at_the_tariff_in_force_when_the_period_closes() {
         Some(parent),
     )
     .await;
+    let appointment = |i: i64, at: DateTime<Utc>| {
+        authorization_request(C1, &format!("rdv-{i}"), "appointment", None, "auto", at)
+    };
     for i in 0..12 {
-        let overage = wallets::book_appointment(
-            &mut conn,
-            pack,
-            &format!("rdv-{i}"),
-            paris("2026-06-01") + Duration::hours(i),
-        )
-        .await
-        .unwrap();
-        assert_eq!(overage, i >= 10, "appointment {i}");
-    }
-    assert!(
-        wallets::book_appointment(&mut conn, pack, "rdv-11", paris("2026-06-02"))
+        let at = paris("2026-06-01") + Duration::hours(i);
+        let taken = authorize_and_capture(&mut conn, &appointment(i, at), at)
             .await
-            .unwrap(),
-        "replay"
-    );
+            .unwrap();
+        let funding = if i >= 10 {
+            Funding::Overage
+        } else {
+            Funding::Quota
+        };
+        assert_eq!(taken.funding, Some(funding), "appointment {i}");
+    }
+    let replay = authorize_and_capture(
+        &mut conn,
+        &appointment(11, paris("2026-06-01") + Duration::hours(11)),
+        paris("2026-06-02"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(replay.funding, Some(Funding::Overage), "replay");
     let own = app.key(Role::Customer, Some(C1)).await;
     app.clock.set(paris("2026-07-01"));
     let balances = app.get(&own, &format!("/v1/customers/{C1}/balances")).await;
@@ -670,10 +746,20 @@ async fn overage_is_billed_at_the_tariff_in_force_when_the_period_closes() {
         (dec!(2), dec!(95.00), dec!(190.00))
     );
     // the next period starts with a fresh quota
-    assert!(
-        !wallets::book_appointment(&mut conn, pack, "rdv-next", paris("2027-02-01"))
+    let next = authorization_request(
+        C1,
+        "rdv-next",
+        "appointment",
+        None,
+        "auto",
+        paris("2027-02-01"),
+    );
+    assert_eq!(
+        authorize_and_capture(&mut conn, &next, paris("2027-02-01"))
             .await
             .unwrap()
+            .funding,
+        Some(Funding::Quota)
     );
 }
 
@@ -718,8 +804,8 @@ proptest! {
                 match op {
                     Op::Buy(c) => { wallets::buy_credits(&mut conn, C1, credits(Decimal::new(c as i64, 2)), None, now).await.unwrap(); }
                     Op::Consume(c) => {
-                        match wallets::consume_credits(&mut conn, C1, credits(Decimal::new(c as i64, 2)), &n.to_string(), now).await {
-                            Ok(_) | Err(WalletError::Insufficient(_)) => {}
+                        match use_credits(&mut conn, C1, Decimal::new(c as i64, 2), &format!("use-{n}"), now).await {
+                            Ok(_) | Err(Reason::InsufficientCredits) => {}
                             Err(e) => panic!("{e:?}"),
                         }
                     }
@@ -736,7 +822,8 @@ proptest! {
                         }
                     }
                     Op::UseTicket => {
-                        if wallets::consume_ticket(&mut conn, C2, &n.to_string(), now).await.is_ok() {
+                        let incident = authorization_request(C2, &format!("ticket-{n}"), "intervention", None, "ticket", now);
+                        if authorize_and_capture(&mut conn, &incident, now).await.is_ok() {
                             used_tickets += 1;
                         }
                     }
