@@ -1,6 +1,6 @@
 //! Credit lots: granted by packs, bought, allocated to holds, listed.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
@@ -14,7 +14,7 @@ use crate::catalog;
 use crate::charges::{self, ChargeSource, NewCharge};
 use crate::idempotency::{self, IdempotencyKey};
 use crate::ledger::store as ledger;
-use crate::ledger::{AccountId, NewTransaction, Posting, Side};
+use crate::ledger::{AccountId, NewTransaction, Posting};
 use crate::money::{price, round_cents, Amount, Unit};
 use crate::schema::{balances, credit_lots, subscriptions};
 use crate::subscriptions::schedule;
@@ -230,17 +230,6 @@ pub async fn grant_pack_credits(
     Ok(granted)
 }
 
-/// What a consumption of credits took from which lot.
-#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
-pub struct CreditUse {
-    pub transaction_id: crate::ledger::TransactionId,
-    /// `(lot id, credits)` in the order they were used.
-    #[schema(value_type = Vec<Object>)]
-    pub lots: Vec<(Uuid, DecimalString)>,
-    /// Revenue recognised (EUR, at the lots' unit prices).
-    pub revenue: DecimalString,
-}
-
 /// Which lots `credits` come from at `at`: the customer's live lots in consumption order
 /// (earliest expiry, then oldest), each for at most what it has free (holds excluded), as
 /// `(lot account, credits, unit price)`. Locks those lots, which serialises consumers of
@@ -299,83 +288,6 @@ pub(crate) async fn allocate_credits(
         )));
     }
     Ok(parts)
-}
-
-/// Consumes `credits` at `at`: earliest expiry first, then oldest lot; one consumption may
-/// span several lots; refused when the usable balance cannot cover it. Idempotent on `key`.
-pub async fn consume_credits(
-    conn: &mut AsyncPgConnection,
-    customer: Uuid,
-    credits: Amount,
-    key: &str,
-    at: DateTime<Utc>,
-) -> Result<CreditUse, WalletError> {
-    let tx_key = format!("credits:use:{customer}:{key}");
-    if let Some(done) = ledger::find_by_key(conn, &tx_key).await? {
-        return use_of(conn, done).await;
-    }
-    let used = account(
-        conn,
-        customer,
-        "CREDIT-USED",
-        Unit::Credit,
-        Side::Credit,
-        false,
-    )
-    .await?;
-    let tx = crate::retry_transaction!(conn, WalletError, |c| {
-        let mut postings = Vec::new();
-        let mut revenue = Decimal::ZERO;
-        for (lot, take, unit_price) in allocate_credits(c, customer, credits, at).await? {
-            let part = amount(take, Unit::Credit)?;
-            postings.push(Posting::debit(lot, part));
-            postings.push(Posting::credit(used, part));
-            revenue += round_cents(take * unit_price);
-        }
-        postings.extend(revenue_postings(c, customer, revenue).await?);
-        let tx = NewTransaction::new(tx_key.clone(), "credits.use", postings)?.effective_at(at);
-        Ok(ledger::post_in_tx(c, &tx).await?.id)
-    })?;
-    let done = ledger::get_transaction(conn, tx)
-        .await?
-        .ok_or_else(|| WalletError::NotFound(format!("transaction {tx}")))?;
-    use_of(conn, done).await
-}
-
-pub(super) async fn use_of(
-    conn: &mut AsyncPgConnection,
-    tx: crate::ledger::TransactionView,
-) -> Result<CreditUse, WalletError> {
-    let accounts: Vec<Uuid> = tx
-        .postings
-        .iter()
-        .filter(|p| p.side == Side::Debit && p.unit == Unit::Credit)
-        .map(|p| p.account_id.0)
-        .collect();
-    let by_account: HashMap<Uuid, Uuid> = credit_lots::table
-        .filter(credit_lots::account_id.eq_any(&accounts))
-        .select((credit_lots::account_id, credit_lots::id))
-        .load::<(Uuid, Uuid)>(conn)
-        .await?
-        .into_iter()
-        .collect();
-    let lots = tx
-        .postings
-        .iter()
-        .filter(|p| p.side == Side::Debit && p.unit == Unit::Credit)
-        .filter_map(|p| Some((*by_account.get(&p.account_id.0)?, p.amount)))
-        .collect();
-    let revenue = tx
-        .postings
-        .iter()
-        .filter(|p| p.unit == Unit::Eur && p.side == Side::Debit)
-        .map(|p| p.amount.0)
-        .sum();
-    Ok(CreditUse {
-        transaction_id: tx.id,
-        lots,
-        revenue: crate::money::DecimalString(round_cents(revenue)),
-    })
 }
 
 /// A customer's lots, earliest expiry first, with what became of each (from the ledger).

@@ -147,7 +147,7 @@ impl PackPeriod {
 
     /// Records an appointment taken at `at` under `key`. Beyond the quota (`overage`) it is
     /// posted here (issued → overage); within it the caller has moved one from the quota
-    /// to the used account, directly or by capturing a hold.
+    /// to the used account by capturing a hold.
     pub(crate) async fn record(
         &self,
         c: &mut AsyncPgConnection,
@@ -181,45 +181,6 @@ impl PackPeriod {
             .await?;
         Ok(())
     }
-}
-
-/// Books an appointment on an Assistance+ pack at `at`: within the period's quota, or as
-/// overage beyond it. Idempotent on `key`. Returns whether it is overage.
-pub async fn book_appointment(
-    conn: &mut AsyncPgConnection,
-    pack_id: Uuid,
-    key: &str,
-    at: DateTime<Utc>,
-) -> Result<bool, WalletError> {
-    let existing: Option<bool> = appointments::table
-        .filter(appointments::idempotency_key.eq(key))
-        .select(appointments::overage)
-        .first(conn)
-        .await
-        .optional()?;
-    if let Some(overage) = existing {
-        return Ok(overage);
-    }
-    crate::retry_transaction!(conn, WalletError, |c| {
-        let period = pack_period(c, pack_id, at).await?;
-        let overage = period.left < Decimal::ONE;
-        if !overage {
-            let one = amount(Decimal::ONE, Unit::Appointment)?;
-            let used = period.used_account(c).await?;
-            let tx = NewTransaction::new(
-                format!("appointments:book:{key}"),
-                "appointments.book",
-                vec![
-                    Posting::debit(period.quota, one),
-                    Posting::credit(used, one),
-                ],
-            )?
-            .effective_at(at);
-            ledger::post_in_tx(c, &tx).await?;
-        }
-        period.record(c, overage, key, at).await?;
-        Ok(overage)
-    })
 }
 
 pub(super) async fn period_figures(

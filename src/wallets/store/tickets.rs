@@ -1,4 +1,5 @@
-//! Tickets: bought (pending until paid), paid, consumed.
+//! Tickets: bought (pending until paid), then paid. They are used through authorizations
+//! (a hold on the wallet, captured: `authorizations::store`).
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
@@ -11,7 +12,7 @@ use crate::calendar::paris_date;
 use crate::charges::{self, ChargeSource, NewCharge};
 use crate::idempotency::{self, IdempotencyKey};
 use crate::ledger::store as ledger;
-use crate::ledger::{LedgerError, NewTransaction, Posting, Side};
+use crate::ledger::{NewTransaction, Posting};
 use crate::money::Unit;
 use crate::schema::ticket_purchases;
 
@@ -174,40 +175,4 @@ pub async fn ticket_purchase_paid(
             ..row.into()
         })
     })
-}
-
-/// Uses one ticket (one intervention on one incident). Idempotent on `key`.
-pub async fn consume_ticket(
-    conn: &mut AsyncPgConnection,
-    customer: Uuid,
-    key: &str,
-    at: DateTime<Utc>,
-) -> Result<crate::ledger::Posted, WalletError> {
-    if let Some(done) = ledger::find_by_key(conn, &format!("tickets:use:{key}")).await? {
-        return Ok(crate::ledger::Posted {
-            id: done.id,
-            replayed: true,
-        });
-    }
-    let wallet = holder(conn, customer, "TICKET-WALLET", Unit::Ticket).await?;
-    let used = account(
-        conn,
-        customer,
-        "TICKET-USED",
-        Unit::Ticket,
-        Side::Credit,
-        false,
-    )
-    .await?;
-    let one = amount(Decimal::ONE, Unit::Ticket)?;
-    let tx = NewTransaction::new(
-        format!("tickets:use:{key}"),
-        "tickets.use",
-        vec![Posting::debit(wallet, one), Posting::credit(used, one)],
-    )?
-    .effective_at(at);
-    match ledger::post(conn, &tx).await {
-        Err(LedgerError::InsufficientFunds) => Err(WalletError::Insufficient("1 ticket".into())),
-        other => Ok(other?),
-    }
 }
