@@ -21,7 +21,7 @@ use crate::interventions;
 use crate::ledger::store::{self as ledger, Settlement};
 use crate::ledger::{AccountId, HoldId, HoldView, LedgerError, NewHold, Side};
 use crate::money::{round_cents, Amount, DecimalString, Unit};
-use crate::schema::{authorizations, credit_lots, holds};
+use crate::schema::authorizations;
 use crate::wallets::store as wallets;
 
 /// How long a hold lasts before the hold-expiry job releases it (config).
@@ -685,19 +685,13 @@ async fn plan_capture(
                     "units: at most the {held} credits held"
                 )));
             }
-            let ids = row.holds();
-            let mut shared: &AsyncPgConnection = conn;
-            let prices = credit_lots::table
-                .inner_join(holds::table.on(holds::debit_account_id.eq(credit_lots::account_id)))
-                .filter(holds::id.eq_any(&ids))
-                .select((holds::id, credit_lots::unit_price))
-                .load::<(Uuid, Decimal)>(&mut shared);
-            let (held_lots, prices) = futures_util::try_join!(
-                async { Ok::<_, AuthorizationError>(ledger::get_holds(conn, &ids).await?) },
-                async { Ok::<_, AuthorizationError>(prices.await?) },
-            )?;
+            let held_lots = ledger::get_holds(conn, &row.holds()).await?;
+            // the lots before their balances (the lock order), so that each movement off a
+            // lot knows whether it is the last one: that one takes the rest of its revenue
+            let accounts: Vec<Uuid> = held_lots.iter().map(|h| h.debit_account_id.0).collect();
+            let mut lots = wallets::lock_lots(conn, &accounts).await?;
             let mut left = plan.captured;
-            let mut revenue = Decimal::ZERO;
+            let mut takes = Vec::new();
             for hold in held_lots {
                 let take = hold.amount.0.min(left);
                 left -= take;
@@ -705,16 +699,11 @@ async fn plan_capture(
                     plan.holds.push((hold, None));
                     continue;
                 }
-                let unit_price = prices
-                    .iter()
-                    .find(|(h, _)| *h == hold.id.0)
-                    .map(|(_, p)| *p)
-                    .unwrap_or_default();
-                revenue += round_cents(take * unit_price);
+                takes.push((hold.debit_account_id, take));
                 plan.holds
                     .push((hold, Some(amount_of(take, Unit::Credit)?)));
             }
-            let postings = wallets::revenue_postings(conn, row.customer_id, revenue).await?;
+            let postings = lots.use_postings(conn, row.customer_id, &takes).await?;
             if !postings.is_empty() {
                 plan.revenue = Some(
                     crate::ledger::NewTransaction::new(

@@ -1068,3 +1068,209 @@ async fn customers_keys_do_not_meet() {
         assert_eq!((again.status, &again.body), (200, &bought.body));
     }
 }
+
+/// Over HTTP at the app's clock: an authorization of `service` in credits for C1 under
+/// `reference`, approved for `credits`; its id.
+async fn hold_credits(
+    app: &crate::helpers::TestApp,
+    key: &str,
+    reference: &str,
+    service: &str,
+    credits: &str,
+) -> String {
+    let body = json!({
+        "customer_id": C1,
+        "request_ref": reference,
+        "kind": "service_purchase",
+        "service_code": service,
+        "classification": {"type": "in_scope"},
+        "priority": "high",
+        "requester": {"certified": false, "learning_phase_end": null},
+        "occurred_at": app.clock.now(),
+        "declared_at": app.clock.now(),
+        "preferred_funding": "credits"
+    });
+    let held = app.post_json(key, "/v1/authorizations", None, &body).await;
+    assert_eq!(held.body["credits"], credits, "{}", held.text);
+    held.body["id"].as_str().unwrap().to_string()
+}
+
+/// Over HTTP: captures `units` credits of the authorization `id`.
+async fn capture_credits(app: &crate::helpers::TestApp, key: &str, id: &str, units: &str) {
+    let captured = app
+        .post_json(
+            key,
+            &format!("/v1/authorizations/{id}/capture"),
+            None,
+            &json!({ "units": units }),
+        )
+        .await;
+    assert_eq!(captured.body["status"], "captured", "{}", captured.text);
+}
+
+/// What the ledger shows recognised in EUR, over HTTP: C1's revenue (its 706), breakage
+/// (7088, the platform's: C1 is the only customer with credits here) and what left C1's
+/// deferred revenue (the debits of its 487).
+async fn recognised(app: &crate::helpers::TestApp, key: &str) -> [String; 3] {
+    let accounts = app
+        .get(key, &format!("/v1/ledger/accounts?customer_id={C1}"))
+        .await;
+    assert_eq!(accounts.status, 200, "{}", accounts.text);
+    let balance = |code: &str, field: &str| {
+        accounts.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["code"] == code)
+            .map_or("0.00".to_string(), |a| {
+                a["balance"][field].as_str().unwrap().to_string()
+            })
+    };
+    let breakage = app
+        .get(
+            key,
+            "/v1/ledger/accounts/00000000-0000-4000-8000-000000007088",
+        )
+        .await;
+    [
+        balance("706", "posted"),
+        breakage.body["balance"]["posted"]
+            .as_str()
+            .unwrap()
+            .to_string(),
+        balance("487", "posted_debits"),
+    ]
+}
+
+/// Unit credits at `price` HT from 2026-03-01 (the demo catalog sells them at 80.00).
+async fn unit_credit_price(app: &crate::helpers::TestApp, key: &str, price: &str) {
+    let priced = app
+        .post_json(
+            key,
+            "/v1/offers/service_credit/prices",
+            None,
+            &json!({"effective_from": "2026-03-01", "unit_price": price}),
+        )
+        .await;
+    assert_eq!(priced.status, 201, "{}", priced.text);
+}
+
+/// What a lot recognises in all, uses and breakage, is what it was sold for, to the cent
+/// (issue 10, defect 6). 10 credits at 52.25 HT are sold 522.50: two uses of 3.10
+/// recognise 161.98 each (161.975), 0.80 expire while 3.00 are held (41.80), 2.10 of the
+/// hold are used (109.73), and the 0.90 it releases on the dead lot expire last: 47.01,
+/// what is left of 522.50. Each rounded on its own, the 0.90 made 47.03 (522.52 in all).
+#[actix_web::test]
+async fn a_lot_recognises_what_it_was_sold_for_to_the_cent() {
+    let (app, mut conn) = seeded().await;
+    let admin = app.admin().await;
+    let ticketing = app.key(Role::Ticketing, None).await;
+    service_plus(&mut conn, C1, "2026-01-01").await;
+    unit_credit_price(&app, &admin, "52.25").await;
+    app.clock.set(paris("2026-03-02") + Duration::hours(10));
+    let path = format!("/v1/customers/{C1}/credit-purchases");
+    let bought = app
+        .post_json(&admin, &path, None, &json!({"credits": "10"}))
+        .await;
+    assert_eq!(
+        (&bought.body["unit_price"], &bought.body["expires_at"]),
+        (&json!("52.25"), &json!("2027-03-01T23:00:00Z")),
+        "{}",
+        bought.text
+    );
+    let sale = charges::for_customer(&mut conn, C1, None, 50)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|c| c.source == ChargeSource::CreditPurchase)
+        .unwrap();
+    assert_eq!(sale.amount.0, dec!(522.50), "what the lot was sold for");
+
+    for reference in ["SALE-1", "SALE-2"] {
+        let id = hold_credits(&app, &ticketing, reference, "training", "4.00").await;
+        capture_credits(&app, &ticketing, &id, "3.10").await;
+    }
+    // three credits held a few days before the lot expires, used after it expired
+    app.clock.set(paris("2027-02-27") + Duration::hours(10));
+    let late = hold_credits(&app, &ticketing, "SALE-3", "installation", "3.00").await;
+    let expiry = app
+        .post_json(
+            &admin,
+            "/v1/jobs/credit-expiry/run",
+            None,
+            &json!({"as_of": "2027-03-02T00:00:00+01:00"}),
+        )
+        .await;
+    assert_eq!(expiry.body["lots_expired"], 1, "{}", expiry.text);
+    assert_eq!(
+        recognised(&app, &admin).await,
+        ["323.96", "41.80", "365.76"],
+        "the uses and the expiry of 0.80 (3.00 held): none empties the lot"
+    );
+    app.clock.set(paris("2027-03-03") + Duration::hours(10));
+    capture_credits(&app, &ticketing, &late, "2.10").await;
+
+    let lots = app
+        .get(&admin, &format!("/v1/customers/{C1}/credit-lots"))
+        .await;
+    assert_eq!(
+        figures(&lots.body[0]),
+        ["10.00", "8.30", "1.70", "0.00", "0.00"]
+    );
+    assert_eq!(
+        recognised(&app, &admin).await,
+        ["433.69", "88.81", "522.50"],
+        "revenue 161.98 + 161.98 + 109.73, breakage 41.80 + 47.01: 522.50, as sold"
+    );
+    let verify = app.get(&admin, "/v1/ledger/verify").await;
+    assert_eq!(
+        (
+            &verify.body["mismatches"],
+            &verify.body["unbalanced_transactions"]
+        ),
+        (&json!([]), &json!([])),
+        "{}",
+        verify.text
+    );
+}
+
+/// The capture that empties a lot takes what is left of its sale value: 6.20 credits at
+/// 52.25 are sold 323.95; two uses of 3.10 recognise 161.98, then 161.97 (161.98 again on
+/// its own: 323.96). The second hold spans the next lot, which the capture leaves whole.
+#[actix_web::test]
+async fn the_capture_that_empties_a_lot_takes_the_rest_of_its_sale() {
+    let (app, mut conn) = seeded().await;
+    let admin = app.admin().await;
+    let ticketing = app.key(Role::Ticketing, None).await;
+    service_plus(&mut conn, C1, "2026-01-01").await;
+    unit_credit_price(&app, &admin, "52.25").await;
+    let path = format!("/v1/customers/{C1}/credit-purchases");
+    for (day, credits) in [("2026-03-02", "6.20"), ("2026-03-03", "1")] {
+        app.clock.set(paris(day) + Duration::hours(10));
+        let bought = app
+            .post_json(&admin, &path, None, &json!({ "credits": credits }))
+            .await;
+        assert_eq!(bought.status, 201, "{}", bought.text);
+    }
+    let first = hold_credits(&app, &ticketing, "EMPTY-1", "training", "4.00").await;
+    capture_credits(&app, &ticketing, &first, "3.10").await;
+    let second = hold_credits(&app, &ticketing, "EMPTY-2", "training", "4.00").await;
+    capture_credits(&app, &ticketing, &second, "3.10").await;
+
+    let lots = app
+        .get(&admin, &format!("/v1/customers/{C1}/credit-lots"))
+        .await;
+    assert_eq!(
+        figures(&lots.body[0]),
+        ["6.20", "6.20", "0.00", "0.00", "0.00"]
+    );
+    assert_eq!(
+        figures(&lots.body[1]),
+        ["1.00", "0.00", "0.00", "0.00", "1.00"]
+    );
+    assert_eq!(
+        recognised(&app, &admin).await,
+        ["323.95", "0.00", "323.95"],
+        "161.98 + 161.97: the first lot's 6.20 × 52.25"
+    );
+}

@@ -9,11 +9,12 @@ use uuid::Uuid;
 use super::*;
 use crate::ledger::store as ledger;
 use crate::ledger::{AccountId, NewTransaction, Posting, Side};
-use crate::money::{round_cents, Unit};
+use crate::money::Unit;
 use crate::schema::credit_lots;
 
 /// `credit-expiry` at `as_of`: each lot expired by then sends its remainder to breakage (a
-/// ledger movement; in EUR at the lot's unit price). Idempotent. Returns the lots expired.
+/// ledger movement; in EUR at the lot's unit price, or the rest of its sale value when it
+/// empties the lot). Idempotent. Returns the lots expired.
 /// Credits held on a lot stay held; what a hold releases later expires at once
 /// ([`expire_released_in_tx`]).
 pub async fn expire_lots(
@@ -65,7 +66,7 @@ pub async fn expire_released_in_tx(
     let dead: Vec<LotRow> = credit_lots::table
         .filter(credit_lots::account_id.eq_any(accounts))
         .filter(credit_lots::expired_at.is_not_null())
-        .order(credit_lots::account_id)
+        .order(credit_lots::id)
         .select(LotRow::as_select())
         .for_update()
         .load(c)
@@ -107,17 +108,19 @@ pub async fn expire_released(
     Ok(swept)
 }
 
-/// Sends what is usable on `lot` to breakage under `key`, effective `at` (nothing when
-/// nothing is left). Whether it posted.
+/// Sends what is usable on `lot` (locked by the caller) to breakage under `key`, effective
+/// `at` (nothing when nothing is left): in EUR at the lot's unit price, or the rest of what
+/// the lot was sold for when nothing stays held on it ([`LotSale::movement_eur`]). Whether
+/// it posted.
 pub(super) async fn breakage(
     c: &mut AsyncPgConnection,
     lot: &LotRow,
     key: String,
     at: DateTime<Utc>,
 ) -> Result<bool, WalletError> {
-    let remaining = ledger::get_account(c, AccountId(lot.account_id))
+    let (remaining, left) = ledger::get_account(c, AccountId(lot.account_id))
         .await?
-        .map(|a| a.balance.available.0)
+        .map(|a| (a.balance.available.0, a.balance.posted.0))
         .unwrap_or_default();
     if remaining <= Decimal::ZERO {
         return Ok(false);
@@ -137,12 +140,17 @@ pub(super) async fn breakage(
         Posting::debit(AccountId(lot.account_id), part),
         Posting::credit(expired_acct, part),
     ];
-    let breakage = round_cents(remaining * lot.unit_price);
-    if breakage > Decimal::ZERO {
+    let breakage = movement_eur(c, lot, left, remaining).await?;
+    if !breakage.is_zero() {
         let deferred = account(c, customer, "487", Unit::Eur, Side::Credit, false).await?;
-        let eur = amount(breakage, Unit::Eur)?;
-        postings.push(Posting::debit(deferred, eur));
-        postings.push(Posting::credit(AccountId(BREAKAGE_7088), eur));
+        let eur = amount(breakage.abs(), Unit::Eur)?;
+        // a negative remainder gives back what the lot's earlier movements over-recognised
+        let (from, to) = match breakage > Decimal::ZERO {
+            true => (deferred, AccountId(BREAKAGE_7088)),
+            false => (AccountId(BREAKAGE_7088), deferred),
+        };
+        postings.push(Posting::debit(from, eur));
+        postings.push(Posting::credit(to, eur));
     }
     let tx = NewTransaction::new(key, "credits.expire", postings)?.effective_at(at);
     ledger::post_in_tx(c, &tx).await?;
