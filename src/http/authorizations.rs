@@ -16,9 +16,7 @@ impl From<AuthorizationError> for ApiError {
     fn from(e: AuthorizationError) -> Self {
         let detail = e.to_string();
         match e {
-            AuthorizationError::UnknownCustomer(_) => {
-                ApiError::field(ErrorCode::InvalidRequest, "customer_id", detail)
-            }
+            AuthorizationError::UnknownCustomer(_) => ApiError::new(ErrorCode::NotFound, detail),
             AuthorizationError::Conflict(_) => {
                 ApiError::new(ErrorCode::IdempotencyConflict, detail)
             }

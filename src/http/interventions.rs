@@ -1,15 +1,16 @@
-//! `/v1/interventions`: the customer's dispute of an intervention sheet, and its resolution.
+//! `/v1/interventions`: chargeable interventions, read one or by page; the customer's
+//! dispute of an intervention sheet, and its resolution.
 
-use actix_web::{post, web};
-use serde::Deserialize;
-use utoipa::ToSchema;
+use actix_web::{get, post, web};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::{Auth, JsonBody, State};
+use super::{decode_cursor, next_cursor, page_limit, Auth, JsonBody, State};
 use crate::auth::Role;
 use crate::error::{ApiError, ErrorCode};
-use crate::interventions::{store, InterventionError, InterventionView};
-use crate::openapi::WriteErrors;
+use crate::interventions::{store, InterventionError, InterventionStatus, InterventionView};
+use crate::openapi::{ReadErrors, WriteErrors};
 
 impl From<InterventionError> for ApiError {
     fn from(e: InterventionError) -> Self {
@@ -24,6 +25,93 @@ impl From<InterventionError> for ApiError {
 }
 
 const DISPUTERS: &[Role] = &[Role::Ticketing, Role::Finance];
+
+/// An intervention: its sheet, amount, dispute window and status.
+#[utoipa::path(
+    tag = "authorizations",
+    params(("id" = Uuid, Path, description = "Intervention id")),
+    responses((status = 200, description = "The intervention", body = InterventionView), ReadErrors),
+    security(("bearer" = ["admin", "ticketing", "finance", "customer"]))
+)]
+#[get("/v1/interventions/{id}")]
+pub async fn get_intervention(
+    state: State,
+    auth: Auth,
+    id: web::Path<Uuid>,
+) -> Result<web::Json<InterventionView>, ApiError> {
+    let id = id.into_inner();
+    if auth.0.role != Role::Customer {
+        auth.require(DISPUTERS)?;
+    }
+    let mut conn = state.pool.get().await?;
+    let found = store::get(&mut conn, id).await?;
+    // another customer's intervention answers as an unknown one
+    match found {
+        Some(view) if auth.require_customer(DISPUTERS, view.customer_id).is_ok() => {
+            Ok(web::Json(view))
+        }
+        _ => Err(InterventionError::NotFound(id).into()),
+    }
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct InterventionListParams {
+    /// Only this customer's interventions (a customer key always sees only its own).
+    pub customer_id: Option<Uuid>,
+    /// Only interventions in this status.
+    pub status: Option<InterventionStatus>,
+    /// The `next_cursor` of the previous page; absent for the first page.
+    pub cursor: Option<String>,
+    /// Items per page, 1 to 200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
+    pub limit: Option<i64>,
+}
+
+/// One page of interventions.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InterventionPage {
+    pub items: Vec<InterventionView>,
+    pub next_cursor: Option<String>,
+}
+
+/// Interventions, oldest first: of one customer and in one status when asked.
+#[utoipa::path(
+    tag = "authorizations",
+    params(InterventionListParams),
+    responses((status = 200, description = "A page of interventions", body = InterventionPage), ReadErrors),
+    security(("bearer" = ["admin", "ticketing", "finance", "customer"]))
+)]
+#[get("/v1/interventions")]
+pub async fn list_interventions(
+    state: State,
+    auth: Auth,
+    q: web::Query<InterventionListParams>,
+) -> Result<web::Json<InterventionPage>, ApiError> {
+    let customer = match (auth.0.role, q.customer_id) {
+        (Role::Customer, Some(c)) => Some(
+            auth.require_customer(DISPUTERS, c)?
+                .customer_id
+                .unwrap_or(c),
+        ),
+        (Role::Customer, None) => auth.0.customer_id,
+        (_, c) => {
+            auth.require(DISPUTERS)?;
+            c
+        }
+    };
+    let limit = page_limit(q.limit)?;
+    let after = q
+        .cursor
+        .as_deref()
+        .map(|c| decode_cursor::<Uuid>("interventions", c))
+        .transpose()?;
+    let mut conn = state.pool.get().await?;
+    let items = store::list(&mut conn, customer, q.status, after, limit).await?;
+    let next_cursor = next_cursor("interventions", &items, limit, |i| i.id.to_string());
+    Ok(web::Json(InterventionPage { items, next_cursor }))
+}
 
 /// The customer disputes an intervention sheet (within 5 days of its date).
 #[utoipa::path(

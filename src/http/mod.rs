@@ -78,6 +78,8 @@ pub fn register(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
         .service(authorizations::get_authorization)
         .service(authorizations::capture_authorization)
         .service(authorizations::void_authorization)
+        .service(interventions::list_interventions)
+        .service(interventions::get_intervention)
         .service(interventions::dispute_intervention)
         .service(interventions::resolve_intervention)
         .service(jobs::run_job);

@@ -32,6 +32,21 @@ pub struct Sheet {
     pub unit_price: Decimal,
 }
 
+crate::text_enum! {
+    /// Where an intervention stands: `pending` (its dispute window is open), `disputed`,
+    /// `upheld` (resolved against the customer), `released` (charged) or `voided`
+    /// (resolved for the customer, never billed).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, ToSchema)]
+    #[serde(rename_all = "snake_case")]
+    pub enum InterventionStatus {
+        Pending = "pending",
+        Disputed = "disputed",
+        Upheld = "upheld",
+        Released = "released",
+        Voided = "voided",
+    }
+}
+
 /// A chargeable intervention and its dispute.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct InterventionView {
@@ -39,6 +54,8 @@ pub struct InterventionView {
     pub id: Uuid,
     #[schema(value_type = String, format = Uuid)]
     pub authorization_id: Uuid,
+    #[schema(value_type = String, format = Uuid)]
+    pub customer_id: Uuid,
     pub description: String,
     pub quantity: DecimalString,
     pub unit_price: DecimalString,
@@ -46,9 +63,7 @@ pub struct InterventionView {
     pub sheet_at: DateTime<Utc>,
     /// Disputes are accepted before this instant (5 days after the sheet's day, Paris).
     pub dispute_deadline: DateTime<Utc>,
-    /// `pending`, `disputed`, `upheld` (resolved against the customer), `released`
-    /// (charged) or `voided` (resolved for the customer).
-    pub status: String,
+    pub status: InterventionStatus,
 }
 
 impl InterventionView {

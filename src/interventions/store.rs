@@ -7,7 +7,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use rust_decimal::Decimal;
 use uuid::Uuid;
 
-use super::{dispute_deadline, InterventionError, InterventionView, Sheet};
+use super::{dispute_deadline, InterventionError, InterventionStatus, InterventionView, Sheet};
 use crate::calendar::paris_date;
 use crate::catalog;
 use crate::charges::{self, ChargeSource, NewCharge};
@@ -25,7 +25,7 @@ struct Row {
     unit_price: Decimal,
     sheet_at: DateTime<Utc>,
     dispute_deadline: DateTime<Utc>,
-    status: String,
+    status: InterventionStatus,
 }
 
 impl From<Row> for InterventionView {
@@ -33,6 +33,7 @@ impl From<Row> for InterventionView {
         InterventionView {
             id: r.id,
             authorization_id: r.authorization_id,
+            customer_id: r.customer_id,
             description: r.description,
             quantity: crate::money::DecimalString(r.quantity.normalize()),
             unit_price: crate::money::price(r.unit_price),
@@ -64,7 +65,7 @@ pub async fn insert_in_tx(
             interventions::unit_price.eq(sheet.unit_price),
             interventions::sheet_at.eq(at),
             interventions::dispute_deadline.eq(dispute_deadline(at)),
-            interventions::status.eq("pending"),
+            interventions::status.eq(InterventionStatus::Pending),
         ))
         .execute(&mut conn)
         .await
@@ -82,6 +83,31 @@ pub async fn get(
         .await
         .optional()?
         .map(Into::into))
+}
+
+/// Interventions in id order after `after`, of one customer and in one status when given.
+pub async fn list(
+    conn: &mut AsyncPgConnection,
+    customer: Option<Uuid>,
+    status: Option<InterventionStatus>,
+    after: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<InterventionView>, InterventionError> {
+    let mut q = interventions::table
+        .order(interventions::id)
+        .limit(limit)
+        .select(Row::as_select())
+        .into_boxed();
+    if let Some(c) = customer {
+        q = q.filter(interventions::customer_id.eq(c));
+    }
+    if let Some(s) = status {
+        q = q.filter(interventions::status.eq(s));
+    }
+    if let Some(a) = after {
+        q = q.filter(interventions::id.gt(a));
+    }
+    Ok(q.load(conn).await?.into_iter().map(Into::into).collect())
 }
 
 /// The intervention an authorization's capture recorded, if any.
@@ -116,11 +142,11 @@ pub async fn dispute(
     let row: Option<Row> = diesel::update(
         interventions::table
             .find(id)
-            .filter(interventions::status.eq("pending"))
+            .filter(interventions::status.eq(InterventionStatus::Pending))
             .filter(interventions::dispute_deadline.gt(at)),
     )
     .set((
-        interventions::status.eq("disputed"),
+        interventions::status.eq(InterventionStatus::Disputed),
         interventions::disputed_at.eq(at),
     ))
     .returning(Row::as_returning())
@@ -144,10 +170,14 @@ pub async fn resolve(
     let row: Option<Row> = diesel::update(
         interventions::table
             .find(id)
-            .filter(interventions::status.eq("disputed")),
+            .filter(interventions::status.eq(InterventionStatus::Disputed)),
     )
     .set((
-        interventions::status.eq(if for_customer { "voided" } else { "upheld" }),
+        interventions::status.eq(if for_customer {
+            InterventionStatus::Voided
+        } else {
+            InterventionStatus::Upheld
+        }),
         interventions::resolved_at.eq(at),
     ))
     .returning(Row::as_returning())
@@ -168,9 +198,11 @@ pub async fn release(
     now: DateTime<Utc>,
 ) -> Result<u32, InterventionError> {
     let releasable = || {
-        interventions::status.eq("upheld").or(interventions::status
-            .eq("pending")
-            .and(interventions::dispute_deadline.le(as_of)))
+        interventions::status
+            .eq(InterventionStatus::Upheld)
+            .or(interventions::status
+                .eq(InterventionStatus::Pending)
+                .and(interventions::dispute_deadline.le(as_of)))
     };
     let due: Vec<Uuid> = interventions::table
         .filter(releasable())
@@ -182,7 +214,7 @@ pub async fn release(
         let done = crate::retry_transaction!(conn, InterventionError, |c| {
             // the state change first: a concurrent run, or a late dispute, finds it taken
             let Some(row) = diesel::update(interventions::table.find(id).filter(releasable()))
-                .set(interventions::status.eq("released"))
+                .set(interventions::status.eq(InterventionStatus::Released))
                 .returning(Row::as_returning())
                 .get_result::<Row>(c)
                 .await
