@@ -767,6 +767,18 @@ pub async fn void(
         if row.status() != AuthorizationStatus::Open {
             return Err(AuthorizationError::WrongState(id, "not open"));
         }
+        // credit lots are locked before holds and balances, as every writer of a lot does
+        let lots: Vec<Uuid> = if row.funding() == Some(Funding::Credits) {
+            let lots: Vec<Uuid> = ledger::get_holds(c, &row.holds())
+                .await?
+                .into_iter()
+                .map(|h| h.debit_account_id.0)
+                .collect();
+            wallets::lock_lots(c, &lots).await?;
+            lots
+        } else {
+            Vec::new()
+        };
         // holds already resolved (expired meanwhile) are left as they are
         let voids: Vec<(HoldId, Settlement)> = row
             .holds()
@@ -774,15 +786,8 @@ pub async fn void(
             .map(|h| (HoldId(h), Settlement::Void))
             .collect();
         ledger::settle_in_tx(c, &voids, at, true).await?;
-        if row.funding() == Some(Funding::Credits) {
-            // credits released on a lot that expired meanwhile expire at once
-            let lots: Vec<Uuid> = ledger::get_holds(c, &row.holds())
-                .await?
-                .into_iter()
-                .map(|h| h.debit_account_id.0)
-                .collect();
-            wallets::expire_released_in_tx(c, &lots, at).await?;
-        }
+        // credits released on a lot that expired meanwhile expire at once
+        wallets::expire_released_in_tx(c, &lots, at).await?;
         diesel::update(authorizations::table.find(id))
             .set((
                 authorizations::status.eq("voided"),
