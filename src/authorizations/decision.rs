@@ -155,51 +155,57 @@ pub struct Holdings {
     pub service: Option<ServicePrice>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Decision {
-    Approved,
-    Denied,
+crate::text_enum! {
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+    #[serde(rename_all = "snake_case")]
+    pub enum Decision {
+        Approved = "approved",
+        Denied = "denied",
+    }
 }
 
-/// What pays for an approved request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Funding {
-    /// Covered by a subscription: nothing is consumed.
-    Included,
-    /// An Assistance+ appointment within the quota.
-    Quota,
-    /// An Assistance+ appointment beyond the quota, billed at period end.
-    Overage,
-    Credits,
-    Ticket,
-    /// Billed in euros after the work (disputable for 5 days).
-    Chargeable,
+crate::text_enum! {
+    /// What pays for an approved request.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+    #[serde(rename_all = "snake_case")]
+    pub enum Funding {
+        /// Covered by a subscription: nothing is consumed.
+        Included = "included",
+        /// An Assistance+ appointment within the quota.
+        Quota = "quota",
+        /// An Assistance+ appointment beyond the quota, billed at period end.
+        Overage = "overage",
+        Credits = "credits",
+        Ticket = "ticket",
+        /// Billed in euros after the work (disputable for 5 days).
+        Chargeable = "chargeable",
+    }
 }
 
-/// Why, as a stable code.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Reason {
-    AccountSuspended,
-    VipFreeDiagnostics,
-    CoveredBySubscription,
-    UsageQuestionFree,
-    UsageQuestionChargeable,
-    OutOfScopeChargeable,
-    ServicePurchase,
-    MisdeclaredIncident,
-    AppointmentQuota,
-    AppointmentOverage,
-    NoAppointmentPack,
-    PaidTicket,
-    ChargeableOnRequest,
-    DeclarationWindowElapsed,
-    InsufficientCredits,
-    TicketNotApplicable,
-    UnknownService,
-    NoCoverage,
+crate::text_enum! {
+    /// Why, as a stable code.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+    #[serde(rename_all = "snake_case")]
+    pub enum Reason {
+        AccountSuspended = "account_suspended",
+        VipFreeDiagnostics = "vip_free_diagnostics",
+        CoveredBySubscription = "covered_by_subscription",
+        UsageQuestionFree = "usage_question_free",
+        UsageQuestionChargeable = "usage_question_chargeable",
+        OutOfScopeChargeable = "out_of_scope_chargeable",
+        ServicePurchase = "service_purchase",
+        MisdeclaredIncident = "misdeclared_incident",
+        AppointmentQuota = "appointment_quota",
+        AppointmentOverage = "appointment_overage",
+        NoAppointmentPack = "no_appointment_pack",
+        PaidTicket = "paid_ticket",
+        ChargeableOnRequest = "chargeable_on_request",
+        DeclarationWindowElapsed = "declaration_window_elapsed",
+        InsufficientCredits = "insufficient_credits",
+        TicketNotApplicable = "ticket_not_applicable",
+        UnknownService = "unknown_service",
+        NoCoverage = "no_coverage",
+    }
 }
 
 /// What the rules decided.
