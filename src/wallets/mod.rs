@@ -8,10 +8,11 @@
 //! - CREDIT: one `CREDIT-LOT:<lot>` per lot (no overdraft), `CREDIT-USED`,
 //!   `CREDIT-EXPIRED`, against `CREDIT-ISSUED`; in EUR, `487` deferred revenue released to
 //!   706 (consumption) or 7088 (breakage) at the lot's unit price, the movement that empties
-//!   a lot taking the rest of its sale (`LotSale`).
+//!   a lot taking the rest of its sale (`lots::LotSale`).
 //! - APPOINTMENT, per Assistance+ pack and 12-month period: `APPT-QUOTA:<pack>:<n>` (no
 //!   overdraft), `APPT-USED:<pack>:<n>`, `APPT-OVERAGE:<pack>:<n>`, against `APPT-ISSUED`.
 
+pub mod lots;
 pub mod store;
 
 use chrono::{DateTime, NaiveDate, Utc};

@@ -110,7 +110,7 @@ pub async fn expire_released(
 
 /// Sends what is usable on `lot` (locked by the caller) to breakage under `key`, effective
 /// `at` (nothing when nothing is left): in EUR at the lot's unit price, or the rest of what
-/// the lot was sold for when nothing stays held on it ([`LotSale::movement_eur`]). Whether
+/// the lot was sold for when nothing stays held on it ([`crate::wallets::lots::LotSale::movement_eur`]). Whether
 /// it posted.
 pub(super) async fn breakage(
     c: &mut AsyncPgConnection,
