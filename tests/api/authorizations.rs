@@ -637,48 +637,15 @@ async fn a_sheet_is_disputed_once() {
     let path = format!("/v1/interventions/{sheet}/dispute");
     let empty = json!({});
     // another session holds the sheet's row while the ten disputes arrive
-    let mut holder = app.db.conn().await;
-    let run = |sql: String| diesel::sql_query(sql);
-    diesel_async::RunQueryDsl::execute(run("BEGIN".into()), &mut holder)
-        .await
-        .unwrap();
-    diesel_async::RunQueryDsl::execute(
-        run(format!(
-            "SELECT 1 FROM interventions WHERE id = '{sheet}' FOR UPDATE"
-        )),
-        &mut holder,
-    )
-    .await
-    .unwrap();
-    let release = async {
-        let mut watcher = app.db.conn().await;
-        #[derive(diesel::QueryableByName)]
-        struct Waiting {
-            #[diesel(sql_type = diesel::sql_types::BigInt)]
-            n: i64,
-        }
-        for _ in 0..300 {
-            let w: Waiting = diesel_async::RunQueryDsl::get_result(
-                run("SELECT count(*) AS n FROM pg_stat_activity \
-                     WHERE datname = current_database() AND wait_event_type = 'Lock'"
-                    .into()),
-                &mut watcher,
-            )
-            .await
-            .unwrap();
-            if w.n >= 8 {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
-        diesel_async::RunQueryDsl::execute(run("COMMIT".into()), &mut holder)
-            .await
-            .unwrap();
-    };
-    let (replies, ()) = futures_util::join!(
-        futures_util::future::join_all((0..10).map(|_| app.post_json(&key, &path, None, &empty))),
-        release,
-    );
+    let replies = app
+        .while_rows_are_held(
+            &format!("SELECT 1 FROM interventions WHERE id = '{sheet}'"),
+            8,
+            futures_util::future::join_all(
+                (0..10).map(|_| app.post_json(&key, &path, None, &empty)),
+            ),
+        )
+        .await;
     let mut statuses: Vec<u16> = replies.iter().map(|r| r.status).collect();
     statuses.sort();
     assert_eq!(statuses, [[200].as_slice(), &[409; 9]].concat());

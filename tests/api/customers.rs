@@ -150,7 +150,6 @@ async fn customer_keys_see_their_own_customer_only() {
 /// the customer under its row lock, so the second applies its field to the first's result.
 #[actix_web::test]
 async fn concurrent_patches_of_different_fields_both_hold() {
-    use diesel_async::RunQueryDsl;
     let app = TestApp::spawn().await;
     let finance = app.key(Role::Finance, None).await;
     let created = app
@@ -167,48 +166,18 @@ async fn concurrent_patches_of_different_fields_both_hold() {
         )
     };
     // another session holds the customer's row while both patches arrive
-    let mut holder = app.db.conn().await;
-    diesel::sql_query("BEGIN")
-        .execute(&mut holder)
-        .await
-        .unwrap();
-    diesel::sql_query(format!(
-        "SELECT 1 FROM customers WHERE id = '{id}' FOR UPDATE"
-    ))
-    .execute(&mut holder)
-    .await
-    .unwrap();
-    let release = async {
-        let mut watcher = app.db.conn().await;
-        #[derive(diesel::QueryableByName)]
-        struct Waiting {
-            #[diesel(sql_type = diesel::sql_types::BigInt)]
-            n: i64,
-        }
-        // both patches are waiting for the lock (or, read without it, about to write)
-        for _ in 0..200 {
-            let w: Waiting = diesel::sql_query(
-                "SELECT count(*) AS n FROM pg_stat_activity \
-                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
-            )
-            .get_result(&mut watcher)
-            .await
-            .unwrap();
-            if w.n >= 2 {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
-        diesel::sql_query("COMMIT")
-            .execute(&mut holder)
-            .await
-            .unwrap();
-    };
-    let (a, b, ()) = futures_util::join!(
-        patch(json!({"legal_name": "Atelier Dupont SAS"})),
-        patch(json!({"billing_email": "factures@dupont.fr"})),
-        release,
-    );
+    let (a, b) = app
+        .while_rows_are_held(
+            &format!("SELECT 1 FROM customers WHERE id = '{id}'"),
+            2,
+            async {
+                futures_util::join!(
+                    patch(json!({"legal_name": "Atelier Dupont SAS"})),
+                    patch(json!({"billing_email": "factures@dupont.fr"})),
+                )
+            },
+        )
+        .await;
     assert_eq!((a.status, b.status), (200, 200), "{} {}", a.text, b.text);
     let now = app.get(&finance, &format!("/v1/customers/{id}")).await;
     assert_eq!(

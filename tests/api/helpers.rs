@@ -564,3 +564,78 @@ pub async fn use_credits(
     );
     authorize_and_capture(conn, &req, at).await
 }
+
+impl TestApp {
+    /// Sends `n` identical POSTs with one `Idempotency-Key` at once and checks that one
+    /// created (201) and every other replayed it (200, the same body,
+    /// `Idempotent-Replayed: true`). The created body.
+    pub async fn post_concurrently_once(
+        &self,
+        key: &str,
+        path: &str,
+        idempotency: &str,
+        body: &Value,
+        n: usize,
+    ) -> Value {
+        let replies = futures_util::future::join_all(
+            (0..n).map(|_| self.post_json(key, path, Some(idempotency), body)),
+        )
+        .await;
+        let texts: Vec<&str> = replies.iter().map(|r| r.text.as_str()).collect();
+        let created: Vec<&Reply> = replies.iter().filter(|r| r.status == 201).collect();
+        assert_eq!(created.len(), 1, "one creation: {texts:?}");
+        for reply in replies.iter().filter(|r| r.status != 201) {
+            assert_eq!(reply.status, 200, "{}", reply.text);
+            assert_eq!(reply.header("idempotent-replayed"), Some("true"));
+            assert_eq!(reply.body, created[0].body, "the first answer, as it was");
+        }
+        created[0].body.clone()
+    }
+
+    /// Runs `requests` while another session holds the rows `lock` selects `FOR UPDATE`,
+    /// and lets them go once `waiting` sessions wait for a lock: concurrent requests meet
+    /// on those rows for certain, not by luck of scheduling.
+    pub async fn while_rows_are_held<T>(
+        &self,
+        lock: &str,
+        waiting: i64,
+        requests: impl std::future::Future<Output = T>,
+    ) -> T {
+        #[derive(diesel::QueryableByName)]
+        struct Waiting {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            n: i64,
+        }
+        let mut holder = self.db.conn().await;
+        diesel::sql_query("BEGIN")
+            .execute(&mut holder)
+            .await
+            .unwrap();
+        diesel::sql_query(format!("{lock} FOR UPDATE"))
+            .execute(&mut holder)
+            .await
+            .unwrap();
+        let release = async {
+            let mut watcher = self.db.conn().await;
+            for _ in 0..300 {
+                let w: Waiting = diesel::sql_query(
+                    "SELECT count(*) AS n FROM pg_stat_activity \
+                     WHERE datname = current_database() AND wait_event_type = 'Lock'",
+                )
+                .get_result(&mut watcher)
+                .await
+                .unwrap();
+                if w.n >= waiting {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            diesel::sql_query("COMMIT")
+                .execute(&mut holder)
+                .await
+                .unwrap();
+        };
+        let (out, ()) = futures_util::join!(requests, release);
+        out
+    }
+}
