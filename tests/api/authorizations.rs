@@ -583,19 +583,7 @@ async fn hourly_interventions_are_billed_per_started_increment_of_their_offer() 
     .unwrap();
     let key = app.key(Role::Ticketing, None).await;
     app.clock.set(paris("2026-11-20") + Duration::hours(15));
-    let body = request(C2, "MIS-20", json!({"type": "misdeclared"}), "auto");
-    let decided = app.post_json(&key, "/v1/authorizations", None, &body).await;
-    assert_eq!(decided.body["hourly"], true, "{}", decided.text);
-    let id = decided.body["id"].as_str().unwrap();
-    let captured = app
-        .post_json(
-            &key,
-            &format!("/v1/authorizations/{id}/capture"),
-            None,
-            &json!({"minutes": 21}),
-        )
-        .await;
-    let intervention = captured.body["intervention_id"].as_str().unwrap();
+    let intervention = app.misdeclared_sheet(&key, C2, "MIS-20", 21).await;
     let disputed = app
         .post_json(
             &key,
@@ -622,18 +610,7 @@ async fn a_sheet_is_disputed_once() {
     let (app, _conn) = seeded().await;
     let key = app.key(Role::Ticketing, None).await;
     app.clock.set(paris("2026-11-20") + Duration::hours(15));
-    let body = request(C2, "MIS-ONCE", json!({"type": "misdeclared"}), "auto");
-    let decided = app.post_json(&key, "/v1/authorizations", None, &body).await;
-    let id = decided.body["id"].as_str().unwrap();
-    let captured = app
-        .post_json(
-            &key,
-            &format!("/v1/authorizations/{id}/capture"),
-            None,
-            &json!({"minutes": 30}),
-        )
-        .await;
-    let sheet = captured.body["intervention_id"].as_str().unwrap();
+    let sheet = app.misdeclared_sheet(&key, C2, "MIS-ONCE", 30).await;
     let path = format!("/v1/interventions/{sheet}/dispute");
     let empty = json!({});
     // another session holds the sheet's row while the ten disputes arrive

@@ -639,3 +639,58 @@ impl TestApp {
         out
     }
 }
+
+impl TestApp {
+    /// `GET /v1/ledger/verify` (with `key`) finds every balance equal to its postings and
+    /// every transaction balanced.
+    pub async fn assert_ledger_verifies(&self, key: &str) {
+        let verify = self.get(key, "/v1/ledger/verify").await;
+        assert_eq!(
+            (
+                &verify.body["mismatches"],
+                &verify.body["unbalanced_transactions"]
+            ),
+            (&serde_json::json!([]), &serde_json::json!([])),
+            "{}",
+            verify.text
+        );
+    }
+
+    /// A misdeclared incident of `customer` (chargeable, hourly) authorized with the
+    /// ticketing `key` at the clock's instant and captured for `minutes`: its
+    /// intervention sheet's id.
+    pub async fn misdeclared_sheet(
+        &self,
+        key: &str,
+        customer: Uuid,
+        reference: &str,
+        minutes: i64,
+    ) -> String {
+        let body = serde_json::json!({
+            "customer_id": customer,
+            "request_ref": reference,
+            "kind": "intervention",
+            "classification": {"type": "misdeclared"},
+            "priority": "high",
+            "requester": {"certified": false, "learning_phase_end": null},
+            "occurred_at": "2026-11-20T09:00:00+01:00",
+            "declared_at": "2026-11-20T10:00:00+01:00",
+            "preferred_funding": "auto"
+        });
+        let decided = self.post_json(key, "/v1/authorizations", None, &body).await;
+        assert_eq!(decided.body["hourly"], true, "{}", decided.text);
+        let id = decided.body["id"].as_str().unwrap();
+        let captured = self
+            .post_json(
+                key,
+                &format!("/v1/authorizations/{id}/capture"),
+                None,
+                &serde_json::json!({ "minutes": minutes }),
+            )
+            .await;
+        captured.body["intervention_id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no sheet: {}", captured.text))
+            .to_string()
+    }
+}

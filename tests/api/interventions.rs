@@ -14,33 +14,7 @@ async fn interventions_are_read_one_or_by_page_by_their_customer() {
     let (app, _conn) = seeded().await;
     let ticketing = app.key(Role::Ticketing, None).await;
     app.clock.set(paris("2026-11-20") + Duration::hours(15));
-    let body = json!({
-        "customer_id": C2,
-        "request_ref": "MIS-READ",
-        "kind": "intervention",
-        "classification": {"type": "misdeclared"},
-        "priority": "high",
-        "requester": {"certified": false, "learning_phase_end": null},
-        "occurred_at": "2026-11-20T09:00:00+01:00",
-        "declared_at": "2026-11-20T10:00:00+01:00",
-        "preferred_funding": "auto"
-    });
-    let decided = app
-        .post_json(&ticketing, "/v1/authorizations", None, &body)
-        .await;
-    let id = decided.body["id"].as_str().unwrap();
-    let captured = app
-        .post_json(
-            &ticketing,
-            &format!("/v1/authorizations/{id}/capture"),
-            None,
-            &json!({"minutes": 50}),
-        )
-        .await;
-    let sheet = captured.body["intervention_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let sheet = app.misdeclared_sheet(&ticketing, C2, "MIS-READ", 50).await;
     let path = format!("/v1/interventions/{sheet}");
 
     let read = app.get(&ticketing, &path).await;

@@ -945,16 +945,7 @@ async fn a_lot_accounts_for_every_credit_through_authorizations_and_expiry() {
         .get(&admin, &format!("/v1/customers/{C1}/balances"))
         .await;
     assert_eq!(total(&balances.body), "20.00", "{}", balances.text);
-    let verify = app.get(&admin, "/v1/ledger/verify").await;
-    assert_eq!(
-        (
-            &verify.body["mismatches"],
-            &verify.body["unbalanced_transactions"]
-        ),
-        (&json!([]), &json!([])),
-        "{}",
-        verify.text
-    );
+    app.assert_ledger_verifies(&admin).await;
 }
 
 /// Running renewals again for the same instant grants nothing and opens no account.
@@ -1199,16 +1190,7 @@ async fn a_lot_recognises_what_it_was_sold_for_to_the_cent() {
         ["433.69", "88.81", "522.50"],
         "revenue 161.98 + 161.98 + 109.73, breakage 41.80 + 47.01: 522.50, as sold"
     );
-    let verify = app.get(&admin, "/v1/ledger/verify").await;
-    assert_eq!(
-        (
-            &verify.body["mismatches"],
-            &verify.body["unbalanced_transactions"]
-        ),
-        (&json!([]), &json!([])),
-        "{}",
-        verify.text
-    );
+    app.assert_ledger_verifies(&admin).await;
 }
 
 /// The capture that empties a lot takes what is left of its sale value: 6.20 credits at
