@@ -64,6 +64,8 @@ impl Principal {
 pub enum KeyError {
     #[error("a customer key needs --customer, and only a customer key may have one")]
     CustomerBinding,
+    #[error("customer {0} does not exist")]
+    UnknownCustomer(Uuid),
     #[error(transparent)]
     Database(#[from] diesel::result::Error),
 }
@@ -81,6 +83,16 @@ pub async fn create_key(
 ) -> Result<(Uuid, String), KeyError> {
     if (role == Role::Customer) != customer_id.is_some() {
         return Err(KeyError::CustomerBinding);
+    }
+    if let Some(customer) = customer_id {
+        let known = diesel::select(diesel::dsl::exists(
+            crate::schema::customers::table.find(customer),
+        ))
+        .get_result::<bool>(conn)
+        .await?;
+        if !known {
+            return Err(KeyError::UnknownCustomer(customer));
+        }
     }
     let mut secret = [0u8; 32];
     rand::rng().fill_bytes(&mut secret);

@@ -88,7 +88,8 @@ pub enum Command {
 
 #[derive(Debug, Subcommand)]
 pub enum JobsCommand {
-    /// Run one job: renewals, billing, hold-expiry, credit-expiry, assistance-period-close.
+    /// Run one job: renewals, billing, hold-expiry, credit-expiry, assistance-period-close,
+    /// intervention-release.
     Run {
         name: String,
         /// RFC 3339 instant, e.g. 2026-12-01T00:00:00+01:00 (default: now).
@@ -241,8 +242,10 @@ async fn run_job(
     name: &str,
     as_of: Option<chrono::DateTime<chrono::Utc>>,
 ) -> anyhow::Result<()> {
-    let job = crate::jobs::Job::parse(name)
-        .ok_or_else(|| anyhow::anyhow!("no job `{name}` (renewals, billing, hold-expiry, credit-expiry, assistance-period-close)"))?;
+    let job = crate::jobs::Job::parse(name).ok_or_else(|| {
+        let names: Vec<&str> = crate::jobs::Job::ALL.iter().map(|j| j.name()).collect();
+        anyhow::anyhow!("no job `{name}` ({})", names.join(", "))
+    })?;
     let mut conn = connect(database).await?;
     let now = chrono::Utc::now();
     let as_of = as_of.unwrap_or(now);

@@ -217,3 +217,37 @@ async fn serve_refuses_a_superuser_connection_unless_allowed() {
     assert_eq!(exited, None, "{logs}");
     assert!(!logs.contains("WARN"), "{logs}");
 }
+
+/// `apikey create --role customer --customer <id>` refuses a customer that does not exist;
+/// `jobs run` with an unknown name lists every job, `intervention-release` included.
+#[actix_web::test]
+async fn the_cli_refuses_unknown_customers_and_names_every_job() {
+    let db = crate::helpers::TestDb::new().await;
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_grandlivre"))
+            .env("DATABASE_URL", &db.url)
+            .env("GRANDLIVRE_OWNER_DATABASE_URL", &db.owner_url)
+            .args(args)
+            .output()
+            .expect("run grandlivre");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let unknown = uuid::Uuid::now_v7().to_string();
+    let (ok, stderr) = run(&[
+        "apikey",
+        "create",
+        "--role",
+        "customer",
+        "--customer",
+        &unknown,
+    ]);
+    assert!(
+        !ok && stderr.contains(&format!("customer {unknown} does not exist")),
+        "{stderr}"
+    );
+    let (ok, stderr) = run(&["jobs", "run", "no-such-job"]);
+    assert!(!ok && stderr.contains("intervention-release"), "{stderr}");
+}
