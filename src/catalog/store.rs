@@ -56,10 +56,10 @@ impl From<OfferRow> for Offer {
                 assistance_included: r.assistance_included,
                 maintenance: r.maintenance,
                 appointment_quota: r.appointment_quota,
-                credits_per_term: r.credits_per_term.map(plain),
+                credits_per_term: r.credits_per_term.map(crate::money::price),
                 unit_credit_purchase: r.unit_credit_purchase,
             },
-            credit_price: r.credit_price.map(plain),
+            credit_price: r.credit_price.map(crate::money::price),
             increment_minutes: r.increment_minutes,
         }
     }
@@ -135,7 +135,7 @@ pub async fn prices(
         .into_iter()
         .map(|(d, p)| PriceVersion {
             effective_from: d,
-            unit_price: plain(p),
+            unit_price: crate::money::price(p),
         })
         .collect())
 }

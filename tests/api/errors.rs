@@ -438,3 +438,19 @@ async fn the_bearer_scheme_is_read_in_any_case() {
         assert_eq!(app.send(req).await.status, status, "{scheme}");
     }
 }
+
+/// Money and credit amounts in answers carry at least two decimals: `"100.00"`, never
+/// `"100"`.
+#[actix_web::test]
+async fn prices_read_with_their_cents() {
+    let (app, _conn) = crate::helpers::seeded().await;
+    let key = app.admin().await;
+    let prices = app.get(&key, "/v1/offers/ticket/prices").await;
+    assert_eq!(prices.body[0]["unit_price"], "100.00", "{}", prices.text);
+    let pack = app.get(&key, "/v1/offers/service_plus_pack").await;
+    assert_eq!(
+        pack.body["entitlements"]["credits_per_term"], "20.00",
+        "{}",
+        pack.text
+    );
+}
