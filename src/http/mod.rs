@@ -105,10 +105,64 @@ pub fn extractor_configs(cfg: &mut web::ServiceConfig) {
 
 /// The answer to a path that no route matches.
 pub async fn no_route(req: HttpRequest) -> Result<actix_web::HttpResponse, ApiError> {
-    Err(ApiError::new(
-        ErrorCode::NotFound,
-        format!("no resource at {} {}", req.method(), req.path()),
-    ))
+    let allowed = allowed_methods(req.path());
+    if allowed.is_empty() {
+        return Err(ApiError::new(
+            ErrorCode::NotFound,
+            format!("no resource at {} {}", req.method(), req.path()),
+        ));
+    }
+    // a known path asked with a method it does not take (RFC 9110, 15.5.6)
+    let allow = allowed.join(", ");
+    let mut answer = actix_web::ResponseError::error_response(&ApiError::new(
+        ErrorCode::MethodNotAllowed,
+        format!("{} takes {allow}, not {}", req.path(), req.method()),
+    ));
+    if let Ok(value) = header::HeaderValue::from_str(&allow) {
+        answer.headers_mut().insert(header::ALLOW, value);
+    }
+    Ok(answer)
+}
+
+/// The methods the contract documents at `path` (empty: no such path). Path parameters
+/// (`{id}`) match any one non-empty segment.
+fn allowed_methods(path: &str) -> Vec<&'static str> {
+    type Route = (Vec<String>, Vec<&'static str>);
+    static ROUTES: std::sync::OnceLock<Vec<Route>> = std::sync::OnceLock::new();
+    let routes = ROUTES.get_or_init(|| {
+        crate::openapi::document()
+            .paths
+            .paths
+            .iter()
+            .map(|(template, item)| {
+                let methods = [
+                    ("GET", item.get.is_some()),
+                    ("POST", item.post.is_some()),
+                    ("PUT", item.put.is_some()),
+                    ("PATCH", item.patch.is_some()),
+                    ("DELETE", item.delete.is_some()),
+                ];
+                (
+                    template.split('/').map(str::to_string).collect(),
+                    methods.iter().filter(|m| m.1).map(|m| m.0).collect(),
+                )
+            })
+            .collect()
+    });
+    let segments: Vec<&str> = path.split('/').collect();
+    let mut allowed: Vec<&'static str> = routes
+        .iter()
+        .filter(|(template, _)| {
+            template.len() == segments.len()
+                && template.iter().zip(&segments).all(|(t, s)| {
+                    t == s || (t.starts_with('{') && t.ends_with('}') && !s.is_empty())
+                })
+        })
+        .flat_map(|(_, methods)| methods.iter().copied())
+        .collect();
+    allowed.sort_unstable();
+    allowed.dedup();
+    allowed
 }
 
 /// The caller, authenticated by its bearer API key.

@@ -454,3 +454,27 @@ async fn prices_read_with_their_cents() {
         pack.text
     );
 }
+
+/// A known path asked with a method it does not take is a 405 listing the ones it does
+/// (`Allow`); an unknown path stays a 404.
+#[actix_web::test]
+async fn a_method_a_path_does_not_take_is_405_with_allow() {
+    let app = TestApp::spawn().await;
+    let key = app.admin().await;
+    let req = TestRequest::delete()
+        .uri("/v1/offers")
+        .insert_header(("Authorization", format!("Bearer {key}")));
+    let reply = app.send(req).await;
+    reply.problem(405, "method_not_allowed");
+    assert_eq!(reply.header("allow"), Some("GET, POST"));
+    let req = TestRequest::put()
+        .uri(&format!("/v1/interventions/{}", uuid::Uuid::now_v7()))
+        .insert_header(("Authorization", format!("Bearer {key}")));
+    let reply = app.send(req).await;
+    reply.problem(405, "method_not_allowed");
+    assert_eq!(reply.header("allow"), Some("GET"));
+    let req = TestRequest::get()
+        .uri("/v1/nothing-here")
+        .insert_header(("Authorization", format!("Bearer {key}")));
+    app.send(req).await.problem(404, "not_found");
+}
