@@ -3,7 +3,6 @@
 use actix_web::test::TestRequest;
 use diesel_async::RunQueryDsl;
 use grandlivre::auth::Role;
-use uuid::Uuid;
 
 use crate::helpers::TestApp;
 
@@ -40,9 +39,11 @@ async fn revoked_keys_are_401() {
 
 #[actix_web::test]
 async fn roles_outside_the_endpoint_are_403() {
-    let app = TestApp::spawn().await;
+    let (app, _conn) = crate::helpers::seeded().await;
     let ticketing = app.key(Role::Ticketing, None).await;
-    let customer = app.key(Role::Customer, Some(Uuid::now_v7())).await;
+    let customer = app
+        .key(Role::Customer, Some(grandlivre::demo::DEMO_CUSTOMER_1))
+        .await;
     let finance = app.key(Role::Finance, None).await;
     let admin = app.admin().await;
     for path in ["/v1/ledger/accounts", "/v1/ledger/verify"] {

@@ -352,7 +352,7 @@ async fn a_panicking_handler_gets_a_problem_not_a_dropped_connection() {
 /// is (a NUL once reached PostgreSQL and answered 500), with any key.
 #[actix_web::test]
 async fn control_characters_in_the_uri_are_named() {
-    let app = TestApp::spawn().await;
+    let (app, _conn) = crate::helpers::seeded().await;
     let customer = app
         .key(
             grandlivre::auth::Role::Customer,
