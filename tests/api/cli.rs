@@ -251,3 +251,36 @@ async fn the_cli_refuses_unknown_customers_and_names_every_job() {
     let (ok, stderr) = run(&["jobs", "run", "no-such-job"]);
     assert!(!ok && stderr.contains("intervention-release"), "{stderr}");
 }
+
+/// The embedded cluster logs errors without their DETAIL: a constraint violation's
+/// "Failing row contains (…)" would put customer data in the server log.
+#[actix_web::test]
+async fn the_embedded_cluster_logs_no_row_data() {
+    use diesel_async::RunQueryDsl;
+    if std::env::var("TEST_DATABASE_URL").is_ok() {
+        eprintln!("TEST_DATABASE_URL is set: its server's logging is not ours to check");
+        return;
+    }
+    let db = crate::helpers::TestDb::new().await;
+    let mut conn = db.conn().await;
+    let marker = format!("marker-{}", uuid::Uuid::now_v7());
+    let refused = diesel::sql_query(format!(
+        "INSERT INTO customers (id, legal_name, siren, billing_email, street, postcode, town, \
+         country, status, created_at, updated_at) VALUES ('{}', '{marker}', '900000019', \
+         'a@b.fr', 'Rue', '75001', 'Paris', 'FR', 'weird', now(), now())",
+        uuid::Uuid::now_v7()
+    ))
+    .execute(&mut conn)
+    .await;
+    assert!(refused.is_err(), "the CHECK refuses the row");
+    let dir = grandlivre::pg_cluster::scratch_dir(
+        &std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"),
+        "pg-test",
+    );
+    let log = std::fs::read_to_string(dir.join("server.log")).expect("the cluster's log");
+    assert!(
+        log.contains("violates check constraint"),
+        "the error is logged"
+    );
+    assert!(!log.contains(&marker), "the row's data is not");
+}
