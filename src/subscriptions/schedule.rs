@@ -80,20 +80,30 @@ pub fn prorate(price: Decimal, days_left: u32, days_in_period: u32) -> Decimal {
     round_cents(price * Decimal::from(days_left) / Decimal::from(days_in_period))
 }
 
-/// The 12-month periods of a pack that starts on `start` (period *k* starts on
-/// `start + 12k months`, clamped to the month's end) that have begun by `until`: one
-/// grant of a Service+ pack's included credits each, whatever its parent's terms or
-/// billing period.
+/// Period `index` of a pack that starts on `start`, in 12-month periods (period *k*
+/// starts on `start + 12k months`, clamped to the month's end): Assistance+ quotas and
+/// Service+ grants follow these, whatever the parent's terms or billing period.
+pub fn twelve_month_period(start: NaiveDate, index: u32) -> Period {
+    Period {
+        index,
+        start: add_months(start, 12 * index),
+        end: add_months(start, 12 * (index + 1)),
+    }
+}
+
+/// The 12-month period of a pack that starts on `start` holding `date`.
+pub fn twelve_month_period_at(start: NaiveDate, date: NaiveDate) -> Period {
+    twelve_month_period(start, months_between(start, date) / 12)
+}
+
+/// The 12-month periods of a pack that starts on `start` that have begun by `until`: one
+/// grant of a Service+ pack's included credits each.
 pub fn twelve_month_periods(
     start: NaiveDate,
     until: DateTime<Utc>,
 ) -> impl Iterator<Item = Period> {
     (0u32..)
-        .map(move |k| Period {
-            index: k,
-            start: add_months(start, 12 * k),
-            end: add_months(start, 12 * (k + 1)),
-        })
+        .map(move |k| twelve_month_period(start, k))
         .take_while(move |p| paris_midnight(p.start) <= until)
 }
 
@@ -243,6 +253,18 @@ impl Plan {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn appointment_periods_are_twelve_months_from_the_pack_start() {
+        let start = NaiveDate::from_ymd_opt(2026, 1, 31).unwrap();
+        assert_eq!(
+            twelve_month_period_at(start, NaiveDate::from_ymd_opt(2027, 1, 30).unwrap()).index,
+            0
+        );
+        let second = twelve_month_period_at(start, NaiveDate::from_ymd_opt(2027, 1, 31).unwrap());
+        assert_eq!(second.index, 1);
+        assert_eq!(second, twelve_month_period(start, 1));
+    }
     use rust_decimal_macros::dec;
 
     fn d(s: &str) -> NaiveDate {

@@ -36,11 +36,6 @@ pub fn lot_expiry(granted_at: DateTime<Utc>) -> DateTime<Utc> {
     paris_midnight(add_months(paris_date(granted_at), 12))
 }
 
-/// The Assistance+ period holding `date`, counted in 12-month periods from the pack start.
-pub fn appointment_period(pack_start: NaiveDate, date: NaiveDate) -> u32 {
-    crate::calendar::months_between(pack_start, date) / 12
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum LotOrigin {
@@ -155,19 +150,6 @@ mod tests {
         assert_eq!(
             lot_expiry(at("2026-06-14T22:30:00Z")),
             at("2027-06-14T22:00:00Z")
-        );
-    }
-
-    #[test]
-    fn appointment_periods_are_twelve_months_from_the_pack_start() {
-        let start = NaiveDate::from_ymd_opt(2026, 1, 31).unwrap();
-        assert_eq!(
-            appointment_period(start, NaiveDate::from_ymd_opt(2027, 1, 30).unwrap()),
-            0
-        );
-        assert_eq!(
-            appointment_period(start, NaiveDate::from_ymd_opt(2027, 1, 31).unwrap()),
-            1
         );
     }
 }

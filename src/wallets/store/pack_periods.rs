@@ -7,13 +7,14 @@ use rust_decimal::Decimal;
 use uuid::Uuid;
 
 use super::*;
-use crate::calendar::{add_months, paris_date, paris_midnight};
+use crate::calendar::{paris_date, paris_midnight};
 use crate::catalog::{self, Offer};
 use crate::charges::{self, ChargeSource, NewCharge};
 use crate::ledger::store as ledger;
 use crate::ledger::{AccountId, BalanceView, LedgerError, NewTransaction, Posting, Side};
 use crate::money::Unit;
 use crate::schema::{appointment_period_closes, appointments, subscriptions};
+use crate::subscriptions::schedule::{twelve_month_period, twelve_month_period_at};
 
 /// An Assistance+ pack's period, from the ledger.
 #[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
@@ -91,7 +92,8 @@ pub(crate) async fn pack_period(
             "subscription {pack_id} is not active at {at}"
         )));
     }
-    let period = appointment_period(start, paris_date(at));
+    let current = twelve_month_period_at(start, paris_date(at));
+    let period = current.index;
     let (q, _, _) = appt_codes(pack_id, period);
     let issued = issuer(
         c,
@@ -113,7 +115,7 @@ pub(crate) async fn pack_period(
             "appointments.quota",
             vec![Posting::debit(issued, n), Posting::credit(quota_acct, n)],
         )?
-        .effective_at(paris_midnight(add_months(start, 12 * period)));
+        .effective_at(paris_midnight(current.start));
         ledger::post_in_tx(c, &grant).await?;
         left += n.value();
     }
@@ -229,8 +231,9 @@ pub async fn close_appointment_periods(
         }
         let mut period = 0u32;
         loop {
-            let period_start = paris_midnight(add_months(start, 12 * period));
-            let natural_end = paris_midnight(add_months(start, 12 * (period + 1)));
+            let dates = twelve_month_period(start, period);
+            let period_start = paris_midnight(dates.start);
+            let natural_end = paris_midnight(dates.end);
             let close_at = match ends_at {
                 Some(e) if e < natural_end => e,
                 _ => natural_end,
@@ -260,23 +263,15 @@ pub async fn close_appointment_periods(
                     &NewCharge {
                         subscription_id: Some(id),
                         period_index: Some(period as i32),
-                        service_start: Some(add_months(start, 12 * period)),
+                        service_start: Some(dates.start),
                         service_end: Some(
-                            close_date.max(
-                                add_months(start, 12 * period)
-                                    .succ_opt()
-                                    .unwrap_or(close_date),
-                            ),
+                            close_date.max(dates.start.succ_opt().unwrap_or(close_date)),
                         ),
                         ..NewCharge::of_offer(
                             customer,
                             &tariff,
                             ChargeSource::AssistanceOverage,
-                            format!(
-                                "{} × {overage}, period from {}",
-                                tariff.name,
-                                add_months(start, 12 * period)
-                            ),
+                            format!("{} × {overage}, period from {}", tariff.name, dates.start),
                             Decimal::from(overage),
                             unit_price,
                         )

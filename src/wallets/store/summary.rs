@@ -7,11 +7,12 @@ use rust_decimal::Decimal;
 use uuid::Uuid;
 
 use super::*;
-use crate::calendar::{add_months, paris_date};
+use crate::calendar::paris_date;
 use crate::ledger::store as ledger;
 use crate::ledger::{AccountId, BalanceView};
 use crate::money::round_cents;
 use crate::schema::subscriptions;
+use crate::subscriptions::schedule::twelve_month_period_at;
 
 /// What a customer holds, every figure read from the ledger.
 #[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
@@ -111,13 +112,13 @@ pub async fn balances(
             .select(subscriptions::start_date)
             .first(conn)
             .await?;
-        let period = appointment_period(start, paris_date(at));
-        let (used, overage) = period_figures(conn, customer, id, period).await?;
+        let period = twelve_month_period_at(start, paris_date(at));
+        let (used, overage) = period_figures(conn, customer, id, period.index).await?;
         appointments.push(AppointmentPeriod {
             subscription_id: id,
-            period_index: period,
-            period_start: add_months(start, 12 * period),
-            period_end: add_months(start, 12 * (period + 1)),
+            period_index: period.index,
+            period_start: period.start,
+            period_end: period.end,
             quota,
             used,
             overage,
