@@ -39,11 +39,6 @@ impl IdempotencyKey {
             key: key.into(),
         }
     }
-
-    /// The scope the key lives in.
-    pub fn scope(&self) -> &str {
-        &self.scope
-    }
 }
 
 /// The key was used before for another request (another operation or other values).

@@ -30,7 +30,7 @@ pub async fn capture(
 ) -> Result<AuthorizationView, AuthorizationError> {
     crate::retry_transaction!(conn, AuthorizationError, |c| {
         let row = load(c, id, true).await?;
-        match row.status() {
+        match row.status {
             AuthorizationStatus::Open => {}
             AuthorizationStatus::Denied => {
                 return Err(AuthorizationError::WrongState(id, "denied"))
@@ -140,7 +140,7 @@ async fn plan_capture(
         intervention: None,
         appointment: None,
     };
-    match row.funding() {
+    match row.funding {
         Some(funding @ (Funding::Ticket | Funding::Quota | Funding::Overage)) => {
             if plan.captured > Decimal::ONE {
                 return Err(AuthorizationError::Invalid(
@@ -258,11 +258,11 @@ pub async fn void(
 ) -> Result<AuthorizationView, AuthorizationError> {
     crate::retry_transaction!(conn, AuthorizationError, |c| {
         let row = load(c, id, true).await?;
-        if row.status() != AuthorizationStatus::Open {
+        if row.status != AuthorizationStatus::Open {
             return Err(AuthorizationError::WrongState(id, "not open"));
         }
         // credit lots are locked before holds and balances, as every writer of a lot does
-        let lots: Vec<Uuid> = if row.funding() == Some(Funding::Credits) {
+        let lots: Vec<Uuid> = if row.funding == Some(Funding::Credits) {
             let lots: Vec<Uuid> = ledger::get_holds(c, &row.holds())
                 .await?
                 .into_iter()

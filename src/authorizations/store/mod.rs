@@ -138,14 +138,6 @@ struct Row {
 }
 
 impl Row {
-    fn status(&self) -> AuthorizationStatus {
-        self.status
-    }
-
-    fn funding(&self) -> Option<Funding> {
-        self.funding
-    }
-
     fn holds(&self) -> Vec<Uuid> {
         self.hold_ids.iter().flatten().copied().collect()
     }
@@ -159,7 +151,7 @@ impl Row {
             decision: self.decision,
             funding: self.funding,
             reason: self.reason,
-            status: self.status(),
+            status: self.status,
             hold_id: <[Uuid]>::first(&holds).copied(),
             hold_expires_at: self.expires_at.filter(|_| !holds.is_empty()),
             hold_ids: holds,

@@ -75,7 +75,7 @@ pub async fn create(
                 let parent = row(c, parent_id, true)
                     .await
                     .map_err(|_| SubscriptionError::BadParent(parent_id))?;
-                let live = parent.status() == SubscriptionStatus::Active
+                let live = parent.status == SubscriptionStatus::Active
                     && parent.customer_id == req.customer_id
                     && parent.parent_id.is_none()
                     && parent.ends_at.is_none_or(|e| e > paris_midnight(start));
@@ -157,7 +157,7 @@ pub async fn activate_on_payment(
 ) -> Result<(), SubscriptionError> {
     crate::retry_transaction!(conn, SubscriptionError, |c| {
         let sub = row(c, id, true).await?;
-        match (sub.status(), sub.anchor_date) {
+        match (sub.status, sub.anchor_date) {
             (SubscriptionStatus::Active, Some(a)) if a == value_date => return Ok(()),
             (SubscriptionStatus::PendingPayment, _) => {}
             _ => {

@@ -49,12 +49,6 @@ struct SubRow {
     created_at: DateTime<Utc>,
 }
 
-impl SubRow {
-    fn status(&self) -> SubscriptionStatus {
-        self.status
-    }
-}
-
 async fn row(
     conn: &mut AsyncPgConnection,
     id: Uuid,
@@ -157,7 +151,7 @@ async fn live_addons(
 }
 
 fn require_live(sub: &SubRow) -> Result<(), SubscriptionError> {
-    match sub.status() {
+    match sub.status {
         SubscriptionStatus::Active => Ok(()),
         SubscriptionStatus::PendingPayment => Err(SubscriptionError::WrongState(
             sub.id,

@@ -35,7 +35,7 @@ async fn to_view(
         customer_id: sub.customer_id,
         offer_code: sub.offer_code.clone(),
         parent_id: sub.parent_id,
-        status: sub.status(),
+        status: sub.status,
         anchor_date: sub.anchor_date,
         start_date: sub.start_date,
         cancel_received_at: sub.cancel_received_at,
@@ -56,7 +56,7 @@ async fn to_view(
             .collect(),
         created_at: sub.created_at,
     };
-    let ended = sub.status() == SubscriptionStatus::Ended || sub.ends_at.is_some_and(|e| e <= now);
+    let ended = sub.status == SubscriptionStatus::Ended || sub.ends_at.is_some_and(|e| e <= now);
     if ended {
         return Ok(view);
     }
