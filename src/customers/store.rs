@@ -201,7 +201,7 @@ pub async fn list(
 }
 
 /// Replaces the identity and address, and sets the status when given.
-pub async fn update(
+async fn update(
     conn: &mut AsyncPgConnection,
     id: Uuid,
     f: &CustomerFields,
