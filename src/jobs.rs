@@ -70,20 +70,61 @@ pub fn check_horizon(as_of: DateTime<Utc>, now: DateTime<Utc>) -> Result<(), Str
     Ok(())
 }
 
-/// What a run did.
+/// A record a job could not process; the next run takes it up again.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Failure {
+    /// The record (a subscription, for the pack jobs).
+    #[schema(value_type = String, format = Uuid)]
+    pub id: uuid::Uuid,
+    pub error: String,
+}
+
+/// What a run did: its job, its instant, and that job's own figures.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct JobRun {
     pub job: Job,
     pub as_of: DateTime<Utc>,
+    #[serde(flatten)]
+    pub report: JobReport,
+}
+
+/// Each job's figures.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum JobReport {
+    Renewals(RenewalsReport),
+    Charges(ChargesReport),
+    HoldExpiry(HoldExpiryReport),
+    CreditExpiry(CreditExpiryReport),
+    AssistancePeriodClose(wallets::PeriodCloseReport),
+}
+
+/// `renewals`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RenewalsReport {
     /// Subscriptions that renewed (one per term that began).
     pub renewed: u32,
     /// Subscriptions that reached their end.
     pub ended: u32,
-    pub charges_created: u32,
-    pub holds_expired: u32,
-    /// Service-credit lots granted (one per 12-month period of a Service+ pack, by
-    /// `renewals`).
+    /// Service-credit lots granted (one per 12-month period of a Service+ pack).
     pub lots_granted: u32,
+}
+
+/// `billing` and `intervention-release`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ChargesReport {
+    pub charges_created: u32,
+}
+
+/// `hold-expiry`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct HoldExpiryReport {
+    pub holds_expired: u32,
+}
+
+/// `credit-expiry`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CreditExpiryReport {
     /// Service-credit lots whose remainder went to breakage.
     pub lots_expired: u32,
 }
@@ -95,36 +136,33 @@ pub async fn run(
     as_of: DateTime<Utc>,
     now: DateTime<Utc>,
 ) -> Result<JobRun, ApiError> {
-    let mut out = JobRun {
-        job,
-        as_of,
-        renewed: 0,
-        ended: 0,
-        charges_created: 0,
-        holds_expired: 0,
-        lots_granted: 0,
-        lots_expired: 0,
-    };
-    match job {
+    let report = match job {
         Job::Renewals => {
             let r = subscriptions::run_renewals(conn, as_of).await?;
-            (out.renewed, out.ended) = (r.renewed, r.ended);
-            out.lots_granted = wallets::grant_pack_credits(conn, as_of).await?;
+            JobReport::Renewals(RenewalsReport {
+                renewed: r.renewed,
+                ended: r.ended,
+                lots_granted: wallets::grant_pack_credits(conn, as_of).await?,
+            })
         }
-        Job::Billing => {
-            out.charges_created = subscriptions::run_billing(conn, as_of, now)
+        Job::Billing => JobReport::Charges(ChargesReport {
+            charges_created: subscriptions::run_billing(conn, as_of, now)
                 .await?
-                .charges_created
-        }
-        Job::HoldExpiry => out.holds_expired = authorizations::expire(conn, as_of).await?,
-        Job::CreditExpiry => out.lots_expired = wallets::expire_lots(conn, as_of).await?,
-        Job::InterventionRelease => {
-            out.charges_created = crate::interventions::store::release(conn, as_of, now).await?
-        }
-        Job::AssistancePeriodClose => {
-            out.charges_created = wallets::close_appointment_periods(conn, as_of, now).await?
-        }
-    }
-    tracing::info!(job = job.name(), %as_of, ?out, "job run");
-    Ok(out)
+                .charges_created,
+        }),
+        Job::HoldExpiry => JobReport::HoldExpiry(HoldExpiryReport {
+            holds_expired: authorizations::expire(conn, as_of).await?,
+        }),
+        Job::CreditExpiry => JobReport::CreditExpiry(CreditExpiryReport {
+            lots_expired: wallets::expire_lots(conn, as_of).await?,
+        }),
+        Job::InterventionRelease => JobReport::Charges(ChargesReport {
+            charges_created: crate::interventions::store::release(conn, as_of, now).await?,
+        }),
+        Job::AssistancePeriodClose => JobReport::AssistancePeriodClose(
+            wallets::close_appointment_periods(conn, as_of, now).await?,
+        ),
+    };
+    tracing::info!(job = job.name(), %as_of, ?report, "job run");
+    Ok(JobRun { job, as_of, report })
 }

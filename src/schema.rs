@@ -234,6 +234,9 @@ diesel::table! {
         credit_price -> Nullable<Numeric>,
         increment_minutes -> Nullable<Int4>,
         created_at -> Timestamptz,
+        unit_credit_offer -> Nullable<Text>,
+        overage_offer -> Nullable<Text>,
+        catalog_role -> Nullable<Text>,
     }
 }
 

@@ -2,7 +2,7 @@
 
 use rust_decimal::Decimal;
 
-use super::{BillingPeriod, Entitlements, Offer, PriceBasis};
+use super::{BillingPeriod, CatalogRole, Entitlements, Offer, PriceBasis};
 use crate::money::DecimalString;
 
 fn dec(s: &str) -> DecimalString {
@@ -26,6 +26,7 @@ fn base(code: &str, name: &str, period: BillingPeriod, basis: PriceBasis) -> Off
         entitlements: Entitlements::default(),
         credit_price: None,
         increment_minutes: None,
+        role: None,
     }
 }
 
@@ -99,6 +100,7 @@ pub fn offers() -> Vec<(Offer, &'static str)> {
     );
     assistance.addon = true;
     assistance.entitlements.appointment_quota = Some(10);
+    assistance.entitlements.overage_offer = Some("appointment".into());
     let mut service_plus = recurring(
         "service_plus_pack",
         "Service+ pack (20 service credits a year)",
@@ -110,6 +112,7 @@ pub fn offers() -> Vec<(Offer, &'static str)> {
     service_plus.addon = true;
     service_plus.entitlements.credits_per_term = Some(dec("20"));
     service_plus.entitlements.unit_credit_purchase = true;
+    service_plus.entitlements.unit_credit_offer = Some("service_credit".into());
     let mut premium = recurring(
         "premium_assistance",
         "Premium assistance",
@@ -126,34 +129,16 @@ pub fn offers() -> Vec<(Offer, &'static str)> {
         PriceBasis::Ht,
     );
     intervention.increment_minutes = Some(15);
+    intervention.role = Some(CatalogRole::InterventionTime);
+    let mut ticket = base(
+        "ticket",
+        "Assistance ticket (one incident)",
+        BillingPeriod::Once,
+        PriceBasis::Ttc,
+    );
+    ticket.role = Some(CatalogRole::Ticket);
+    // the items packs name come before the packs
     vec![
-        (
-            network("ip_access_fibre", "IP access, copper/fibre", 36, 12),
-            "39.90",
-        ),
-        (
-            network("ip_access_cellular", "IP access, cellular", 3, 1),
-            "29.90",
-        ),
-        (network("ip_telephony", "IP telephony", 24, 12), "24.90"),
-        (
-            network("mobile_fleet", "Mobile fleet (per line)", 3, 1),
-            "19.90",
-        ),
-        (vip_month, "49.00"),
-        (vip_year, "490.00"),
-        (assistance, "600.00"),
-        (service_plus, "1500.00"),
-        (premium, "1200.00"),
-        (
-            base(
-                "ticket",
-                "Assistance ticket (one incident)",
-                BillingPeriod::Once,
-                PriceBasis::Ttc,
-            ),
-            "100.00",
-        ),
         (
             base(
                 "service_credit",
@@ -172,6 +157,25 @@ pub fn offers() -> Vec<(Offer, &'static str)> {
             ),
             "90.00",
         ),
+        (
+            network("ip_access_fibre", "IP access, copper/fibre", 36, 12),
+            "39.90",
+        ),
+        (
+            network("ip_access_cellular", "IP access, cellular", 3, 1),
+            "29.90",
+        ),
+        (network("ip_telephony", "IP telephony", 24, 12), "24.90"),
+        (
+            network("mobile_fleet", "Mobile fleet (per line)", 3, 1),
+            "19.90",
+        ),
+        (vip_month, "49.00"),
+        (vip_year, "490.00"),
+        (assistance, "600.00"),
+        (service_plus, "1500.00"),
+        (premium, "1200.00"),
+        (ticket, "100.00"),
         (service("configuration", "Configuration", "2"), "150.00"),
         (service("training", "Training (half day)", "4"), "300.00"),
         (service("installation", "Installation", "3"), "220.00"),

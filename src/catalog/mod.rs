@@ -48,6 +48,19 @@ crate::text_enum! {
     }
 }
 
+crate::text_enum! {
+    /// What the service itself sells or prices an offer as: at most one offer has each role.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+    #[serde(rename_all = "snake_case")]
+    pub enum CatalogRole {
+        /// Tickets are sold at this offer's price (a one-off offer).
+        Ticket = "ticket",
+        /// Chargeable intervention time is billed at this offer's hourly price (a metered
+        /// offer).
+        InterventionTime = "intervention_time",
+    }
+}
+
 /// What an active subscription to the offer gives its holder.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, default)]
@@ -60,11 +73,19 @@ pub struct Entitlements {
     pub maintenance: bool,
     /// Appointments per 12-month period (Assistance+).
     pub appointment_quota: Option<i32>,
+    /// The offer appointments beyond the quota are billed at (Assistance+; required with
+    /// `appointment_quota`).
+    #[schema(example = "appointment")]
+    pub overage_offer: Option<String>,
     /// Service credits granted at the start of each 12-month period of the pack, counted
     /// from its own start whatever its parent's terms (Service+; the name is historical).
     pub credits_per_term: Option<DecimalString>,
     /// Unit service credits may be bought while this is held (Service+).
     pub unit_credit_purchase: bool,
+    /// The offer unit credits are sold at, per credit (Service+; required with
+    /// `unit_credit_purchase`).
+    #[schema(example = "service_credit")]
+    pub unit_credit_offer: Option<String>,
 }
 
 /// An offer of the catalog.
@@ -107,6 +128,9 @@ pub struct Offer {
     /// Metered offers bill per started increment of this many minutes.
     #[serde(default)]
     pub increment_minutes: Option<i32>,
+    /// What the service sells or prices this offer as, if anything.
+    #[serde(default)]
+    pub role: Option<CatalogRole>,
 }
 
 fn one() -> DecimalString {
@@ -210,6 +234,28 @@ impl Offer {
         {
             err("increment_minutes", "1 to 240");
         }
+        let e = &self.entitlements;
+        if e.appointment_quota.is_some() != e.overage_offer.is_some() {
+            err(
+                "entitlements.overage_offer",
+                "the offer overage is billed at: required with `appointment_quota`, only with it",
+            );
+        }
+        if e.unit_credit_purchase != e.unit_credit_offer.is_some() {
+            err(
+                "entitlements.unit_credit_offer",
+                "the offer unit credits are sold at: required with `unit_credit_purchase`, only with it",
+            );
+        }
+        match (self.role, self.billing_period) {
+            (Some(CatalogRole::Ticket), BillingPeriod::Once)
+            | (Some(CatalogRole::InterventionTime), BillingPeriod::PerUse)
+            | (None, _) => {}
+            (Some(CatalogRole::Ticket), _) => err("role", "tickets are sold by a one-off offer"),
+            (Some(CatalogRole::InterventionTime), _) => {
+                err("role", "intervention time is priced by a metered offer")
+            }
+        }
         if errors.is_empty() {
             Ok(())
         } else {
@@ -227,6 +273,16 @@ pub struct PriceVersion {
     /// Up to 4 decimals; amounts billed are rounded to the cent.
     #[schema(example = "39.90")]
     pub unit_price: DecimalString,
+}
+
+/// An offer as the catalog shows it: with the price in force on the day asked (today in
+/// Paris), whose basis (HT or TTC) is the offer's `price_basis`.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct OfferView {
+    #[serde(flatten)]
+    pub offer: Offer,
+    /// The price version in force today; `null` when the offer has no price yet.
+    pub current_price: Option<PriceVersion>,
 }
 
 /// The price in force on `date` among `versions`.

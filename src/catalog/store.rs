@@ -3,7 +3,7 @@ use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use rust_decimal::Decimal;
 
-use super::{BillingPeriod, Entitlements, Offer, PriceBasis, PriceVersion};
+use super::{BillingPeriod, CatalogRole, Entitlements, Offer, PriceBasis, PriceVersion};
 use crate::money::DecimalString;
 use crate::schema::{offer_prices, offers};
 
@@ -30,6 +30,9 @@ struct OfferRow {
     unit_credit_purchase: bool,
     credit_price: Option<Decimal>,
     increment_minutes: Option<i32>,
+    unit_credit_offer: Option<String>,
+    overage_offer: Option<String>,
+    catalog_role: Option<CatalogRole>,
 }
 
 fn plain(d: Decimal) -> DecimalString {
@@ -56,11 +59,14 @@ impl From<OfferRow> for Offer {
                 assistance_included: r.assistance_included,
                 maintenance: r.maintenance,
                 appointment_quota: r.appointment_quota,
+                overage_offer: r.overage_offer,
                 credits_per_term: r.credits_per_term.map(crate::money::price),
                 unit_credit_purchase: r.unit_credit_purchase,
+                unit_credit_offer: r.unit_credit_offer,
             },
             credit_price: r.credit_price.map(crate::money::price),
             increment_minutes: r.increment_minutes,
+            role: r.catalog_role,
         }
     }
 }
@@ -92,11 +98,66 @@ pub async fn insert(
             offers::unit_credit_purchase.eq(o.entitlements.unit_credit_purchase),
             offers::credit_price.eq(o.credit_price.map(|c| c.0)),
             offers::increment_minutes.eq(o.increment_minutes),
+            offers::unit_credit_offer.eq(&o.entitlements.unit_credit_offer),
+            offers::overage_offer.eq(&o.entitlements.overage_offer),
+            offers::catalog_role.eq(o.role.map(CatalogRole::as_str)),
         ))
-        .on_conflict_do_nothing()
+        .on_conflict(offers::code)
+        .do_nothing()
         .execute(conn)
         .await?;
     Ok(n == 1)
+}
+
+/// Checks the offers a pack names for its items: each exists and is sold one by one
+/// (one-off or metered). Returns the wrong fields.
+pub async fn item_errors(
+    conn: &mut AsyncPgConnection,
+    o: &Offer,
+) -> Result<Vec<crate::error::FieldError>, diesel::result::Error> {
+    let mut errors = Vec::new();
+    let named = [
+        ("entitlements.overage_offer", &o.entitlements.overage_offer),
+        (
+            "entitlements.unit_credit_offer",
+            &o.entitlements.unit_credit_offer,
+        ),
+    ];
+    for (field, code) in named {
+        let Some(code) = code else { continue };
+        let period: Option<BillingPeriod> = offers::table
+            .find(code)
+            .select(offers::billing_period)
+            .first(conn)
+            .await
+            .optional()?;
+        match period {
+            None => errors.push(crate::error::FieldError::new(
+                field,
+                format!("no offer `{code}` in the catalog"),
+            )),
+            Some(BillingPeriod::Once | BillingPeriod::PerUse) => {}
+            Some(_) => errors.push(crate::error::FieldError::new(
+                field,
+                format!("`{code}` is a recurring offer: name a one-off or metered one"),
+            )),
+        }
+    }
+    Ok(errors)
+}
+
+/// The offer that has `role`, if any.
+pub async fn with_role(
+    conn: &mut AsyncPgConnection,
+    role: CatalogRole,
+) -> Result<Option<Offer>, diesel::result::Error> {
+    let row = offers::table
+        .filter(offers::catalog_role.eq(role))
+        .select(OfferRow::as_select())
+        .first(conn)
+        .await
+        .optional()?;
+    Ok(row.map(Offer::from))
 }
 
 pub async fn get(
@@ -156,6 +217,53 @@ pub async fn add_price(
         .execute(conn)
         .await?;
     Ok(n == 1)
+}
+
+/// Every offer (or the one coded `only`) with the price version in force on `date`.
+pub async fn views(
+    conn: &mut AsyncPgConnection,
+    only: Option<&str>,
+    date: NaiveDate,
+) -> Result<Vec<super::OfferView>, diesel::result::Error> {
+    let offers = match only {
+        Some(code) => get(conn, code).await?.into_iter().collect(),
+        None => list(conn).await?,
+    };
+    let mut current = offer_prices::table
+        .filter(offer_prices::effective_from.le(date))
+        .distinct_on(offer_prices::offer_code)
+        .order((
+            offer_prices::offer_code,
+            offer_prices::effective_from.desc(),
+        ))
+        .select((
+            offer_prices::offer_code,
+            offer_prices::effective_from,
+            offer_prices::unit_price,
+        ))
+        .into_boxed();
+    if let Some(code) = only {
+        current = current.filter(offer_prices::offer_code.eq(code));
+    }
+    let mut prices: std::collections::HashMap<String, PriceVersion> = current
+        .load::<(String, NaiveDate, Decimal)>(conn)
+        .await?
+        .into_iter()
+        .map(|(code, from, price)| {
+            let version = PriceVersion {
+                effective_from: from,
+                unit_price: crate::money::price(price),
+            };
+            (code, version)
+        })
+        .collect();
+    Ok(offers
+        .into_iter()
+        .map(|offer| super::OfferView {
+            current_price: prices.remove(&offer.code),
+            offer,
+        })
+        .collect())
 }
 
 /// The price of `code` in force on `date`.

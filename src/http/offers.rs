@@ -4,7 +4,11 @@ use actix_web::{get, post, web, HttpResponse};
 
 use super::{check_date, Auth, JsonBody, State};
 use crate::auth::Role;
-use crate::catalog::{store, Offer, PriceVersion};
+use diesel::result::DatabaseErrorKind::UniqueViolation;
+use diesel::result::Error::DatabaseError;
+
+use crate::calendar::paris_date;
+use crate::catalog::{store, CatalogRole, Offer, OfferView, PriceVersion};
 use crate::error::{ApiError, ErrorCode};
 use crate::openapi::{ReadErrors, WriteErrors};
 
@@ -13,21 +17,22 @@ const READERS: &[Role] = &[Role::Finance, Role::Ticketing, Role::Customer];
 /// The catalog.
 #[utoipa::path(
     tag = "catalog",
-    responses((status = 200, description = "Every offer", body = Vec<Offer>), ReadErrors),
+    responses((status = 200, description = "Every offer, with its price in force today", body = Vec<OfferView>), ReadErrors),
     security(("bearer" = ["admin", "finance", "ticketing", "customer"]))
 )]
 #[get("/v1/offers")]
-pub async fn list_offers(state: State, auth: Auth) -> Result<web::Json<Vec<Offer>>, ApiError> {
+pub async fn list_offers(state: State, auth: Auth) -> Result<web::Json<Vec<OfferView>>, ApiError> {
     auth.require(READERS)?;
     let mut conn = state.pool.get().await?;
-    Ok(web::Json(store::list(&mut conn).await?))
+    let today = paris_date(state.clock.now());
+    Ok(web::Json(store::views(&mut conn, None, today).await?))
 }
 
 /// One offer.
 #[utoipa::path(
     tag = "catalog",
     params(("code" = String, Path, description = "Offer code")),
-    responses((status = 200, description = "The offer", body = Offer), ReadErrors),
+    responses((status = 200, description = "The offer, with its price in force today", body = OfferView), ReadErrors),
     security(("bearer" = ["admin", "finance", "ticketing", "customer"]))
 )]
 #[get("/v1/offers/{code}")]
@@ -35,11 +40,13 @@ pub async fn get_offer(
     state: State,
     auth: Auth,
     code: web::Path<String>,
-) -> Result<web::Json<Offer>, ApiError> {
+) -> Result<web::Json<OfferView>, ApiError> {
     auth.require(READERS)?;
     let mut conn = state.pool.get().await?;
-    store::get(&mut conn, &code)
+    let today = paris_date(state.clock.now());
+    store::views(&mut conn, Some(&code), today)
         .await?
+        .pop()
         .map(web::Json)
         .ok_or_else(|| ApiError::not_found(format!("offer `{code}`")))
 }
@@ -63,14 +70,31 @@ pub async fn post_offer(
         .validate()
         .map_err(|errors| ApiError::fields(ErrorCode::InvalidRequest, errors))?;
     let mut conn = state.pool.get().await?;
-    if !store::insert(&mut conn, &offer).await? {
-        return Err(ApiError::field(
+    let errors = store::item_errors(&mut conn, &offer).await?;
+    if !errors.is_empty() {
+        return Err(ApiError::fields(ErrorCode::InvalidRequest, errors));
+    }
+    match store::insert(&mut conn, &offer).await {
+        Ok(true) => Ok(HttpResponse::Created().json(offer)),
+        Ok(false) => Err(ApiError::field(
             ErrorCode::AlreadyExists,
             "code",
             format!("offer `{}` exists", offer.code),
-        ));
+        )),
+        Err(DatabaseError(UniqueViolation, info))
+            if info.constraint_name() == Some("offers_one_per_role") =>
+        {
+            Err(ApiError::field(
+                ErrorCode::AlreadyExists,
+                "role",
+                format!(
+                    "another offer has the role `{}`",
+                    offer.role.map_or("", CatalogRole::as_str)
+                ),
+            ))
+        }
+        Err(e) => Err(e.into()),
     }
-    Ok(HttpResponse::Created().json(offer))
 }
 
 /// The price versions of an offer, oldest first.

@@ -3,6 +3,7 @@
 //! or a [`NewHold`] and hand it to the functions of [`store`]; PostgreSQL checks every
 //! invariant again (see the first migration).
 
+pub mod chart;
 pub mod store;
 
 use std::collections::BTreeMap;

@@ -23,13 +23,6 @@ use uuid::Uuid;
 use crate::calendar::{add_months, paris_date, paris_midnight};
 use crate::money::DecimalString;
 
-/// Unit credits are sold at the price of this offer.
-pub const UNIT_CREDIT_OFFER: &str = "service_credit";
-/// Tickets are sold at the price of this offer (100.00 TTC in the demo catalog).
-pub const TICKET_OFFER: &str = "ticket";
-/// Assistance+ overage is billed at the price of this offer in force on the closing date.
-pub const APPOINTMENT_OFFER: &str = "appointment";
-
 /// A lot expires 12 months after its grant, at 00:00 Europe/Paris on the same day of the
 /// month (clamped to the month's end).
 pub fn lot_expiry(granted_at: DateTime<Utc>) -> DateTime<Utc> {

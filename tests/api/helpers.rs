@@ -524,6 +524,7 @@ pub async fn credit_service(
         entitlements: Default::default(),
         credit_price: Some(DecimalString(credits)),
         increment_minutes: None,
+        role: None,
     };
     assert_eq!(offer.validate(), Ok(()));
     if catalog::store::insert(conn, &offer)

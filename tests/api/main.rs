@@ -4,6 +4,7 @@ mod helpers;
 
 mod access;
 mod authorizations;
+mod catalog;
 mod cli;
 mod contract;
 mod customers;

@@ -42,7 +42,17 @@ async fn run(conn: &mut AsyncPgConnection, as_of: DateTime<Utc>) -> (u32, u32, u
     let b = jobs::run(conn, Job::Billing, as_of, as_of)
         .await
         .expect("billing");
-    (r.renewed, r.ended, b.charges_created)
+    let figure = |run: &jobs::JobRun, name: &str| {
+        serde_json::to_value(run).unwrap()[name]
+            .as_u64()
+            .map(|n| n as u32)
+            .unwrap_or_else(|| panic!("{name} in {run:?}"))
+    };
+    (
+        figure(&r, "renewed"),
+        figure(&r, "ended"),
+        figure(&b, "charges_created"),
+    )
 }
 
 /// (period index, service start, unit price) of a subscription's period charges.

@@ -8,7 +8,9 @@ use rust_decimal::Decimal;
 use uuid::Uuid;
 
 mod sql {
-    use diesel::sql_types::{Bool, Date, Nullable, Numeric, Record, Text, Timestamptz, Uuid};
+    use diesel::sql_types::{
+        Array, Bool, Date, Nullable, Numeric, Record, Text, Timestamptz, Uuid,
+    };
 
     pub type Snapshot = Record<(
         Text,
@@ -21,6 +23,7 @@ mod sql {
         Nullable<Uuid>,
         Nullable<Uuid>,
         Numeric,
+        Nullable<Text>,
         Nullable<Numeric>,
         Nullable<Numeric>,
         Nullable<Numeric>,
@@ -28,12 +31,14 @@ mod sql {
 
     #[diesel::declare_sql_function]
     extern "SQL" {
-        /// Locks the customer, then reads its snapshot (migration 5).
+        /// Locks the customer, then reads its snapshot (migration 9); `accounts` are the
+        /// codes of the customer's ticket wallet, used tickets and used credits.
         fn authorization_begin(
             customer: Uuid,
             at: Timestamptz,
             today: Date,
             service: Text,
+            accounts: Array<Text>,
         ) -> Snapshot;
     }
 }
@@ -51,6 +56,8 @@ struct Snapshot {
     ticket_used: Option<Uuid>,
     credit_used: Option<Uuid>,
     credits: Decimal,
+    /// The offer with the role `intervention_time`, if the catalog has one.
+    intervention_offer: Option<String>,
     hourly_rate: Option<Decimal>,
     service_euros: Option<Decimal>,
     service_credits: Option<Decimal>,
@@ -67,6 +74,7 @@ type SnapshotRow = (
     Option<Uuid>,
     Option<Uuid>,
     Decimal,
+    Option<String>,
     Option<Decimal>,
     Option<Decimal>,
     Option<Decimal>,
@@ -87,9 +95,10 @@ impl diesel::Queryable<sql::Snapshot, diesel::pg::Pg> for Snapshot {
             ticket_used: r.7,
             credit_used: r.8,
             credits: r.9,
-            hourly_rate: r.10,
-            service_euros: r.11,
-            service_credits: r.12,
+            intervention_offer: r.10,
+            hourly_rate: r.11,
+            service_euros: r.12,
+            service_credits: r.13,
         })
     }
 }
@@ -113,6 +122,13 @@ async fn holdings(
         at,
         today,
         service_code.clone().unwrap_or_default(),
+        [
+            CustomerAccount::TicketWallet,
+            CustomerAccount::TicketUsed,
+            CustomerAccount::CreditUsed,
+        ]
+        .map(CustomerAccount::code)
+        .to_vec(),
     ))
     .get_result(conn)
     .await
@@ -145,7 +161,7 @@ async fn holdings(
     }
     let charged_offer = match &h.service {
         Some(s) => Some(s.code.clone()),
-        None => Some(INTERVENTION_OFFER.to_string()),
+        None => snap.intervention_offer.clone(),
     };
     Ok(Gathered {
         holdings: h,
@@ -183,20 +199,19 @@ async fn reserve(
         ))
     };
     // the accounts the snapshot found, else opened now (a customer's first use)
-    let account =
-        async |known: Option<Uuid>, code: &str, unit: Unit, no_overdraft: bool| match known {
-            Some(a) => Ok::<_, LedgerError>(AccountId(a)),
-            None => wallets::account(conn, customer, code, unit, Side::Credit, no_overdraft).await,
-        };
+    let account = async |known: Option<Uuid>, which: CustomerAccount| match known {
+        Some(a) => Ok::<_, LedgerError>(AccountId(a)),
+        None => wallets::account(conn, customer, which).await,
+    };
     match outcome.funding {
         Some(Funding::Ticket) => {
-            let wallet = account(snap.ticket_wallet, "TICKET-WALLET", Unit::Ticket, true).await?;
-            let used = account(snap.ticket_used, "TICKET-USED", Unit::Ticket, false).await?;
+            let wallet = account(snap.ticket_wallet, CustomerAccount::TicketWallet).await?;
+            let used = account(snap.ticket_used, CustomerAccount::TicketUsed).await?;
             let one = amount_of(Decimal::ONE, Unit::Ticket)?;
             Ok(vec![hold(format!("authz:{id}:ticket"), wallet, used, one)?])
         }
         Some(Funding::Credits) => {
-            let used = account(snap.credit_used, "CREDIT-USED", Unit::Credit, false).await?;
+            let used = account(snap.credit_used, CustomerAccount::CreditUsed).await?;
             let wanted = amount_of(outcome.credits.unwrap_or_default(), Unit::Credit)?;
             wallets::allocate_credits(conn, customer, wanted, at)
                 .await?

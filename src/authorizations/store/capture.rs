@@ -211,10 +211,10 @@ async fn plan_capture(
         }
         Some(Funding::Chargeable) => {
             let price = row.price.unwrap_or_default();
-            let offer_code = row
-                .offer_code
-                .clone()
-                .unwrap_or_else(|| INTERVENTION_OFFER.to_string());
+            // chargeable decisions name the offer they are priced at
+            let offer_code = row.offer_code.clone().ok_or_else(|| {
+                AuthorizationError::Invalid(format!("authorization {id} names no offer"))
+            })?;
             let (quantity, unit_price, description) = if row.hourly {
                 let minutes = what.minutes.ok_or_else(|| {
                     AuthorizationError::Invalid("minutes: the time worked is required".into())

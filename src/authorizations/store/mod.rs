@@ -18,8 +18,9 @@ use super::decision::{
 use crate::calendar::{paris_date, BusinessHours};
 use crate::catalog;
 use crate::interventions;
+use crate::ledger::chart::CustomerAccount;
 use crate::ledger::store::{self as ledger, Settlement};
-use crate::ledger::{AccountId, HoldId, HoldView, LedgerError, NewHold, Side};
+use crate::ledger::{AccountId, HoldId, HoldView, LedgerError, NewHold};
 use crate::money::{round_cents, Amount, DecimalString, Unit};
 use crate::schema::authorizations;
 use crate::wallets::store as wallets;
@@ -32,9 +33,6 @@ pub use capture::*;
 
 /// How long a hold lasts before the hold-expiry job releases it (config).
 pub const HOLD_TTL: Duration = Duration::days(7);
-/// Intervention time is billed per started increment of its offer's `increment_minutes`,
-/// at this offer's rate.
-pub const INTERVENTION_OFFER: &str = "intervention_time";
 /// The increment when an hourly offer names none (DOMAIN.md: per started 15 minutes).
 pub const DEFAULT_INCREMENT_MINUTES: i64 = 15;
 pub const USAGE_HELP_OFFER: &str = "usage_help";

@@ -52,13 +52,7 @@ pub(super) async fn grant_lot(
     lot: NewLot,
 ) -> Result<Uuid, WalletError> {
     let id = Uuid::now_v7();
-    let lot_account = holder(
-        conn,
-        lot.customer,
-        &format!("CREDIT-LOT:{id}"),
-        Unit::Credit,
-    )
-    .await?;
+    let lot_account = account(conn, lot.customer, CustomerAccount::CreditLot(id)).await?;
     let inserted = diesel::insert_into(credit_lots::table)
         .values((
             credit_lots::id.eq(id),
@@ -81,7 +75,7 @@ pub(super) async fn grant_lot(
     if inserted == 0 {
         return Err(WalletError::AlreadyGranted);
     }
-    let issued = issuer(conn, lot.customer, "CREDIT-ISSUED", Unit::Credit).await?;
+    let issued = account(conn, lot.customer, CustomerAccount::CreditIssued).await?;
     let tx = NewTransaction::new(
         format!("credits:grant:{id}"),
         "credits.grant",
@@ -119,14 +113,17 @@ pub async fn buy_credits(
             return Ok((first, true));
         }
         require_customer(c, customer).await?;
-        if !active_offers(c, customer, now)
+        let sold_at = active_offers(c, customer, now)
             .await?
-            .iter()
-            .any(|(_, o)| o.entitlements.unit_credit_purchase)
-        {
-            return Err(WalletError::ServicePlusRequired);
-        }
-        let (offer, unit_price) = price_on(c, UNIT_CREDIT_OFFER, paris_date(now)).await?;
+            .into_iter()
+            .filter(|(_, o)| o.entitlements.unit_credit_purchase)
+            .map(|(_, o)| o.entitlements.unit_credit_offer.ok_or(o.code))
+            .min()
+            .ok_or(WalletError::ServicePlusRequired)?
+            .map_err(|pack| {
+                WalletError::NotFound(format!("the unit-credit offer of pack `{pack}`"))
+            })?;
+        let (offer, unit_price) = price_on(c, &sold_at, paris_date(now)).await?;
         let id = grant_lot(
             c,
             NewLot {

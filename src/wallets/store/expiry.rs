@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use super::*;
 use crate::ledger::store as ledger;
-use crate::ledger::{AccountId, NewTransaction, Posting, Side};
+use crate::ledger::{AccountId, NewTransaction, Posting};
 use crate::money::Unit;
 use crate::schema::credit_lots;
 
@@ -126,15 +126,7 @@ pub(super) async fn breakage(
         return Ok(false);
     }
     let customer = lot.customer_id;
-    let expired_acct = account(
-        c,
-        customer,
-        "CREDIT-EXPIRED",
-        Unit::Credit,
-        Side::Credit,
-        false,
-    )
-    .await?;
+    let expired_acct = account(c, customer, CustomerAccount::CreditExpired).await?;
     let part = amount(remaining, Unit::Credit)?;
     let mut postings = vec![
         Posting::debit(AccountId(lot.account_id), part),
@@ -142,12 +134,12 @@ pub(super) async fn breakage(
     ];
     let breakage = movement_eur(c, lot, left, remaining).await?;
     if !breakage.is_zero() {
-        let deferred = account(c, customer, "487", Unit::Eur, Side::Credit, false).await?;
+        let deferred = account(c, customer, CustomerAccount::DeferredRevenue).await?;
         let eur = amount(breakage.abs(), Unit::Eur)?;
         // a negative remainder gives back what the lot's earlier movements over-recognised
         let (from, to) = match breakage > Decimal::ZERO {
-            true => (deferred, AccountId(BREAKAGE_7088)),
-            false => (AccountId(BREAKAGE_7088), deferred),
+            true => (deferred, Platform::Breakage.id()),
+            false => (Platform::Breakage.id(), deferred),
         };
         postings.push(Posting::debit(from, eur));
         postings.push(Posting::credit(to, eur));

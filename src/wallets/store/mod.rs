@@ -12,8 +12,9 @@ use uuid::Uuid;
 use super::*;
 use crate::calendar::paris_midnight;
 use crate::catalog::{self, Offer};
-use crate::ledger::store::{self as ledger, NewAccount};
-use crate::ledger::{AccountId, LedgerError, Posting, Side};
+use crate::ledger::chart::{CustomerAccount, Platform};
+use crate::ledger::store as ledger;
+use crate::ledger::{AccountId, LedgerError, Posting};
 use crate::money::{Amount, Unit};
 use crate::schema::{customers, subscriptions};
 
@@ -29,9 +30,6 @@ pub use pack_periods::*;
 pub use summary::*;
 pub use tickets::*;
 
-/// Platform account of the first migration.
-const BREAKAGE_7088: Uuid = Uuid::from_u128(0x0000_0000_0000_4000_8000_0000_0000_7088);
-
 /// What the wallets need to know of a subscription.
 #[derive(Queryable, Selectable)]
 #[diesel(table_name = subscriptions)]
@@ -44,24 +42,15 @@ struct SubFacts {
     ends_at: Option<DateTime<Utc>>,
 }
 
-/// The customer's account `code` (created on first use).
+/// The customer's account `which` (opened on first use).
 pub(crate) async fn account(
     conn: &AsyncPgConnection,
     customer: Uuid,
-    code: &str,
-    unit: Unit,
-    normal_side: Side,
-    no_overdraft: bool,
+    which: CustomerAccount,
 ) -> Result<AccountId, LedgerError> {
-    let new = NewAccount {
-        code: code.to_string(),
-        name: code.to_string(),
-        unit,
-        customer_id: Some(customer),
-        normal_side,
-        no_overdraft,
-    };
-    Ok(ledger::ensure_account(conn, &new).await?.id)
+    Ok(ledger::ensure_account(conn, &which.new_account(customer))
+        .await?
+        .id)
 }
 
 /// What credits used earn (`revenue`, EUR): deferred revenue (487) recognised in the
@@ -77,33 +66,13 @@ pub(crate) async fn revenue_postings(
     }
     let eur = amount(revenue, Unit::Eur)?;
     let (deferred, revenue_706) = futures_util::try_join!(
-        account(conn, customer, "487", Unit::Eur, Side::Credit, false),
-        account(conn, customer, "706", Unit::Eur, Side::Credit, false),
+        account(conn, customer, CustomerAccount::DeferredRevenue),
+        account(conn, customer, CustomerAccount::Revenue),
     )?;
     Ok(vec![
         Posting::debit(deferred, eur),
         Posting::credit(revenue_706, eur),
     ])
-}
-
-/// A counter account: where issued units come from (debit-normal, may go below zero).
-async fn issuer(
-    conn: &mut AsyncPgConnection,
-    customer: Uuid,
-    code: &str,
-    unit: Unit,
-) -> Result<AccountId, LedgerError> {
-    account(conn, customer, code, unit, Side::Debit, false).await
-}
-
-/// A holding account: credit-normal, never below zero.
-async fn holder(
-    conn: &mut AsyncPgConnection,
-    customer: Uuid,
-    code: &str,
-    unit: Unit,
-) -> Result<AccountId, LedgerError> {
-    account(conn, customer, code, unit, Side::Credit, true).await
 }
 
 fn amount(value: Decimal, unit: Unit) -> Result<Amount, WalletError> {

@@ -46,10 +46,10 @@ pub struct TicketBalance {
 pub(super) async fn balance_of(
     conn: &mut AsyncPgConnection,
     customer: Uuid,
-    code: &str,
+    which: CustomerAccount,
 ) -> Result<Option<BalanceView>, WalletError> {
     let found: Option<Uuid> = crate::schema::accounts::table
-        .filter(crate::schema::accounts::code.eq(code))
+        .filter(crate::schema::accounts::code.eq(which.code()))
         .filter(crate::schema::accounts::customer_id.eq(customer))
         .select(crate::schema::accounts::id)
         .first(conn)
@@ -92,12 +92,12 @@ pub async fn balances(
     });
     let tickets = TicketBalance {
         available: whole(
-            balance_of(conn, customer, "TICKET-WALLET")
+            balance_of(conn, customer, CustomerAccount::TicketWallet)
                 .await?
                 .map(|b| b.available.0),
         ),
         pending_payment: whole(
-            balance_of(conn, customer, "TICKET-PENDING")
+            balance_of(conn, customer, CustomerAccount::TicketPending)
                 .await?
                 .map(|b| b.posted.0),
         ),
@@ -124,7 +124,7 @@ pub async fn balances(
             overage,
         });
     }
-    let owed = balance_of(conn, customer, "411")
+    let owed = balance_of(conn, customer, CustomerAccount::Receivable)
         .await?
         .map(|b| b.posted.0)
         .unwrap_or_default();

@@ -9,6 +9,7 @@ use uuid::Uuid;
 
 use super::*;
 use crate::calendar::paris_date;
+use crate::catalog::{self, CatalogRole};
 use crate::charges::{self, ChargeSource, NewCharge};
 use crate::idempotency::{self, IdempotencyKey};
 use crate::ledger::store as ledger;
@@ -85,7 +86,10 @@ pub async fn buy_tickets(
         {
             return Err(WalletError::AssistanceIncluded);
         }
-        let (offer, unit_price) = price_on(c, TICKET_OFFER, paris_date(now)).await?;
+        let ticket = catalog::store::with_role(c, CatalogRole::Ticket)
+            .await?
+            .ok_or_else(|| WalletError::NotFound("an offer with the role `ticket`".into()))?;
+        let (offer, unit_price) = price_on(c, &ticket.code, paris_date(now)).await?;
         let id = Uuid::now_v7();
         diesel::insert_into(ticket_purchases::table)
             .values((
@@ -113,8 +117,8 @@ pub async fn buy_tickets(
             now,
         )
         .await?;
-        let issued = issuer(c, customer, "TICKET-ISSUED", Unit::Ticket).await?;
-        let pending = holder(c, customer, "TICKET-PENDING", Unit::Ticket).await?;
+        let issued = account(c, customer, CustomerAccount::TicketIssued).await?;
+        let pending = account(c, customer, CustomerAccount::TicketPending).await?;
         let n = amount(Decimal::from(quantity), Unit::Ticket)?;
         let tx = NewTransaction::new(
             format!("tickets:buy:{id}"),
@@ -152,8 +156,8 @@ pub async fn ticket_purchase_paid(
         if row.status == "available" {
             return Ok(row.into());
         }
-        let pending = holder(c, row.customer_id, "TICKET-PENDING", Unit::Ticket).await?;
-        let wallet = holder(c, row.customer_id, "TICKET-WALLET", Unit::Ticket).await?;
+        let pending = account(c, row.customer_id, CustomerAccount::TicketPending).await?;
+        let wallet = account(c, row.customer_id, CustomerAccount::TicketWallet).await?;
         let n = amount(Decimal::from(row.quantity), Unit::Ticket)?;
         let tx = NewTransaction::new(
             format!("tickets:paid:{purchase}"),
