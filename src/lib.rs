@@ -14,6 +14,7 @@ pub mod demo;
 pub mod error;
 pub mod http;
 pub mod idempotency;
+pub mod input;
 pub mod interventions;
 pub mod jobs;
 pub mod ledger;

@@ -16,7 +16,11 @@ use crate::error::{ErrorCode, FieldError, Problem};
         title = "grandlivre",
         description = "Billing and credits ledger. Every movement is a balanced double-entry \
             transaction. Amounts are decimal strings. Errors are RFC 9457 problem documents \
-            (`application/problem+json`) with a stable `type`. Authenticate with \
+            (`application/problem+json`) with a stable `type`; a 422 names every offending \
+            field by its JSON path. Dates are `YYYY-MM-DD` and instants RFC 3339 \
+            (`2026-11-20T09:30:00+01:00`), from 2000-01-01 to 2100-12-31. Text holds no \
+            control character and at most its `maxLength` (500 where none is given), in \
+            characters. Authenticate with \
             `Authorization: Bearer <API key>`; the roles allowed on each operation are listed \
             in its security requirement.",
         license(name = "Apache-2.0")

@@ -91,8 +91,11 @@ pub enum PreferredFunding {
 /// Who asks: certified users, and users within their learning phase (its last day
 /// included), get usage questions answered free.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct Requester {
     pub certified: bool,
+    /// The last day of the learning phase (2000-01-01 to 2100-12-31).
+    #[serde(default, deserialize_with = "crate::input::opt_date")]
     pub learning_phase_end: Option<NaiveDate>,
 }
 
@@ -115,14 +118,20 @@ pub struct AuthorizationRequest {
     #[schema(value_type = String, format = Uuid)]
     pub customer_id: uuid::Uuid,
     /// The ticketing request id: the idempotency key of this call.
+    #[schema(min_length = 1, max_length = 200)]
     pub request_ref: String,
     pub kind: RequestKind,
     pub classification: Classification,
     pub priority: Priority,
     pub requester: Requester,
+    /// When the incident occurred (2000-01-01 to 2100-12-31).
+    #[serde(deserialize_with = "crate::input::instant")]
     pub occurred_at: DateTime<Utc>,
+    /// When it was declared to the ticketing system, not before `occurred_at`.
+    #[serde(deserialize_with = "crate::input::instant")]
     pub declared_at: DateTime<Utc>,
     /// For a service purchase: the catalog service (e.g. `configuration`).
+    #[schema(max_length = 64)]
     pub service_code: Option<String>,
     #[serde(default)]
     pub preferred_funding: PreferredFunding,

@@ -92,8 +92,10 @@ pub struct Entitlements {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Offer {
-    #[schema(example = "ip_access_fibre")]
+    /// 2 to 48 lower-case letters, digits or `_`, starting with a letter.
+    #[schema(example = "ip_access_fibre", min_length = 2, max_length = 48)]
     pub code: String,
+    #[schema(max_length = 200)]
     pub name: String,
     pub billing_period: BillingPeriod,
     pub price_basis: PriceBasis,
@@ -269,6 +271,8 @@ impl Offer {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PriceVersion {
+    /// 2000-01-01 to 2100-12-31.
+    #[serde(deserialize_with = "crate::input::date")]
     pub effective_from: NaiveDate,
     /// Up to 4 decimals; amounts billed are rounded to the cent.
     #[schema(example = "39.90")]

@@ -119,15 +119,19 @@ fn check_email(s: &str) -> bool {
 #[schema(example = json!({"street_number": "12", "street": "Rue de la Paix", "postcode": "75002", "town": "Paris", "country": "FR"}))]
 pub struct Address {
     /// Building number (`BldgNb`), at most 16 characters.
+    #[schema(max_length = 16)]
     pub street_number: Option<String>,
     /// Street name (`StrtNm`), at most 70 characters.
+    #[schema(max_length = 70)]
     pub street: String,
     /// Postcode (`PstCd`), at most 16 characters.
+    #[schema(max_length = 16)]
     pub postcode: String,
     /// Town (`TwnNm`), at most 35 characters.
+    #[schema(max_length = 35)]
     pub town: String,
     /// ISO 3166-1 alpha-2 country code.
-    #[schema(example = "FR")]
+    #[schema(example = "FR", max_length = 2)]
     pub country: String,
 }
 
@@ -184,10 +188,18 @@ crate::text_enum! {
     "address": {"street_number": "12", "street": "Rue de la Paix", "postcode": "75002", "town": "Paris", "country": "FR"}
 }))]
 pub struct NewCustomer {
+    #[schema(max_length = 200)]
     pub legal_name: String,
+    /// 9 digits (spaces allowed), Luhn-checked.
+    #[schema(max_length = 64)]
     pub siren: Option<String>,
+    /// 14 digits (spaces allowed), Luhn-checked; its first 9 are the SIREN.
+    #[schema(max_length = 64)]
     pub siret: Option<String>,
+    /// An intra-EU VAT number; a French one's key is checked against the SIREN.
+    #[schema(max_length = 64)]
     pub vat_number: Option<String>,
+    #[schema(max_length = 254)]
     pub billing_email: String,
     pub address: Address,
 }
@@ -196,10 +208,15 @@ pub struct NewCustomer {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CustomerPatch {
+    #[schema(max_length = 200)]
     pub legal_name: Option<String>,
+    #[schema(max_length = 64)]
     pub siren: Option<String>,
+    #[schema(max_length = 64)]
     pub siret: Option<String>,
+    #[schema(max_length = 64)]
     pub vat_number: Option<String>,
+    #[schema(max_length = 254)]
     pub billing_email: Option<String>,
     pub address: Option<Address>,
     pub status: Option<CustomerStatus>,

@@ -3,7 +3,7 @@
 use actix_web::{get, post, web, HttpResponse};
 use uuid::Uuid;
 
-use super::{check_instant, parse_json, Auth, JsonBody, RawBody, State};
+use super::{Auth, JsonBody, State};
 use crate::auth::Role;
 use crate::authorizations::store::{
     self, AuthorizationError, AuthorizationRequest, AuthorizationView, Capture,
@@ -52,17 +52,14 @@ pub async fn post_authorization(
     auth: Auth,
     body: JsonBody<AuthorizationRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    auth.require(TICKETING)?;
-    let req = body.0;
-    if req.request_ref.trim().is_empty() || req.request_ref.len() > 200 {
+    let req = body.parse(auth.require(TICKETING)?)?;
+    if req.request_ref.trim().is_empty() {
         return Err(ApiError::field(
             ErrorCode::InvalidRequest,
             "request_ref",
-            "1 to 200 characters",
+            "1 to 200 characters, not only spaces",
         ));
     }
-    check_instant(ErrorCode::InvalidRequest, "occurred_at", req.occurred_at)?;
-    check_instant(ErrorCode::InvalidRequest, "declared_at", req.declared_at)?;
     if req.declared_at < req.occurred_at {
         return Err(ApiError::field(
             ErrorCode::InvalidRequest,
@@ -105,7 +102,7 @@ pub async fn get_authorization(
 #[utoipa::path(
     tag = "authorizations",
     params(("id" = Uuid, Path, description = "Authorization id")),
-    request_body(content = Option<Capture>, description = "Optional; may be empty"),
+    request_body(content = Option<Capture>, description = "Optional: no body, or `null`, captures everything held"),
     responses((status = 200, description = "Captured", body = AuthorizationView), WriteErrors),
     security(("bearer" = ["admin", "ticketing"]))
 )]
@@ -114,14 +111,9 @@ pub async fn capture_authorization(
     state: State,
     auth: Auth,
     id: web::Path<Uuid>,
-    body: RawBody,
+    body: JsonBody<Capture>,
 ) -> Result<web::Json<AuthorizationView>, ApiError> {
-    auth.require(TICKETING)?;
-    let what: Capture = if body.0.iter().all(u8::is_ascii_whitespace) {
-        Capture::default()
-    } else {
-        parse_json(&body.0)?
-    };
+    let what = body.parse_or_default(auth.require(TICKETING)?)?;
     let mut conn = state.pool.get().await?;
     Ok(web::Json(
         store::capture(&mut conn, id.into_inner(), what, state.clock.now()).await?,

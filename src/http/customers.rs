@@ -6,7 +6,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::{
-    caller_idempotency_key, decode_cursor, next_cursor, page_limit, Auth, JsonBody, State,
+    caller_idempotency_key, decode_cursor, next_cursor, page_limit, Auth, JsonBody, Query, State,
 };
 use crate::auth::Role;
 use crate::charges::{self, ChargeView};
@@ -53,7 +53,7 @@ pub async fn post_customer(
     let caller = auth.require(STAFF)?;
     let key = caller_idempotency_key(&req, caller)?;
     let fields = body
-        .0
+        .parse(caller)?
         .validate()
         .map_err(|errors| ApiError::fields(ErrorCode::InvalidRequest, errors))?;
     let mut conn = state.pool.get().await?;
@@ -97,7 +97,7 @@ pub struct CustomerPage {
 pub async fn list_customers(
     state: State,
     auth: Auth,
-    q: web::Query<ListParams>,
+    q: Query<ListParams>,
 ) -> Result<web::Json<CustomerPage>, ApiError> {
     auth.require(STAFF)?;
     let limit = page_limit(q.limit)?;
@@ -149,11 +149,11 @@ pub async fn patch_customer(
     id: web::Path<Uuid>,
     body: JsonBody<CustomerPatch>,
 ) -> Result<web::Json<CustomerView>, ApiError> {
-    auth.require(STAFF)?;
+    let patch = body.parse(auth.require(STAFF)?)?;
     let id = id.into_inner();
     let mut conn = state.pool.get().await?;
     Ok(web::Json(
-        store::patch(&mut conn, id, &body.0, state.clock.now()).await?,
+        store::patch(&mut conn, id, &patch, state.clock.now()).await?,
     ))
 }
 
@@ -176,7 +176,7 @@ pub async fn list_customer_charges(
     state: State,
     auth: Auth,
     id: web::Path<Uuid>,
-    q: web::Query<ListParams>,
+    q: Query<ListParams>,
 ) -> Result<web::Json<ChargePage>, ApiError> {
     let id = id.into_inner();
     auth.require_customer(STAFF, id)?;

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::{decode_cursor, next_cursor, page_limit, Auth, JsonBody, State};
+use super::{decode_cursor, next_cursor, page_limit, Auth, JsonBody, Query, State};
 use crate::auth::Role;
 use crate::error::{ApiError, ErrorCode};
 use crate::interventions::{store, InterventionError, InterventionStatus, InterventionView};
@@ -87,7 +87,7 @@ pub struct InterventionPage {
 pub async fn list_interventions(
     state: State,
     auth: Auth,
-    q: web::Query<InterventionListParams>,
+    q: Query<InterventionListParams>,
 ) -> Result<web::Json<InterventionPage>, ApiError> {
     let customer = match (auth.0.role, q.customer_id) {
         (Role::Customer, Some(c)) => Some(
@@ -163,8 +163,8 @@ pub async fn resolve_intervention(
     id: web::Path<Uuid>,
     body: JsonBody<ResolveRequest>,
 ) -> Result<web::Json<InterventionView>, ApiError> {
-    auth.require(DISPUTERS)?;
-    let for_customer = matches!(body.0.outcome, DisputeOutcome::ForCustomer);
+    let request = body.parse(auth.require(DISPUTERS)?)?;
+    let for_customer = matches!(request.outcome, DisputeOutcome::ForCustomer);
     let mut conn = state.pool.get().await?;
     Ok(web::Json(
         store::resolve(&mut conn, id.into_inner(), for_customer, state.clock.now()).await?,

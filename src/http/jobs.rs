@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use super::{check_instant, Auth, JsonBody, State};
+use super::{Auth, JsonBody, State};
 use crate::error::{ApiError, ErrorCode};
 use crate::jobs::{self, Job, JobRun};
 use crate::openapi::WriteErrors;
@@ -14,7 +14,9 @@ use crate::openapi::WriteErrors;
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"as_of": "2026-12-01T00:00:00+01:00"}))]
 pub struct JobRequest {
-    /// The instant to run the job for (RFC 3339), at most 10 years after now.
+    /// The instant to run the job for (RFC 3339, 2000-01-01 to 2100-12-31), at most 10
+    /// years after now.
+    #[serde(deserialize_with = "crate::input::instant")]
     pub as_of: DateTime<Utc>,
 }
 
@@ -34,7 +36,7 @@ pub async fn run_job(
     name: web::Path<String>,
     body: JsonBody<JobRequest>,
 ) -> Result<web::Json<JobRun>, ApiError> {
-    auth.require(&[])?;
+    let caller = auth.require(&[])?;
     let job = Job::parse(&name).ok_or_else(|| {
         let known: Vec<_> = Job::ALL.iter().map(|j| j.name()).collect();
         ApiError::new(
@@ -42,7 +44,7 @@ pub async fn run_job(
             format!("no job `{name}`; jobs: {}", known.join(", ")),
         )
     })?;
-    let as_of = check_instant(ErrorCode::InvalidRequest, "as_of", body.0.as_of)?;
+    let as_of = body.parse(caller)?.as_of;
     jobs::check_horizon(as_of, state.clock.now())
         .map_err(|reason| ApiError::field(ErrorCode::InvalidRequest, "as_of", reason))?;
     let mut conn = state.pool.get().await?;

@@ -12,8 +12,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::{
-    check_instant, decode_cursor, idempotency_key, next_cursor, page_limit, parse_json, Auth,
-    JsonBody, RawBody, State,
+    decode_cursor, idempotency_key, next_cursor, page_limit, Auth, JsonBody, Query, State,
 };
 use crate::auth::Role;
 use crate::error::{ApiError, ErrorCode, FieldError};
@@ -59,7 +58,7 @@ pub struct AccountPage {
 pub async fn list_accounts(
     state: State,
     auth: Auth,
-    q: web::Query<AccountListParams>,
+    q: Query<AccountListParams>,
 ) -> Result<web::Json<AccountPage>, ApiError> {
     auth.require(STAFF)?;
     let limit = page_limit(q.limit)?;
@@ -78,8 +77,9 @@ pub async fn list_accounts(
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AccountParams {
-    /// Compute the balance as it stood at this instant (RFC 3339), from postings effective
-    /// by then and holds open at that instant.
+    /// Compute the balance as it stood at this instant (RFC 3339, 2000-01-01 to
+    /// 2100-12-31), from postings effective by then and holds open at that instant.
+    #[serde(default, deserialize_with = "crate::input::opt_instant")]
     pub as_of: Option<DateTime<Utc>>,
 }
 
@@ -95,7 +95,7 @@ pub async fn get_account(
     state: State,
     auth: Auth,
     id: web::Path<Uuid>,
-    q: web::Query<AccountParams>,
+    q: Query<AccountParams>,
 ) -> Result<web::Json<AccountView>, ApiError> {
     auth.require(STAFF)?;
     let id = AccountId(id.into_inner());
@@ -104,7 +104,6 @@ pub async fn get_account(
         .await?
         .ok_or_else(|| ApiError::not_found(format!("account {id}")))?;
     if let Some(at) = q.as_of {
-        let at = check_instant(ErrorCode::InvalidParameter, "as_of", at)?;
         account.balance = store::balance_as_of(&mut conn, id, at)
             .await?
             .ok_or_else(|| ApiError::not_found(format!("account {id}")))?;
@@ -143,7 +142,7 @@ pub async fn list_account_postings(
     state: State,
     auth: Auth,
     id: web::Path<Uuid>,
-    q: web::Query<PostingListParams>,
+    q: Query<PostingListParams>,
 ) -> Result<web::Json<PostingPage>, ApiError> {
     auth.require(STAFF)?;
     let limit = page_limit(q.limit)?;
@@ -187,8 +186,12 @@ pub struct ManualTransactionRequest {
     /// Why the adjustment is made (kept with the transaction).
     #[schema(min_length = 1, max_length = 500)]
     pub description: String,
-    /// When the movement takes effect for balances as of a date; defaults to now.
+    /// When the movement takes effect for balances as of a date (2000-01-01 to
+    /// 2100-12-31); defaults to now.
+    #[serde(default, deserialize_with = "crate::input::opt_instant")]
     pub effective_at: Option<DateTime<Utc>>,
+    /// Free-form; its text follows the rules of every string (no control characters, at
+    /// most 500 characters per string or name).
     #[schema(value_type = Option<Object>)]
     pub metadata: Option<serde_json::Map<String, serde_json::Value>>,
     /// Two or more postings; per unit, debits must equal credits.
@@ -252,11 +255,7 @@ async fn build_manual(
         .description(description)
         .metadata(req.metadata.unwrap_or_default());
     Ok(match req.effective_at {
-        Some(at) => tx.effective_at(check_instant(
-            ErrorCode::InvalidRequest,
-            "effective_at",
-            at,
-        )?),
+        Some(at) => tx.effective_at(at),
         None => tx,
     })
 }
@@ -282,10 +281,10 @@ pub async fn post_transaction(
     req: HttpRequest,
     body: JsonBody<ManualTransactionRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    auth.require(STAFF)?;
+    let request = body.parse(auth.require(STAFF)?)?;
     let key = idempotency_key(&req)?;
     let mut conn = state.pool.get().await?;
-    let tx = build_manual(&mut conn, key, body.0).await?;
+    let tx = build_manual(&mut conn, key, request).await?;
     let posted = store::post(&mut conn, &tx).await?;
     let view = store::get_transaction(&mut conn, posted.id)
         .await?
@@ -334,7 +333,7 @@ pub struct ReverseRequest {
 #[utoipa::path(
     tag = "ledger",
     params(("id" = Uuid, Path, description = "Transaction to reverse")),
-    request_body(content = Option<ReverseRequest>, description = "Optional; may be empty"),
+    request_body(content = Option<ReverseRequest>, description = "Optional: no body, or `null`, reverses without a description"),
     responses(
         (status = 201, description = "The reversing transaction", body = TransactionView),
         (status = 200, description = "The transaction was already reversed: its reversal", body = TransactionView),
@@ -347,25 +346,9 @@ pub async fn reverse_transaction(
     state: State,
     auth: Auth,
     id: web::Path<Uuid>,
-    body: RawBody,
+    body: JsonBody<ReverseRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    auth.require(STAFF)?;
-    let request: ReverseRequest = if body.0.iter().all(u8::is_ascii_whitespace) {
-        ReverseRequest::default()
-    } else {
-        parse_json(&body.0)?
-    };
-    if request
-        .description
-        .as_ref()
-        .is_some_and(|d| d.chars().count() > 500)
-    {
-        return Err(ApiError::field(
-            ErrorCode::InvalidRequest,
-            "description",
-            "at most 500 characters",
-        ));
-    }
+    let request = body.parse_or_default(auth.require(STAFF)?)?;
     let id = TransactionId(id.into_inner());
     let mut conn = state.pool.get().await?;
     let posted = store::reverse(&mut conn, id, request.description, state.clock.now()).await?;

@@ -12,6 +12,7 @@ pub mod subscriptions;
 pub mod wallets;
 
 use std::future::Future;
+use std::marker::PhantomData;
 use std::pin::Pin;
 
 use actix_web::dev::Payload;
@@ -20,6 +21,7 @@ use actix_web::http::header;
 use actix_web::{web, FromRequest, HttpRequest};
 use base64::Engine;
 use serde::de::DeserializeOwned;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 pub use observe::{observe, Metrics};
@@ -28,6 +30,7 @@ use crate::auth::{KeyCache, Principal, Role};
 use crate::clock::SharedClock;
 use crate::db::DbPool;
 use crate::error::{ApiError, ErrorCode, FieldError};
+use crate::input::{self, StrictValue};
 
 /// Largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -89,16 +92,6 @@ pub fn register(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
 pub fn extractor_configs(cfg: &mut web::ServiceConfig) {
     cfg.app_data(web::PathConfig::default().error_handler(|e, _| {
         ApiError::field(ErrorCode::InvalidParameter, "path", e.to_string()).into()
-    }))
-    .app_data(web::QueryConfig::default().error_handler(|e, _| {
-        let message = e.to_string();
-        let field = message
-            .split('`')
-            .nth(1)
-            .filter(|_| message.contains("field"))
-            .unwrap_or("query")
-            .to_string();
-        ApiError::field(ErrorCode::InvalidParameter, field, message).into()
     }))
     .app_data(web::PayloadConfig::new(MAX_BODY_BYTES));
 }
@@ -267,10 +260,17 @@ impl FromRequest for RawBody {
     }
 }
 
-/// A JSON body deserialized strictly, with the path of the offending field on error.
-pub struct JsonBody<T>(pub T);
+/// A JSON body, read but not yet parsed: the handler authorizes its caller first and then
+/// [`parse`](JsonBody::parse)s it, so that a caller who may not call the operation gets
+/// 403 whatever it sent, and learns nothing of the body's shape. Every error of the body
+/// (413, 415, 400, 422) waits until then.
+pub struct JsonBody<T> {
+    bytes: Result<web::Bytes, ApiError>,
+    json_type: bool,
+    target: PhantomData<fn() -> T>,
+}
 
-impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
+impl<T> FromRequest for JsonBody<T> {
     type Error = ApiError;
     type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
 
@@ -278,15 +278,47 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
         let json_type = is_json(req);
         let body = RawBody::from_request(req, payload);
         Box::pin(async move {
-            let RawBody(bytes) = body.await?;
-            if !json_type {
-                return Err(ApiError::new(
-                    ErrorCode::UnsupportedMediaType,
-                    "send `Content-Type: application/json`",
-                ));
-            }
-            parse_json(&bytes).map(JsonBody)
+            Ok(JsonBody {
+                bytes: body.await.map(|b| b.0),
+                json_type,
+                target: PhantomData,
+            })
         })
+    }
+}
+
+impl<T: DeserializeOwned + ToSchema> JsonBody<T> {
+    /// The request. `_caller` is what [`Auth::require`] (or `require_customer`) returned
+    /// for this operation: asking for it keeps the body unread until the caller passed.
+    pub fn parse(self, _caller: &Principal) -> Result<T, ApiError> {
+        let bytes = self.bytes?;
+        if !self.json_type {
+            return Err(ApiError::new(
+                ErrorCode::UnsupportedMediaType,
+                "send `Content-Type: application/json`",
+            ));
+        }
+        parse_json(&bytes)
+    }
+
+    /// [`parse`](Self::parse) for an operation whose body is optional: none, or `null`,
+    /// is the default request.
+    pub fn parse_or_default(self, _caller: &Principal) -> Result<T, ApiError>
+    where
+        T: Default,
+    {
+        let empty = match &self.bytes {
+            Ok(bytes) => {
+                let text = bytes.trim_ascii();
+                text.is_empty() || (self.json_type && text == b"null")
+            }
+            Err(_) => false,
+        };
+        if empty {
+            Ok(T::default())
+        } else {
+            self.parse(_caller)
+        }
     }
 }
 
@@ -299,33 +331,15 @@ fn is_json(req: &HttpRequest) -> bool {
         .is_some_and(|m| m == "application/json" || m.ends_with("+json"))
 }
 
-/// Deserializes `bytes`, naming the offending field (`postings[1].amount`) on error.
-pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    if has_nul_escape(bytes) {
-        // PostgreSQL text cannot hold NUL: refuse it here rather than fail at the database
-        return Err(ApiError::field(
-            ErrorCode::InvalidRequest,
-            "body",
-            "text may not contain the NUL character (\\u0000)",
-        ));
-    }
+/// Reads `bytes` as a `T`, checked against `T`'s schema in the contract (see
+/// [`crate::input`]): one 422 names every offending field by its path
+/// (`postings[1].amount`); bad JSON is a 400.
+pub fn parse_json<T: DeserializeOwned + ToSchema>(bytes: &[u8]) -> Result<T, ApiError> {
     let de = &mut serde_json::Deserializer::from_slice(bytes);
-    let value = serde_path_to_error::deserialize(&mut *de).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        let message = strip_position(&inner.to_string());
-        match inner.classify() {
-            serde_json::error::Category::Data => {
-                let field = if path == "." {
-                    "body".to_string()
-                } else {
-                    path
-                };
-                ApiError::field(ErrorCode::InvalidRequest, field, message)
-            }
-            _ => ApiError::new(ErrorCode::MalformedJson, message),
-        }
-    })?;
+    let value = match serde_path_to_error::deserialize::<_, StrictValue>(&mut *de) {
+        Ok(v) => v.0,
+        Err(e) => return Err(json_error(e)),
+    };
     // one JSON value and nothing after it but white space
     de.end().map_err(|e| {
         ApiError::new(
@@ -333,23 +347,89 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             format!("{} after the JSON value", strip_position(&e.to_string())),
         )
     })?;
-    Ok(value)
+    let mut errors = input::check(&T::name(), &value);
+    match serde_path_to_error::deserialize::<_, T>(value) {
+        Ok(parsed) if errors.is_empty() => return Ok(parsed),
+        Ok(_) => {}
+        Err(e) => {
+            let path = e.path().to_string();
+            let path = if path == "." {
+                "body".to_string()
+            } else {
+                path
+            };
+            let message = strip_position(&e.into_inner().to_string());
+            // the walk's own finding on that field, within it or around it, says it better
+            if !errors
+                .iter()
+                .any(|f| nested(&f.field, &path) || nested(&path, &f.field))
+            {
+                errors.push(FieldError::new(path, message));
+            }
+        }
+    }
+    Err(ApiError::fields(ErrorCode::InvalidRequest, errors))
 }
 
-/// Whether the JSON text holds a `\u0000` escape (not an escaped backslash before `u0000`).
-fn has_nul_escape(bytes: &[u8]) -> bool {
-    bytes.windows(6).enumerate().any(|(i, w)| {
-        w[0] == b'\\'
-            && w[1] == b'u'
-            && &w[2..] == b"0000"
-            && bytes[..i].iter().rev().take_while(|&&b| b == b'\\').count() % 2 == 0
-    })
+/// Whether the field at `inner` is `outer` or lies within it (`body` holds every field).
+fn nested(outer: &str, inner: &str) -> bool {
+    outer == "body"
+        || inner
+            .strip_prefix(outer)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with(['.', '[']))
+}
+
+fn json_error(e: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
+    let path = e.path().to_string();
+    let inner = e.into_inner();
+    let message = strip_position(&inner.to_string());
+    match inner.classify() {
+        serde_json::error::Category::Data => {
+            let field = if path == "." { "body".into() } else { path };
+            ApiError::field(ErrorCode::InvalidRequest, field, message)
+        }
+        _ => ApiError::new(ErrorCode::MalformedJson, message),
+    }
 }
 
 fn strip_position(message: &str) -> String {
     match message.rfind(" at line ") {
         Some(i) => message[..i].to_string(),
         None => message.to_string(),
+    }
+}
+
+/// Query parameters, deserialized strictly, naming the offending parameter (`as_of`) on
+/// error (400).
+pub struct Query<T>(pub T);
+
+impl<T> std::ops::Deref for Query<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T: DeserializeOwned> FromRequest for Query<T> {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let pairs = form_urlencoded::parse(req.query_string().as_bytes());
+        let de = serde_urlencoded::Deserializer::new(pairs);
+        std::future::ready(
+            serde_path_to_error::deserialize(de)
+                .map(Query)
+                .map_err(|e| {
+                    let path = e.path().to_string();
+                    let field = if path == "." { "query".into() } else { path };
+                    ApiError::field(
+                        ErrorCode::InvalidParameter,
+                        field,
+                        e.into_inner().to_string(),
+                    )
+                }),
+        )
     }
 }
 
@@ -370,7 +450,7 @@ pub fn optional_idempotency_key(req: &HttpRequest) -> Result<Option<String>, Api
         return Ok(None);
     };
     let key = value.to_str().map(str::trim).unwrap_or_default();
-    if key.is_empty() || key.len() > 200 {
+    if key.is_empty() || key.len() > 200 || key.chars().any(char::is_control) {
         return Err(ApiError::field(
             ErrorCode::InvalidParameter,
             "Idempotency-Key",
@@ -427,33 +507,6 @@ pub fn next_cursor<T>(
         .flatten()
 }
 
-/// Years accepted in dates and instants: PostgreSQL's range ends where chrono's does not,
-/// and no billing date lies outside these.
-const YEARS: std::ops::RangeInclusive<i32> = 1900..=9999;
-
-/// Refuses a date outside [`YEARS`], naming the field (`code`: 422 for bodies, 400 for
-/// query parameters).
-pub fn check_date(
-    code: ErrorCode,
-    field: &str,
-    date: chrono::NaiveDate,
-) -> Result<chrono::NaiveDate, ApiError> {
-    use chrono::Datelike;
-    if YEARS.contains(&date.year()) {
-        Ok(date)
-    } else {
-        Err(ApiError::field(code, field, "years from 1900 to 9999 only"))
-    }
-}
-
-pub fn check_instant(
-    code: ErrorCode,
-    field: &str,
-    at: chrono::DateTime<chrono::Utc>,
-) -> Result<chrono::DateTime<chrono::Utc>, ApiError> {
-    check_date(code, field, at.date_naive()).map(|_| at)
-}
-
 /// Opaque cursors: `kind` guards against a cursor of one list being used on another.
 pub fn encode_cursor(kind: &str, position: &str) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{kind}:{position}"))
@@ -500,14 +553,6 @@ mod tests {
             role,
             customer_id: customer,
         })
-    }
-
-    #[test]
-    fn nul_escapes_are_found_but_not_escaped_backslashes() {
-        assert!(has_nul_escape(br#"{"a":"x\u0000"}"#));
-        assert!(has_nul_escape(br#"{"a":"\\\u0000"}"#));
-        assert!(!has_nul_escape(br#"{"a":"\\u0000"}"#));
-        assert!(!has_nul_escape(br#"{"a":"\u0001"}"#));
     }
 
     #[test]

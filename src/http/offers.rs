@@ -2,7 +2,7 @@
 
 use actix_web::{get, post, web, HttpResponse};
 
-use super::{check_date, Auth, JsonBody, State};
+use super::{Auth, JsonBody, State};
 use crate::auth::Role;
 use diesel::result::DatabaseErrorKind::UniqueViolation;
 use diesel::result::Error::DatabaseError;
@@ -64,8 +64,7 @@ pub async fn post_offer(
     auth: Auth,
     body: JsonBody<Offer>,
 ) -> Result<HttpResponse, ApiError> {
-    auth.require(&[])?;
-    let offer = body.0;
+    let offer = body.parse(auth.require(&[])?)?;
     offer
         .validate()
         .map_err(|errors| ApiError::fields(ErrorCode::InvalidRequest, errors))?;
@@ -134,13 +133,7 @@ pub async fn post_offer_price(
     code: web::Path<String>,
     body: JsonBody<PriceVersion>,
 ) -> Result<HttpResponse, ApiError> {
-    auth.require(&[])?;
-    let version = body.0;
-    check_date(
-        ErrorCode::InvalidRequest,
-        "effective_from",
-        version.effective_from,
-    )?;
+    let version = body.parse(auth.require(&[])?)?;
     let price = version.unit_price.0;
     if price.is_sign_negative()
         || price.normalize().scale() > 4

@@ -6,8 +6,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::{
-    caller_idempotency_key, check_date, decode_cursor, next_cursor, page_limit, Auth, JsonBody,
-    State,
+    caller_idempotency_key, decode_cursor, next_cursor, page_limit, Auth, JsonBody, Query, State,
 };
 use crate::auth::Role;
 use crate::error::{ApiError, ErrorCode};
@@ -45,9 +44,9 @@ pub async fn post_subscription(
     body: JsonBody<NewSubscription>,
 ) -> Result<HttpResponse, ApiError> {
     let caller = auth.require(STAFF)?;
+    let request = body.parse(caller)?;
     let key = caller_idempotency_key(&req, caller)?;
-    if let Some(d) = body.0.start_date {
-        check_date(ErrorCode::InvalidRequest, "start_date", d)?;
+    if let Some(d) = request.start_date {
         // every period from the start is billed: a start decades away is a typing error
         let today = crate::calendar::paris_date(state.clock.now());
         if (d - today).abs() > crate::jobs::MAX_HORIZON {
@@ -59,7 +58,8 @@ pub async fn post_subscription(
         }
     }
     let mut conn = state.pool.get().await?;
-    let (id, replayed) = store::create(&mut conn, &body.0, key.as_ref(), state.clock.now()).await?;
+    let (id, replayed) =
+        store::create(&mut conn, &request, key.as_ref(), state.clock.now()).await?;
     drop(conn);
     let view = view(&state, id).await?;
     Ok(super::created_or_replayed(view, replayed))
@@ -96,7 +96,7 @@ pub struct SubscriptionPage {
 pub async fn list_subscriptions(
     state: State,
     auth: Auth,
-    q: web::Query<SubscriptionListParams>,
+    q: Query<SubscriptionListParams>,
 ) -> Result<web::Json<SubscriptionPage>, ApiError> {
     let customer = match (auth.0.role, q.customer_id) {
         (Role::Customer, Some(c)) => {

@@ -129,7 +129,8 @@ pub async fn post_ticket_purchase(
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
     let caller = auth.require_customer(BUYERS, id)?;
-    if !(1..=1000).contains(&body.0.quantity) {
+    let body = body.parse(caller)?;
+    if !(1..=1000).contains(&body.quantity) {
         return Err(ApiError::field(
             ErrorCode::InvalidRequest,
             "quantity",
@@ -141,7 +142,7 @@ pub async fn post_ticket_purchase(
     let (view, replayed) = store::buy_tickets(
         &mut conn,
         id,
-        body.0.quantity,
+        body.quantity,
         key.as_ref(),
         state.clock.now(),
     )
@@ -183,7 +184,7 @@ pub async fn post_credit_purchase(
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
     let caller = auth.require_customer(BUYERS, id)?;
-    let credits = Amount::new(body.0.credits.0, Unit::Credit)
+    let credits = Amount::new(body.parse(caller)?.credits.0, Unit::Credit)
         .map_err(|e| e.to_string())
         .and_then(|c| {
             crate::money::fits_columns(c.value())

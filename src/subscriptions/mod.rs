@@ -85,9 +85,11 @@ pub struct SubscriptionView {
 pub struct NewSubscription {
     #[schema(value_type = String, format = Uuid)]
     pub customer_id: Uuid,
+    #[schema(max_length = 64)]
     pub offer_code: String,
-    /// First day (Europe/Paris), within 10 years of today; defaults to today. Ignored for offers activated on
-    /// payment, which start on the payment's value date.
+    /// First day (Europe/Paris), within 10 years of today; defaults to today. Ignored for
+    /// offers activated on payment, which start on the payment's value date.
+    #[serde(default, deserialize_with = "crate::input::opt_date")]
     pub start_date: Option<NaiveDate>,
     /// For an add-on pack: the subscription it attaches to.
     #[schema(value_type = Option<String>, format = Uuid)]

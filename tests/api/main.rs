@@ -9,6 +9,7 @@ mod cli;
 mod contract;
 mod customers;
 mod errors;
+mod input;
 mod interventions;
 mod ledger_core;
 mod ledger_http;
