@@ -30,6 +30,7 @@ use crate::error::{ErrorCode, FieldError, Problem};
         (name = "subscriptions", description = "Commitments, renewals, cancellation, early termination"),
         (name = "authorizations", description = "The ticketing hot path: decisions, holds, capture, interventions"),
         (name = "wallets", description = "Tickets, service-credit lots, Assistance+ appointments, balances"),
+        (name = "api-keys", description = "API keys: create (the secret shown once), list, revoke"),
         (name = "operations", description = "Health, readiness, metrics, contract")
     )
 )]
@@ -42,7 +43,7 @@ impl Modify for BearerAuth {
         let components = openapi.components.get_or_insert_with(Default::default);
         let mut scheme = Http::new(HttpAuthScheme::Bearer);
         scheme.description =
-            Some("An API key created with `grandlivre apikey create --role ROLE`.".into());
+            Some("An API key created with `grandlivre apikey create --role ROLE` or `POST /v1/api-keys`.".into());
         components.add_security_scheme("bearer", SecurityScheme::Http(scheme));
     }
 }

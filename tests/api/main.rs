@@ -9,6 +9,7 @@ mod contract;
 mod customers;
 mod errors;
 mod interventions;
+mod keys;
 mod ledger_core;
 mod ledger_http;
 mod migrations;
