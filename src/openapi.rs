@@ -75,7 +75,7 @@ fn problems(codes: &[u16]) -> BTreeMap<String, RefOr<utoipa::openapi::response::
                 403 => "The key's role may not do this",
                 404 => "Not found (or not visible to this key)",
                 409 => {
-                    "Conflict: idempotency key reused with another body, or state already changed"
+                    "Conflict: idempotency key reused with another body, state already changed, or the customer is closed"
                 }
                 413 => "Body too large",
                 415 => "Body is not JSON",

@@ -416,6 +416,19 @@ impl TestApp {
     }
 }
 
+impl TestApp {
+    pub async fn patch_json(&self, key: &str, path: &str, body: &Value) -> Reply {
+        self.send(
+            TestRequest::patch()
+                .uri(path)
+                .insert_header(("Authorization", format!("Bearer {key}")))
+                .insert_header(("Content-Type", "application/json"))
+                .set_payload(body.to_string()),
+        )
+        .await
+    }
+}
+
 pub fn d(s: &str) -> chrono::NaiveDate {
     s.parse().expect("a date")
 }
