@@ -1,4 +1,5 @@
-//! The command line: `serve`, `migrate`, `openapi`, `apikey create`.
+//! The command line: `serve`, `migrate`, `openapi`, `seed-demo`, `jobs run`, `apikey
+//! create|list|revoke`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -111,6 +112,14 @@ pub enum ApikeyCommand {
         #[arg(long)]
         label: Option<String>,
     },
+    /// List every key (id, role, customer, label, created, revoked), never its secret.
+    List,
+    /// Revoke a key: it stops working within a second everywhere. Revoking it again
+    /// changes nothing.
+    Revoke {
+        /// The key's id (as `apikey list` shows it).
+        id: Uuid,
+    },
 }
 
 pub fn run(cli: Cli) -> ExitCode {
@@ -161,6 +170,12 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                     label,
                 },
         } => create_key(&database, role, customer, label.as_deref()).await,
+        Command::Apikey {
+            command: ApikeyCommand::List,
+        } => list_keys(&database).await,
+        Command::Apikey {
+            command: ApikeyCommand::Revoke { id },
+        } => revoke_key(&database, id).await,
         Command::SeedDemo => seed_demo(&database).await,
         Command::Jobs {
             command: JobsCommand::Run { name, as_of },
@@ -197,12 +212,60 @@ async fn create_key(
     label: Option<&str>,
 ) -> anyhow::Result<()> {
     let mut conn = connect(database).await?;
-    let (id, key) = auth::create_key(&mut conn, role, customer, label).await?;
+    let (view, key) = auth::create_key(&mut conn, role, customer, label).await?;
     eprintln!(
-        "created {} key {id}; it is shown once, keep it:",
-        role.as_str()
+        "created {} key {}; it is shown once, keep it:",
+        role.as_str(),
+        view.id
     );
     println!("{key}");
+    Ok(())
+}
+
+/// Pages of this many keys are read until the last.
+const KEY_PAGE: i64 = 200;
+
+async fn list_keys(database: &Database) -> anyhow::Result<()> {
+    let mut conn = connect(database).await?;
+    println!(
+        "{:<36}  {:<9}  {:<36}  {:<20}  {:<20}  label",
+        "id", "role", "customer", "created", "revoked"
+    );
+    let mut after = None;
+    loop {
+        let page = auth::list_keys(&mut conn, after, KEY_PAGE).await?;
+        for k in &page {
+            println!("{}", key_line(k));
+        }
+        match page.last() {
+            Some(last) if page.len() as i64 == KEY_PAGE => after = Some(last.id),
+            _ => return Ok(()),
+        }
+    }
+}
+
+fn key_line(k: &auth::KeyView) -> String {
+    let instant = |at: Option<chrono::DateTime<chrono::Utc>>| {
+        at.map_or("-".to_string(), |t| {
+            t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        })
+    };
+    format!(
+        "{:<36}  {:<9}  {:<36}  {:<20}  {:<20}  {}",
+        k.id,
+        k.role.as_str(),
+        k.customer_id.map_or("-".to_string(), |c| c.to_string()),
+        instant(Some(k.created_at)),
+        instant(k.revoked_at),
+        k.label.as_deref().unwrap_or("-"),
+    )
+}
+
+async fn revoke_key(database: &Database, id: Uuid) -> anyhow::Result<()> {
+    let mut conn = connect(database).await?;
+    let key = auth::revoke_key(&mut conn, id).await?;
+    println!("{}", key_line(&key));
+    eprintln!("key {id} is revoked; it stops working within a second");
     Ok(())
 }
 

@@ -38,6 +38,7 @@ pub enum ErrorCode {
     ServicePlusRequired,
     AssistanceIncluded,
     InvalidState,
+    CustomerClosed,
     AlreadyExists,
     ServiceUnavailable,
     Internal,
@@ -101,6 +102,10 @@ impl ErrorCode {
             InvalidState => (
                 StatusCode::CONFLICT,
                 "The resource's state does not allow this",
+            ),
+            CustomerClosed => (
+                StatusCode::CONFLICT,
+                "The customer is closed: its account is read-only",
             ),
             AlreadyExists => (StatusCode::CONFLICT, "It already exists"),
             ServiceUnavailable => (
@@ -321,6 +326,7 @@ impl From<crate::subscriptions::SubscriptionError> for ApiError {
             | S::AddonDoesNotFit(_) => {
                 ApiError::field(ErrorCode::InvalidRequest, "parent_id", detail)
             }
+            S::CustomerClosed(_) => ApiError::new(ErrorCode::CustomerClosed, detail),
             S::SepaMandateRequired(_) => ApiError::new(ErrorCode::SepaMandateRequired, detail),
             S::NotFound(_) => ApiError::new(ErrorCode::NotFound, detail),
             S::WrongState(..) => ApiError::new(ErrorCode::InvalidState, detail),

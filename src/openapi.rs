@@ -34,6 +34,7 @@ use crate::error::{ErrorCode, FieldError, Problem};
         (name = "subscriptions", description = "Commitments, renewals, cancellation, early termination"),
         (name = "authorizations", description = "The ticketing hot path: decisions, holds, capture, interventions"),
         (name = "wallets", description = "Tickets, service-credit lots, Assistance+ appointments, balances"),
+        (name = "api-keys", description = "API keys: create (the secret shown once), list, revoke"),
         (name = "operations", description = "Health, readiness, metrics, contract")
     )
 )]
@@ -46,7 +47,7 @@ impl Modify for BearerAuth {
         let components = openapi.components.get_or_insert_with(Default::default);
         let mut scheme = Http::new(HttpAuthScheme::Bearer);
         scheme.description =
-            Some("An API key created with `grandlivre apikey create --role ROLE`.".into());
+            Some("An API key created with `grandlivre apikey create --role ROLE` or `POST /v1/api-keys`.".into());
         components.add_security_scheme("bearer", SecurityScheme::Http(scheme));
     }
 }
@@ -78,7 +79,7 @@ fn problems(codes: &[u16]) -> BTreeMap<String, RefOr<utoipa::openapi::response::
                 403 => "The key's role may not do this",
                 404 => "Not found (or not visible to this key)",
                 409 => {
-                    "Conflict: idempotency key reused with another body, or state already changed"
+                    "Conflict: idempotency key reused with another body, state already changed, or the customer is closed"
                 }
                 413 => "Body too large",
                 415 => "Body is not JSON",

@@ -16,8 +16,9 @@ use crate::db::DbPool;
 use crate::http::health::OpenApiJson;
 use crate::http::{self, AppState, Metrics};
 
-/// How long a resolved API key is trusted before it is read again.
-pub const KEY_CACHE_TTL: Duration = Duration::from_secs(30);
+/// How long a resolved API key is trusted before it is read again: a revoked key stops
+/// working within this delay in every worker and process.
+pub const KEY_CACHE_TTL: Duration = Duration::from_secs(1);
 
 pub fn state(pool: DbPool, clock: SharedClock) -> web::Data<AppState> {
     web::Data::new(AppState {

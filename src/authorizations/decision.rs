@@ -1,7 +1,7 @@
 //! The authorization decision: a pure function of the request and of what the customer
 //! holds (DOMAIN.md "Diagnostics and interventions", "Prepaid tickets", "Non-payment").
 //! Rules, first match wins:
-//! 1. a suspended account is denied;
+//! 1. a closed account is denied, then a suspended one;
 //! 2. a diagnostic of an incident is free under Support VIP (`free_diagnostics`);
 //! 3. out-of-scope requests and service purchases are paid services (credits or euros);
 //!    usage questions are free while the requester is certified or in the learning phase,
@@ -148,6 +148,8 @@ pub struct ServicePrice {
 /// What the customer holds at the instant of the decision.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Holdings {
+    /// The customer is closed (read-only): nothing more is authorized.
+    pub closed: bool,
     pub suspended: bool,
     pub free_diagnostics: bool,
     pub assistance_included: bool,
@@ -196,6 +198,7 @@ crate::text_enum! {
     #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
     #[serde(rename_all = "snake_case")]
     pub enum Reason {
+        AccountClosed = "account_closed",
         AccountSuspended = "account_suspended",
         VipFreeDiagnostics = "vip_free_diagnostics",
         CoveredBySubscription = "covered_by_subscription",
@@ -312,6 +315,9 @@ pub fn decide(req: &AuthorizationRequest, h: &Holdings, hours: &BusinessHours) -
 
 fn rules(req: &AuthorizationRequest, h: &Holdings, hours: &BusinessHours) -> Outcome {
     use Classification as C;
+    if h.closed {
+        return denied(Reason::AccountClosed);
+    }
     if h.suspended {
         return denied(Reason::AccountSuspended);
     }
@@ -438,6 +444,25 @@ mod tests {
             outcome(&r, &h),
             (Decision::Denied, None, Reason::AccountSuspended)
         );
+    }
+
+    #[test]
+    fn a_closed_account_is_denied_first_even_suspended_or_covered() {
+        let r = request(RequestKind::Diagnostic, Classification::InScope);
+        for suspended in [false, true] {
+            let h = Holdings {
+                closed: true,
+                suspended,
+                free_diagnostics: true,
+                maintenance: true,
+                tickets_available: 3,
+                ..bare()
+            };
+            assert_eq!(
+                outcome(&r, &h),
+                (Decision::Denied, None, Reason::AccountClosed)
+            );
+        }
     }
 
     #[test]

@@ -247,6 +247,35 @@ impl CustomerPatch {
     }
 }
 
+/// Why a patch may not touch a closed customer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClosedRefusal {
+    /// A closed customer is read-only: only reopening it changes anything.
+    Closed,
+    /// Reopening a closed customer is for whoever may (an admin).
+    ReopenNotAllowed,
+}
+
+impl CustomerPatch {
+    /// Whether this patch may be applied to a customer in `current` status: any patch
+    /// while it is not closed; while it is closed, only one that reopens it (sets another
+    /// status, other fields possibly with it), and only when `may_reopen`.
+    pub fn allowed_on(
+        &self,
+        current: CustomerStatus,
+        may_reopen: bool,
+    ) -> Result<(), ClosedRefusal> {
+        if current != CustomerStatus::Closed {
+            return Ok(());
+        }
+        match self.status {
+            Some(s) if s != CustomerStatus::Closed && may_reopen => Ok(()),
+            Some(s) if s != CustomerStatus::Closed => Err(ClosedRefusal::ReopenNotAllowed),
+            _ => Err(ClosedRefusal::Closed),
+        }
+    }
+}
+
 /// The checked form of a customer's identity.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CustomerFields {
@@ -346,6 +375,41 @@ pub struct CustomerView {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_closed_customer_takes_only_a_patch_that_reopens_it() {
+        let patch = |status: Option<CustomerStatus>| CustomerPatch {
+            legal_name: Some("Renamed SARL".into()),
+            siren: None,
+            siret: None,
+            vat_number: None,
+            billing_email: None,
+            address: None,
+            status,
+        };
+        use CustomerStatus::*;
+        for current in [Active, Suspended] {
+            for status in [None, Some(Active), Some(Suspended), Some(Closed)] {
+                assert_eq!(patch(status).allowed_on(current, false), Ok(()));
+            }
+        }
+        assert_eq!(patch(Some(Active)).allowed_on(Closed, true), Ok(()));
+        assert_eq!(patch(Some(Suspended)).allowed_on(Closed, true), Ok(()));
+        assert_eq!(
+            patch(Some(Active)).allowed_on(Closed, false),
+            Err(ClosedRefusal::ReopenNotAllowed)
+        );
+        for may_reopen in [true, false] {
+            assert_eq!(
+                patch(None).allowed_on(Closed, may_reopen),
+                Err(ClosedRefusal::Closed)
+            );
+            assert_eq!(
+                patch(Some(Closed)).allowed_on(Closed, may_reopen),
+                Err(ClosedRefusal::Closed)
+            );
+        }
+    }
 
     #[test]
     fn a_vat_number_of_any_characters_is_refused_not_sliced() {

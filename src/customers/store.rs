@@ -5,7 +5,7 @@ use uuid::Uuid;
 
 use crate::idempotency::{self, IdempotencyKey, KeyReused};
 
-use super::{Address, CustomerFields, CustomerPatch, CustomerStatus, CustomerView};
+use super::{Address, ClosedRefusal, CustomerFields, CustomerPatch, CustomerStatus, CustomerView};
 use crate::schema::customers;
 
 #[derive(Queryable, Selectable)]
@@ -92,6 +92,10 @@ pub enum CustomerError {
     NotFound(Uuid),
     #[error("invalid customer fields")]
     Invalid(Vec<crate::error::FieldError>),
+    #[error("customer {0} is closed: its account is read-only until an admin reopens it")]
+    Closed(Uuid),
+    #[error("only an admin key may reopen a closed customer")]
+    ReopenNotAllowed,
     #[error(transparent)]
     Database(#[from] diesel::result::Error),
 }
@@ -152,11 +156,13 @@ pub async fn get(
 }
 
 /// Applies `patch` to the customer `id` and checks the result, in one transaction under
-/// the customer's row lock: two concurrent patches of different fields both hold.
+/// the customer's row lock: two concurrent patches of different fields both hold. A closed
+/// customer takes only a patch that reopens it, and only when `may_reopen`.
 pub async fn patch(
     conn: &mut AsyncPgConnection,
     id: Uuid,
     patch: &CustomerPatch,
+    may_reopen: bool,
     now: DateTime<Utc>,
 ) -> Result<CustomerView, CustomerError> {
     crate::retry_transaction!(conn, CustomerError, |c| {
@@ -169,6 +175,12 @@ pub async fn patch(
             .optional()?
             .ok_or(CustomerError::NotFound(id))?
             .view();
+        patch
+            .allowed_on(current.status, may_reopen)
+            .map_err(|refusal| match refusal {
+                ClosedRefusal::Closed => CustomerError::Closed(id),
+                ClosedRefusal::ReopenNotAllowed => CustomerError::ReopenNotAllowed,
+            })?;
         let fields = patch
             .apply(current)
             .validate()
@@ -177,6 +189,23 @@ pub async fn patch(
             .await?
             .ok_or(CustomerError::NotFound(id))
     })
+}
+
+/// The status of the customer `id` for a write on its behalf, read under a share lock
+/// held until the caller's transaction ends: closing the customer (a patch, which locks
+/// the row for update) waits for that write, and the write waits for a closing under way,
+/// so no write lands on a customer closed meanwhile. `None`: no such customer.
+pub async fn status_for_write(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+) -> Result<Option<CustomerStatus>, diesel::result::Error> {
+    customers::table
+        .find(id)
+        .select(customers::status)
+        .for_share()
+        .first(conn)
+        .await
+        .optional()
 }
 
 /// Customers in id order after `after`.

@@ -25,6 +25,8 @@ impl From<CustomerError> for ApiError {
             }
             CustomerError::NotFound(id) => ApiError::not_found(format!("customer {id}")),
             CustomerError::Invalid(errors) => ApiError::fields(ErrorCode::InvalidRequest, errors),
+            CustomerError::Closed(_) => ApiError::new(ErrorCode::CustomerClosed, e.to_string()),
+            CustomerError::ReopenNotAllowed => ApiError::new(ErrorCode::Forbidden, e.to_string()),
             CustomerError::Database(e) => e.into(),
         }
     }
@@ -134,7 +136,9 @@ pub async fn get_customer(
         .ok_or_else(|| ApiError::not_found(format!("customer {id}")))
 }
 
-/// Update a customer; every identifier is checked again.
+/// Update a customer; every identifier is checked again. A closed customer is read-only:
+/// only a patch that reopens it (`status` active or suspended) is taken, from an admin key
+/// (409 `customer_closed` otherwise; 403 for another key that tries to reopen).
 #[utoipa::path(
     tag = "customers",
     params(("id" = Uuid, Path, description = "Customer id")),
@@ -153,7 +157,14 @@ pub async fn patch_customer(
     let id = id.into_inner();
     let mut conn = state.pool.get().await?;
     Ok(web::Json(
-        store::patch(&mut conn, id, &patch, state.clock.now()).await?,
+        store::patch(
+            &mut conn,
+            id,
+            &patch,
+            auth.0.role == Role::Admin,
+            state.clock.now(),
+        )
+        .await?,
     ))
 }
 

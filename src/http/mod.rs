@@ -1,5 +1,6 @@
 //! The HTTP layer only translates: parse, authorize, call the domain, map errors.
 
+pub mod api_keys;
 pub mod authorizations;
 pub mod customers;
 pub mod health;
@@ -85,7 +86,10 @@ pub fn register(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
         .service(interventions::get_intervention)
         .service(interventions::dispute_intervention)
         .service(interventions::resolve_intervention)
-        .service(jobs::run_job);
+        .service(jobs::run_job)
+        .service(api_keys::post_api_key)
+        .service(api_keys::list_api_keys)
+        .service(api_keys::revoke_api_key);
 }
 
 /// Error handlers for actix's own extractors, so they answer problem+json too.

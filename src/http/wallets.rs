@@ -20,6 +20,7 @@ impl From<WalletError> for ApiError {
             WalletError::UnknownCustomer(_) | WalletError::NotFound(_) => {
                 ApiError::new(ErrorCode::NotFound, detail)
             }
+            WalletError::CustomerClosed(_) => ApiError::new(ErrorCode::CustomerClosed, detail),
             WalletError::ServicePlusRequired => {
                 ApiError::new(ErrorCode::ServicePlusRequired, detail)
             }

@@ -103,6 +103,8 @@ pub enum SubscriptionError {
     UnknownCustomer(Uuid),
     #[error("customer {0} is not active")]
     CustomerNotActive(Uuid),
+    #[error("customer {0} is closed: its account is read-only")]
+    CustomerClosed(Uuid),
     #[error("offer `{0}` does not exist")]
     UnknownOffer(String),
     #[error("offer `{0}` is not a subscription (one-off or metered)")]

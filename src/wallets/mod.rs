@@ -66,6 +66,8 @@ pub struct CreditLotView {
 pub enum WalletError {
     #[error("customer {0} does not exist")]
     UnknownCustomer(Uuid),
+    #[error("customer {0} is closed: its account is read-only")]
+    CustomerClosed(Uuid),
     #[error("unit credits can be bought only while holding an active Service+ pack")]
     ServicePlusRequired,
     #[error("an active subscription includes assistance: tickets would never be used")]

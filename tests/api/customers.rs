@@ -223,3 +223,162 @@ async fn a_vat_number_of_any_characters_is_named() {
         assert_eq!(problem["errors"][0]["field"], "vat_number");
     }
 }
+
+/// A closed customer is read-only: every write on its behalf is a 409 `customer_closed`
+/// and every authorization is denied `account_closed`, while every read still answers.
+/// Only an admin reopens it, and then it buys again.
+#[actix_web::test]
+async fn a_closed_customer_is_read_only_until_an_admin_reopens_it() {
+    use grandlivre::demo::DEMO_CUSTOMER_1 as C1;
+    let (app, mut conn) = crate::helpers::seeded().await;
+    let sub = crate::helpers::subscribe(&mut conn, C1, "ip_access_fibre", "2026-01-31", None).await;
+    let (admin, finance) = (app.admin().await, app.key(Role::Finance, None).await);
+    let ticketing = app.key(Role::Ticketing, None).await;
+    let own = app.key(Role::Customer, Some(C1)).await;
+    let customer = format!("/v1/customers/{C1}");
+    let closed = app
+        .patch_json(&finance, &customer, &json!({"status": "closed"}))
+        .await;
+    assert_eq!(closed.status, 200, "{}", closed.text);
+    assert_eq!(closed.body["status"], "closed");
+
+    let tickets = format!("{customer}/ticket-purchases");
+    for key in [&own, &finance] {
+        app.post_json(key, &tickets, None, &json!({"quantity": 1}))
+            .await
+            .problem(409, "customer_closed");
+    }
+    app.post_json(
+        &own,
+        &format!("{customer}/credit-purchases"),
+        None,
+        &json!({"credits": "5"}),
+    )
+    .await
+    .problem(409, "customer_closed");
+    app.post_json(
+        &finance,
+        "/v1/subscriptions",
+        None,
+        &json!({"customer_id": C1, "offer_code": "ip_access_fibre"}),
+    )
+    .await
+    .problem(409, "customer_closed");
+    for action in ["cancel", "terminate"] {
+        app.post_json(
+            &finance,
+            &format!("/v1/subscriptions/{sub}/{action}"),
+            None,
+            &json!({}),
+        )
+        .await
+        .problem(409, "customer_closed");
+    }
+    app.patch_json(&finance, &customer, &json!({"legal_name": "Renamed SARL"}))
+        .await
+        .problem(409, "customer_closed");
+
+    let request = crate::helpers::authorization_request(
+        C1,
+        "closed-1",
+        "intervention",
+        None,
+        "euros",
+        grandlivre::clock::Clock::now(&*app.clock),
+    );
+    let decided = app
+        .post_json(
+            &ticketing,
+            "/v1/authorizations",
+            None,
+            &serde_json::to_value(&request).unwrap(),
+        )
+        .await;
+    assert_eq!(decided.status, 201, "{}", decided.text);
+    assert_eq!(
+        (&decided.body["decision"], &decided.body["reason"]),
+        (&json!("denied"), &json!("account_closed"))
+    );
+
+    // reads still answer, to the customer's own key too
+    for path in [
+        customer.clone(),
+        format!("{customer}/balances"),
+        format!("{customer}/credit-lots"),
+        format!("{customer}/charges"),
+        format!("/v1/subscriptions/{sub}"),
+    ] {
+        let reply = app.get(&own, &path).await;
+        assert_eq!(reply.status, 200, "{path}: {}", reply.text);
+    }
+    let tickets_now = app.get(&own, &format!("{customer}/balances")).await;
+    assert_eq!(tickets_now.body["tickets"]["pending_payment"], 0);
+
+    // only an admin reopens it; then it buys again
+    app.patch_json(&finance, &customer, &json!({"status": "active"}))
+        .await
+        .problem(403, "forbidden");
+    let reopened = app
+        .patch_json(&admin, &customer, &json!({"status": "active"}))
+        .await;
+    assert_eq!(
+        (reopened.status, &reopened.body["status"]),
+        (200, &json!("active")),
+        "{}",
+        reopened.text
+    );
+    let bought = app
+        .post_json(&own, &tickets, None, &json!({"quantity": 1}))
+        .await;
+    assert_eq!(bought.status, 201, "{}", bought.text);
+}
+
+/// A purchase that waits on a customer being closed sees it closed: the check is made
+/// under the customer's row lock, inside the purchase's transaction.
+#[actix_web::test]
+async fn a_purchase_waiting_on_the_closing_sees_the_customer_closed() {
+    use diesel_async::RunQueryDsl;
+    use grandlivre::demo::DEMO_CUSTOMER_1 as C1;
+    let (app, _conn) = crate::helpers::seeded().await;
+    let own = app.key(Role::Customer, Some(C1)).await;
+    // the closing: begun, the row locked, not yet committed
+    let mut closing = app.db.conn().await;
+    for sql in [
+        "BEGIN".to_string(),
+        format!("UPDATE customers SET status = 'closed' WHERE id = '{C1}'"),
+    ] {
+        diesel::sql_query(sql).execute(&mut closing).await.unwrap();
+    }
+    let (path, body) = (
+        format!("/v1/customers/{C1}/ticket-purchases"),
+        json!({"quantity": 1}),
+    );
+    let purchase = app.post_json(&own, &path, None, &body);
+    let commit = async {
+        let mut watcher = app.db.conn().await;
+        #[derive(diesel::QueryableByName)]
+        struct Waiting {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            n: i64,
+        }
+        for _ in 0..300 {
+            let w: Waiting = diesel::sql_query(
+                "SELECT count(*) AS n FROM pg_stat_activity \
+                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
+            )
+            .get_result(&mut watcher)
+            .await
+            .unwrap();
+            if w.n >= 1 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        diesel::sql_query("COMMIT")
+            .execute(&mut closing)
+            .await
+            .unwrap();
+    };
+    let (reply, ()) = futures_util::join!(purchase, commit);
+    reply.problem(409, "customer_closed");
+}

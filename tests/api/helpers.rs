@@ -283,7 +283,8 @@ type Call = Rc<dyn Fn(actix_http::Request) -> LocalBoxFuture<'static, ServiceRes
 
 /// The real application, served in-process against a database of its own.
 pub struct TestApp {
-    pub db: TestDb,
+    /// Shared with its [`TestApp::sibling`]s, dropped with the last of them.
+    pub db: Rc<TestDb>,
     pub clock: Arc<FixedClock>,
     call: Call,
 }
@@ -333,9 +334,18 @@ impl Reply {
 
 impl TestApp {
     pub async fn spawn() -> TestApp {
-        let db = TestDb::new().await;
+        Self::serve(Rc::new(TestDb::new().await), Utc::now()).await
+    }
+
+    /// Another instance of the application on the same database, with its own state (its
+    /// own pool and key cache), as another process of the service would be.
+    pub async fn sibling(&self) -> TestApp {
+        Self::serve(self.db.clone(), grandlivre::clock::Clock::now(&*self.clock)).await
+    }
+
+    async fn serve(db: Rc<TestDb>, now: chrono::DateTime<Utc>) -> TestApp {
         let pool = db.pool(8);
-        let clock = Arc::new(FixedClock::new(Utc::now()));
+        let clock = Arc::new(FixedClock::new(now));
         let state = grandlivre::startup::state(pool, clock.clone());
         let doc = web::Data::new(OpenApiJson(grandlivre::openapi::document_json()));
         let service = Rc::new(test::init_service(grandlivre::startup::app(state, doc)).await);
@@ -403,6 +413,19 @@ impl TestApp {
             req = req.insert_header(("Idempotency-Key", k));
         }
         self.send(req).await
+    }
+}
+
+impl TestApp {
+    pub async fn patch_json(&self, key: &str, path: &str, body: &Value) -> Reply {
+        self.send(
+            TestRequest::patch()
+                .uri(path)
+                .insert_header(("Authorization", format!("Bearer {key}")))
+                .insert_header(("Content-Type", "application/json"))
+                .set_payload(body.to_string()),
+        )
+        .await
     }
 }
 

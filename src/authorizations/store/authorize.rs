@@ -2,6 +2,7 @@
 //! `decision`, the holds an approval needs, written with the decision.
 
 use super::*;
+use crate::customers::CustomerStatus;
 use chrono::{DateTime, Utc};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use rust_decimal::Decimal;
@@ -46,7 +47,7 @@ mod sql {
 /// Everything the decision needs, read in one call after the customer's row is locked
 /// (see the `authorization_begin` and `authorization_snapshot` functions).
 struct Snapshot {
-    status: String,
+    status: CustomerStatus,
     free_diagnostics: bool,
     assistance_included: bool,
     maintenance: bool,
@@ -64,7 +65,7 @@ struct Snapshot {
 }
 
 type SnapshotRow = (
-    String,
+    CustomerStatus,
     bool,
     bool,
     bool,
@@ -135,7 +136,8 @@ async fn holdings(
     .optional()?
     .ok_or(AuthorizationError::UnknownCustomer(req.customer_id))?;
     let mut h = Holdings {
-        suspended: snap.status == "suspended",
+        closed: snap.status == CustomerStatus::Closed,
+        suspended: snap.status == CustomerStatus::Suspended,
         free_diagnostics: snap.free_diagnostics,
         assistance_included: snap.assistance_included,
         maintenance: snap.maintenance,

@@ -10,8 +10,9 @@ use super::*;
 use crate::calendar::{paris_date, paris_midnight};
 use crate::catalog;
 use crate::charges::{self, ChargeSource, NewCharge};
+use crate::customers::{self, CustomerStatus};
 use crate::idempotency::{self, IdempotencyKey};
-use crate::schema::{customers, subscriptions};
+use crate::schema::subscriptions;
 
 /// Creates a subscription at `now`; with a key, a replay returns the first (`true`).
 pub async fn create(
@@ -38,17 +39,8 @@ pub async fn create(
         if let Some(id) = first.await? {
             return Ok((id, true));
         }
-        let status: Option<String> = customers::table
-            .find(req.customer_id)
-            .select(customers::status)
-            .for_share()
-            .first(c)
-            .await
-            .optional()?;
-        match status.as_deref() {
-            None => return Err(SubscriptionError::UnknownCustomer(req.customer_id)),
-            Some("active") => {}
-            Some(_) => return Err(SubscriptionError::CustomerNotActive(req.customer_id)),
+        if open_customer(c, req.customer_id).await? != CustomerStatus::Active {
+            return Err(SubscriptionError::CustomerNotActive(req.customer_id));
         }
         let offer = offer(c, &req.offer_code).await?;
         let billing_months = offer
@@ -188,6 +180,30 @@ pub async fn activate_on_payment(
     })
 }
 
+/// The status of `customer`, refused when it does not exist or is closed; its row stays
+/// share-locked to the end of the transaction, so that it is not closed meanwhile.
+async fn open_customer(
+    conn: &mut AsyncPgConnection,
+    customer: Uuid,
+) -> Result<CustomerStatus, SubscriptionError> {
+    match customers::store::status_for_write(conn, customer).await? {
+        None => Err(SubscriptionError::UnknownCustomer(customer)),
+        Some(CustomerStatus::Closed) => Err(SubscriptionError::CustomerClosed(customer)),
+        Some(status) => Ok(status),
+    }
+}
+
+/// The subscription `id` locked for a change on behalf of its customer, which must not be
+/// closed: the customer's row first, then the subscription's (the lock order).
+async fn locked_for_change(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+) -> Result<SubRow, SubscriptionError> {
+    let customer = row(conn, id, false).await?.customer_id;
+    open_customer(conn, customer).await?;
+    row(conn, id, true).await
+}
+
 /// A cancellation received at `now`: the subscription ends at the current term's end when
 /// the notice is respected, else at the next term's end. Its add-ons end with it. Asking
 /// again changes nothing.
@@ -197,7 +213,7 @@ pub async fn cancel(
     now: DateTime<Utc>,
 ) -> Result<(), SubscriptionError> {
     crate::retry_transaction!(conn, SubscriptionError, |c| {
-        let sub = row(c, id, true).await?;
+        let sub = locked_for_change(c, id).await?;
         require_live(&sub)?;
         if sub.cancel_received_at.is_some() {
             return Ok(());
@@ -248,7 +264,7 @@ pub async fn terminate(
     now: DateTime<Utc>,
 ) -> Result<(), SubscriptionError> {
     crate::retry_transaction!(conn, SubscriptionError, |c| {
-        let sub = row(c, id, true).await?;
+        let sub = locked_for_change(c, id).await?;
         require_live(&sub)?;
         if sub.ends_at.is_some_and(|e| e <= now) {
             return Err(SubscriptionError::WrongState(id, "ended"));

@@ -112,7 +112,7 @@ pub async fn buy_credits(
         if let Some(first) = first.await? {
             return Ok((first, true));
         }
-        require_customer(c, customer).await?;
+        require_open_customer(c, customer).await?;
         let sold_at = active_offers(c, customer, now)
             .await?
             .into_iter()

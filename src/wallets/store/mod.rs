@@ -12,11 +12,12 @@ use uuid::Uuid;
 use super::*;
 use crate::calendar::paris_midnight;
 use crate::catalog::{self, Offer};
+use crate::customers::CustomerStatus;
 use crate::ledger::chart::{CustomerAccount, Platform};
 use crate::ledger::store as ledger;
 use crate::ledger::{AccountId, LedgerError, Posting};
 use crate::money::{Amount, Unit};
-use crate::schema::{customers, subscriptions};
+use crate::schema::subscriptions;
 
 mod credits;
 mod expiry;
@@ -79,17 +80,18 @@ fn amount(value: Decimal, unit: Unit) -> Result<Amount, WalletError> {
     Amount::new(value, unit).map_err(|e| WalletError::Invalid(e.to_string()))
 }
 
-async fn require_customer(conn: &mut AsyncPgConnection, customer: Uuid) -> Result<(), WalletError> {
-    let found: Option<Uuid> = customers::table
-        .find(customer)
-        .select(customers::id)
-        .for_share()
-        .first(conn)
-        .await
-        .optional()?;
-    found
-        .map(|_| ())
-        .ok_or(WalletError::UnknownCustomer(customer))
+/// Refuses a write for a customer that does not exist or is closed; the customer's row
+/// stays share-locked to the end of the transaction (see
+/// [`crate::customers::store::status_for_write`]).
+async fn require_open_customer(
+    conn: &mut AsyncPgConnection,
+    customer: Uuid,
+) -> Result<(), WalletError> {
+    match crate::customers::store::status_for_write(conn, customer).await? {
+        None => Err(WalletError::UnknownCustomer(customer)),
+        Some(CustomerStatus::Closed) => Err(WalletError::CustomerClosed(customer)),
+        Some(_) => Ok(()),
+    }
 }
 
 /// The offers of the customer's subscriptions active at `at` (started, not ended).

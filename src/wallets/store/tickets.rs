@@ -78,7 +78,7 @@ pub async fn buy_tickets(
         if let Some(first) = first.await? {
             return Ok((first, true));
         }
-        require_customer(c, customer).await?;
+        require_open_customer(c, customer).await?;
         if active_offers(c, customer, now)
             .await?
             .iter()
