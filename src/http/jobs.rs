@@ -14,12 +14,13 @@ use crate::openapi::WriteErrors;
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"as_of": "2026-12-01T00:00:00+01:00"}))]
 pub struct JobRequest {
-    /// The instant to run the job for (RFC 3339), at most 10 years after now.
-    pub as_of: DateTime<Utc>,
+    /// The instant to run the job for (RFC 3339), at most 10 years after now; defaults to
+    /// now (the test clock's time on a service started with `--test-clock`).
+    pub as_of: Option<DateTime<Utc>>,
 }
 
-/// Run a job for an instant. Idempotent: running it again for the same or an earlier
-/// instant changes nothing.
+/// Run a job for an instant (default: now). Idempotent: running it again for the same or
+/// an earlier instant changes nothing.
 #[utoipa::path(
     tag = "operations",
     params(("name" = Job, Path, description = "The job")),
@@ -42,11 +43,14 @@ pub async fn run_job(
             format!("no job `{name}`; jobs: {}", known.join(", ")),
         )
     })?;
-    let as_of = check_instant(ErrorCode::InvalidRequest, "as_of", body.0.as_of)?;
-    jobs::check_horizon(as_of, state.clock.now())
+    let now = state.clock.now();
+    let as_of = check_instant(
+        ErrorCode::InvalidRequest,
+        "as_of",
+        body.0.as_of.unwrap_or(now),
+    )?;
+    jobs::check_horizon(as_of, now)
         .map_err(|reason| ApiError::field(ErrorCode::InvalidRequest, "as_of", reason))?;
     let mut conn = state.pool.get().await?;
-    Ok(web::Json(
-        jobs::run(&mut conn, job, as_of, state.clock.now()).await?,
-    ))
+    Ok(web::Json(jobs::run(&mut conn, job, as_of, now).await?))
 }

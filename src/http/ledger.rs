@@ -187,7 +187,8 @@ pub struct ManualTransactionRequest {
     /// Why the adjustment is made (kept with the transaction).
     #[schema(min_length = 1, max_length = 500)]
     pub description: String,
-    /// When the movement takes effect for balances as of a date; defaults to now.
+    /// When the movement takes effect for balances as of a date; defaults to now (when it
+    /// is first posted: a replay keeps the first one's).
     pub effective_at: Option<DateTime<Utc>>,
     #[schema(value_type = Option<Object>)]
     pub metadata: Option<serde_json::Map<String, serde_json::Value>>,
@@ -285,7 +286,9 @@ pub async fn post_transaction(
     auth.require(STAFF)?;
     let key = idempotency_key(&req)?;
     let mut conn = state.pool.get().await?;
-    let tx = build_manual(&mut conn, key, body.0).await?;
+    let tx = build_manual(&mut conn, key, body.0)
+        .await?
+        .posted_at(state.clock.now());
     let posted = store::post(&mut conn, &tx).await?;
     let view = store::get_transaction(&mut conn, posted.id)
         .await?

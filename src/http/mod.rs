@@ -9,6 +9,7 @@ pub mod ledger;
 mod observe;
 pub mod offers;
 pub mod subscriptions;
+pub mod test_clock;
 pub mod wallets;
 
 use std::future::Future;
@@ -25,7 +26,7 @@ use uuid::Uuid;
 pub use observe::{observe, Metrics};
 
 use crate::auth::{KeyCache, Principal, Role};
-use crate::clock::SharedClock;
+use crate::clock::ServiceClock;
 use crate::db::DbPool;
 use crate::error::{ApiError, ErrorCode, FieldError};
 
@@ -35,7 +36,8 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// What every handler may use.
 pub struct AppState {
     pub pool: DbPool,
-    pub clock: SharedClock,
+    /// Every "now" of a request: the system's, or the test clock's (`--test-clock`).
+    pub clock: ServiceClock,
     pub keys: KeyCache,
     pub metrics: Metrics,
 }
@@ -82,7 +84,9 @@ pub fn register(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
         .service(interventions::get_intervention)
         .service(interventions::dispute_intervention)
         .service(interventions::resolve_intervention)
-        .service(jobs::run_job);
+        .service(jobs::run_job)
+        .service(test_clock::get_test_clock)
+        .service(test_clock::put_test_clock);
 }
 
 /// Error handlers for actix's own extractors, so they answer problem+json too.
