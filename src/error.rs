@@ -321,6 +321,7 @@ impl From<crate::subscriptions::SubscriptionError> for ApiError {
             | S::AddonDoesNotFit(_) => {
                 ApiError::field(ErrorCode::InvalidRequest, "parent_id", detail)
             }
+            S::ReceivedOn(_) => ApiError::field(ErrorCode::InvalidRequest, "received_on", detail),
             S::SepaMandateRequired(_) => ApiError::new(ErrorCode::SepaMandateRequired, detail),
             S::NotFound(_) => ApiError::new(ErrorCode::NotFound, detail),
             S::WrongState(..) => ApiError::new(ErrorCode::InvalidState, detail),
