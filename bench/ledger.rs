@@ -565,7 +565,7 @@ async fn authorizations(urls: &Urls, clients: u64, seconds: u64) -> [Run; 3] {
         let pool = db::pool(url, clients as usize).expect("pool");
         (
             key,
-            grandlivre::startup::state(pool, Arc::new(grandlivre::clock::SystemClock)),
+            grandlivre::startup::state(pool, grandlivre::clock::ServiceClock::System),
         )
     };
     let (server, addr) =

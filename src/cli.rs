@@ -3,13 +3,12 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use uuid::Uuid;
 
 use crate::auth::{self, Role};
-use crate::clock::SystemClock;
+use crate::clock::{Clock, ServiceClock};
 use crate::db::{self, Database};
 use crate::telemetry::{self, LogFormat};
 
@@ -51,6 +50,20 @@ pub struct Cli {
         global = true
     )]
     pub log_format: LogFormat,
+    /// Run on a test clock instead of the system's (`serve`, `jobs run`, `seed-demo`): it
+    /// stands still until an admin moves it forward with `PUT /v1/test-clock`, and `serve`
+    /// puts its time in a `Test-Clock` header on every response. Never in production.
+    #[arg(long, env = "GRANDLIVRE_TEST_CLOCK", global = true)]
+    pub test_clock: bool,
+    /// Where the test clock starts (RFC 3339) [default: the system time].
+    #[arg(
+        long,
+        env = "GRANDLIVRE_TEST_CLOCK_START",
+        global = true,
+        requires = "test_clock",
+        value_parser = crate::input::parse_instant
+    )]
+    pub test_clock_start: Option<chrono::DateTime<chrono::Utc>>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -93,8 +106,9 @@ pub enum JobsCommand {
     /// intervention-release.
     Run {
         name: String,
-        /// RFC 3339 instant, e.g. 2026-12-01T00:00:00+01:00 (default: now).
-        #[arg(long)]
+        /// RFC 3339 instant, e.g. 2026-12-01T00:00:00+01:00 (default: now, the test
+        /// clock's with --test-clock).
+        #[arg(long, value_parser = crate::input::parse_instant)]
         as_of: Option<chrono::DateTime<chrono::Utc>>,
     },
 }
@@ -153,12 +167,26 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
     });
     let database = Database::open(cli.database_url, cli.owner_database_url, &data_dir).await?;
     let owner = matches!(cli.command, Command::Serve { .. });
+    let clock = ServiceClock::new(cli.test_clock, cli.test_clock_start);
+    if let Some(test) = clock.test_clock() {
+        tracing::warn!(now = %test.now(), "running on a test clock, not the system's");
+    }
     let result = match cli.command {
         Command::Serve {
             listen,
             workers,
             pool_size,
-        } => serve(&database, &listen, workers, pool_size, cli.allow_superuser).await,
+        } => {
+            serve(
+                &database,
+                &listen,
+                workers,
+                pool_size,
+                cli.allow_superuser,
+                clock,
+            )
+            .await
+        }
         Command::Migrate => db::run_migrations(&database.owner_url).await.map(|n| {
             println!("{n} migration(s) run; the database is current");
         }),
@@ -176,10 +204,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Apikey {
             command: ApikeyCommand::Revoke { id },
         } => revoke_key(&database, id).await,
-        Command::SeedDemo => seed_demo(&database).await,
+        Command::SeedDemo => seed_demo(&database, &clock).await,
         Command::Jobs {
             command: JobsCommand::Run { name, as_of },
-        } => run_job(&database, &name, as_of).await,
+        } => run_job(&database, &name, as_of, &clock).await,
         Command::Openapi => Ok(()),
     };
     let closed = database.close(owner).await;
@@ -192,12 +220,13 @@ async fn serve(
     workers: Option<usize>,
     pool_size: usize,
     allow_superuser: bool,
+    clock: ServiceClock,
 ) -> anyhow::Result<()> {
     let mut conn = connect(database).await?;
     db::check_service_role(&mut conn, allow_superuser).await?;
     drop(conn);
     let pool = db::pool(&database.url, pool_size)?;
-    let state = crate::startup::state(pool, Arc::new(SystemClock));
+    let state = crate::startup::state(pool, clock);
     let (server, addr) = crate::startup::build(state, listen, workers)?;
     tracing::info!(%addr, "grandlivre listening; Ctrl-C or SIGTERM stops it");
     server.await?;
@@ -281,9 +310,9 @@ async fn connect(database: &Database) -> anyhow::Result<diesel_async::AsyncPgCon
     )
 }
 
-async fn seed_demo(database: &Database) -> anyhow::Result<()> {
+async fn seed_demo(database: &Database, clock: &ServiceClock) -> anyhow::Result<()> {
     let mut conn = connect(database).await?;
-    let seeded = crate::demo::seed(&mut conn, chrono::Utc::now()).await?;
+    let seeded = crate::demo::seed(&mut conn, clock.now()).await?;
     println!(
         "demo catalog loaded ({} new offers); demo customers:",
         seeded.offers_added
@@ -304,13 +333,14 @@ async fn run_job(
     database: &Database,
     name: &str,
     as_of: Option<chrono::DateTime<chrono::Utc>>,
+    clock: &ServiceClock,
 ) -> anyhow::Result<()> {
     let job = crate::jobs::Job::parse(name).ok_or_else(|| {
         let names: Vec<&str> = crate::jobs::Job::ALL.iter().map(|j| j.name()).collect();
         anyhow::anyhow!("no job `{name}` ({})", names.join(", "))
     })?;
     let mut conn = connect(database).await?;
-    let now = chrono::Utc::now();
+    let now = clock.now();
     let as_of = as_of.unwrap_or(now);
     crate::jobs::check_horizon(as_of, now)
         .map_err(|reason| anyhow::anyhow!("--as-of: {reason}"))?;

@@ -327,6 +327,7 @@ impl From<crate::subscriptions::SubscriptionError> for ApiError {
                 ApiError::field(ErrorCode::InvalidRequest, "parent_id", detail)
             }
             S::CustomerClosed(_) => ApiError::new(ErrorCode::CustomerClosed, detail),
+            S::ReceivedOn(_) => ApiError::field(ErrorCode::InvalidRequest, "received_on", detail),
             S::SepaMandateRequired(_) => ApiError::new(ErrorCode::SepaMandateRequired, detail),
             S::NotFound(_) => ApiError::new(ErrorCode::NotFound, detail),
             S::WrongState(..) => ApiError::new(ErrorCode::InvalidState, detail),

@@ -277,6 +277,8 @@ diesel::table! {
         idempotency_key -> Nullable<Text>,
         request_hash -> Nullable<Bytea>,
         created_at -> Timestamptz,
+        cancel_received_on -> Nullable<Date>,
+        termination_received_on -> Nullable<Date>,
     }
 }
 

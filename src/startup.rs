@@ -11,7 +11,7 @@ use anyhow::Context;
 use utoipa_actix_web::AppExt;
 
 use crate::auth::KeyCache;
-use crate::clock::SharedClock;
+use crate::clock::ServiceClock;
 use crate::db::DbPool;
 use crate::http::health::OpenApiJson;
 use crate::http::{self, AppState, Metrics};
@@ -20,7 +20,7 @@ use crate::http::{self, AppState, Metrics};
 /// working within this delay in every worker and process.
 pub const KEY_CACHE_TTL: Duration = Duration::from_secs(1);
 
-pub fn state(pool: DbPool, clock: SharedClock) -> web::Data<AppState> {
+pub fn state(pool: DbPool, clock: ServiceClock) -> web::Data<AppState> {
     web::Data::new(AppState {
         pool,
         clock,
@@ -51,6 +51,7 @@ pub fn app(
         .configure(http::extractor_configs)
         .default_service(web::to(http::no_route))
         .wrap(from_fn(http::observe))
+        .wrap(from_fn(http::test_clock::stamp))
 }
 
 /// Binds `listen` and returns the server (not yet awaited) and the address it got.

@@ -15,13 +15,14 @@ use crate::openapi::WriteErrors;
 #[schema(example = json!({"as_of": "2026-12-01T00:00:00+01:00"}))]
 pub struct JobRequest {
     /// The instant to run the job for (RFC 3339, 2000-01-01 to 2100-12-31), at most 10
-    /// years after now.
-    #[serde(deserialize_with = "crate::input::instant")]
-    pub as_of: DateTime<Utc>,
+    /// years after now; defaults to now (the test clock's time on a service started with
+    /// `--test-clock`).
+    #[serde(default, deserialize_with = "crate::input::opt_instant")]
+    pub as_of: Option<DateTime<Utc>>,
 }
 
-/// Run a job for an instant. Idempotent: running it again for the same or an earlier
-/// instant changes nothing.
+/// Run a job for an instant (default: now). Idempotent: running it again for the same or
+/// an earlier instant changes nothing.
 #[utoipa::path(
     tag = "operations",
     params(("name" = Job, Path, description = "The job")),
@@ -44,11 +45,10 @@ pub async fn run_job(
             format!("no job `{name}`; jobs: {}", known.join(", ")),
         )
     })?;
-    let as_of = body.parse(caller)?.as_of;
-    jobs::check_horizon(as_of, state.clock.now())
+    let now = state.clock.now();
+    let as_of = body.parse(caller)?.as_of.unwrap_or(now);
+    jobs::check_horizon(as_of, now)
         .map_err(|reason| ApiError::field(ErrorCode::InvalidRequest, "as_of", reason))?;
     let mut conn = state.pool.get().await?;
-    Ok(web::Json(
-        jobs::run(&mut conn, job, as_of, state.clock.now()).await?,
-    ))
+    Ok(web::Json(jobs::run(&mut conn, job, as_of, now).await?))
 }

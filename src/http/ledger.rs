@@ -187,7 +187,8 @@ pub struct ManualTransactionRequest {
     #[schema(min_length = 1, max_length = 500)]
     pub description: String,
     /// When the movement takes effect for balances as of a date (2000-01-01 to
-    /// 2100-12-31); defaults to now.
+    /// 2100-12-31); defaults to now (when it is first posted: a replay keeps the first
+    /// one's).
     #[serde(default, deserialize_with = "crate::input::opt_instant")]
     pub effective_at: Option<DateTime<Utc>>,
     /// Free-form; its text follows the rules of every string (no control characters, at
@@ -284,7 +285,9 @@ pub async fn post_transaction(
     let request = body.parse(auth.require(STAFF)?)?;
     let key = idempotency_key(&req)?;
     let mut conn = state.pool.get().await?;
-    let tx = build_manual(&mut conn, key, request).await?;
+    let tx = build_manual(&mut conn, key, request)
+        .await?
+        .posted_at(state.clock.now());
     let posted = store::post(&mut conn, &tx).await?;
     let view = store::get_transaction(&mut conn, posted.id)
         .await?

@@ -10,6 +10,7 @@ pub mod ledger;
 mod observe;
 pub mod offers;
 pub mod subscriptions;
+pub mod test_clock;
 pub mod wallets;
 
 use std::future::Future;
@@ -28,7 +29,7 @@ use uuid::Uuid;
 pub use observe::{observe, Metrics};
 
 use crate::auth::{KeyCache, Principal, Role};
-use crate::clock::SharedClock;
+use crate::clock::ServiceClock;
 use crate::db::DbPool;
 use crate::error::{ApiError, ErrorCode, FieldError};
 use crate::input::{self, StrictValue};
@@ -39,7 +40,8 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// What every handler may use.
 pub struct AppState {
     pub pool: DbPool,
-    pub clock: SharedClock,
+    /// Every "now" of a request: the system's, or the test clock's (`--test-clock`).
+    pub clock: ServiceClock,
     pub keys: KeyCache,
     pub metrics: Metrics,
 }
@@ -89,7 +91,9 @@ pub fn register(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
         .service(jobs::run_job)
         .service(api_keys::post_api_key)
         .service(api_keys::list_api_keys)
-        .service(api_keys::revoke_api_key);
+        .service(api_keys::revoke_api_key)
+        .service(test_clock::get_test_clock)
+        .service(test_clock::put_test_clock);
 }
 
 /// Error handlers for actix's own extractors, so they answer problem+json too.

@@ -1,6 +1,7 @@
 //! `/v1/subscriptions`: create, list, get (with the schedule as of now), cancel, terminate.
 
 use actix_web::{get, post, web, HttpRequest, HttpResponse};
+use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
@@ -144,11 +145,26 @@ pub async fn get_subscription(
     Ok(web::Json(view))
 }
 
-/// Record a cancellation received now: it stops the tacit renewal when it arrives by the
-/// notice deadline, else the subscription renews once more. Asking again changes nothing.
+/// A customer's notice of cancellation or termination. The body may be left out.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"received_on": "2028-12-28"}))]
+pub struct NoticeRequest {
+    /// The day (Europe/Paris) the customer's notice was received: not after today, not
+    /// before the subscription's start date; defaults to today.
+    #[serde(default, deserialize_with = "crate::input::opt_date")]
+    pub received_on: Option<NaiveDate>,
+}
+
+/// Record a cancellation, its notice received on `received_on` (default: today): it stops
+/// the tacit renewal when that day is on or before the notice deadline of the term holding
+/// it (the subscription ends at that term's end), else the subscription renews once more.
+/// A `received_on` in the future, before the start date, or whose notice would have ended
+/// the subscription already is refused (422). Asking again changes nothing.
 #[utoipa::path(
     tag = "subscriptions",
     params(("id" = Uuid, Path, description = "Subscription id")),
+    request_body = Option<NoticeRequest>,
     responses((status = 200, description = "The subscription, with its end", body = SubscriptionView), WriteErrors),
     security(("bearer" = ["admin", "finance"]))
 )]
@@ -157,20 +173,24 @@ pub async fn cancel_subscription(
     state: State,
     auth: Auth,
     id: web::Path<Uuid>,
+    body: JsonBody<NoticeRequest>,
 ) -> Result<web::Json<SubscriptionView>, ApiError> {
-    auth.require(STAFF)?;
+    let received_on = body.parse_or_default(auth.require(STAFF)?)?.received_on;
     let id = id.into_inner();
     let mut conn = state.pool.get().await?;
-    store::cancel(&mut conn, id, state.clock.now()).await?;
+    store::cancel(&mut conn, id, received_on, state.clock.now()).await?;
     drop(conn);
     Ok(web::Json(view(&state, id).await?))
 }
 
 /// End a subscription now, before its term's end: the early-termination fee (the offer's
 /// rate × the remaining periods of the current term) is charged. Add-ons end with it.
+/// Records the day the customer's notice was received, `received_on` (default: today; not
+/// in the future, not before the start date: 422).
 #[utoipa::path(
     tag = "subscriptions",
     params(("id" = Uuid, Path, description = "Subscription id")),
+    request_body = Option<NoticeRequest>,
     responses((status = 200, description = "The ended subscription", body = SubscriptionView), WriteErrors),
     security(("bearer" = ["admin", "finance"]))
 )]
@@ -179,11 +199,12 @@ pub async fn terminate_subscription(
     state: State,
     auth: Auth,
     id: web::Path<Uuid>,
+    body: JsonBody<NoticeRequest>,
 ) -> Result<web::Json<SubscriptionView>, ApiError> {
-    auth.require(STAFF)?;
+    let received_on = body.parse_or_default(auth.require(STAFF)?)?.received_on;
     let id = id.into_inner();
     let mut conn = state.pool.get().await?;
-    store::terminate(&mut conn, id, state.clock.now()).await?;
+    store::terminate(&mut conn, id, received_on, state.clock.now()).await?;
     drop(conn);
     Ok(web::Json(view(&state, id).await?))
 }

@@ -157,7 +157,11 @@ pub const MAX_KEY_LEN: usize = 255;
 pub struct NewTransaction {
     pub idempotency_key: String,
     pub kind: String,
+    /// When the movement takes effect, as the caller asked (part of the request).
     pub effective_at: Option<DateTime<Utc>>,
+    /// When it is posted, by the caller's clock: its effective instant when none was
+    /// asked. Not part of the request, so that a retry later replays the first post.
+    pub posted_at: Option<DateTime<Utc>>,
     pub description: Option<String>,
     pub metadata: serde_json::Map<String, serde_json::Value>,
     pub postings: Vec<Posting>,
@@ -204,6 +208,7 @@ impl NewTransaction {
             idempotency_key,
             kind,
             effective_at: None,
+            posted_at: None,
             description: None,
             metadata: serde_json::Map::new(),
             postings,
@@ -213,6 +218,11 @@ impl NewTransaction {
 
     pub fn effective_at(mut self, at: DateTime<Utc>) -> Self {
         self.effective_at = Some(at);
+        self
+    }
+
+    pub fn posted_at(mut self, now: DateTime<Utc>) -> Self {
+        self.posted_at = Some(now);
         self
     }
 

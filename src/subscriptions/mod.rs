@@ -62,10 +62,16 @@ pub struct SubscriptionView {
     /// The date (Europe/Paris) periods and terms count from; none until activation.
     pub anchor_date: Option<NaiveDate>,
     pub start_date: NaiveDate,
+    /// When a cancellation was recorded.
     pub cancel_received_at: Option<DateTime<Utc>>,
+    /// The day (Europe/Paris) the cancellation notice was received: the notice deadline
+    /// was checked against it.
+    pub cancel_received_on: Option<NaiveDate>,
     /// When the subscription ends (or ended): fixed by a cancellation or a termination.
     pub ends_at: Option<DateTime<Utc>>,
     pub terminated_at: Option<DateTime<Utc>>,
+    /// The day (Europe/Paris) the termination notice was received.
+    pub termination_received_on: Option<NaiveDate>,
     /// The term in progress now (for an add-on, its parent's).
     pub current_term: Option<Term>,
     /// The last day a cancellation stops the renewal at the current term's end.
@@ -129,6 +135,9 @@ pub enum SubscriptionError {
     NotFound(Uuid),
     #[error("subscription {0} is {1}")]
     WrongState(Uuid, &'static str),
+    /// The day a notice was received cannot be: why.
+    #[error("{0}")]
+    ReceivedOn(String),
     #[error("the idempotency key was already used for a different subscription")]
     IdempotencyConflict,
     #[error(transparent)]

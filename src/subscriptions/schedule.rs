@@ -111,6 +111,26 @@ fn days(from: NaiveDate, to: NaiveDate) -> u32 {
     u32::try_from((to - from).num_days()).unwrap_or(0)
 }
 
+/// Refuses the date a customer's notice was received when it cannot be: after `today`
+/// (the day it is recorded, Paris), or before the subscription's first day `start`.
+pub fn check_received_on(
+    received_on: NaiveDate,
+    start: NaiveDate,
+    today: NaiveDate,
+) -> Result<(), String> {
+    if received_on > today {
+        Err(format!(
+            "{received_on} is in the future: a notice is recorded once received (today is {today})"
+        ))
+    } else if received_on < start {
+        Err(format!(
+            "{received_on} is before the subscription started ({start})"
+        ))
+    } else {
+        Ok(())
+    }
+}
+
 /// What an early termination at an instant would cost.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct EarlyTermination {
@@ -184,7 +204,11 @@ impl Plan {
 
     /// The term in progress at `at` (the first one before the anchor).
     pub fn term_at(&self, at: DateTime<Utc>) -> Term {
-        let date = paris_date(at);
+        self.term_on(paris_date(at))
+    }
+
+    /// The term holding the Paris date `date` (the first one before the anchor).
+    pub fn term_on(&self, date: NaiveDate) -> Term {
         let months = months_between(self.anchor, date);
         let index = if months < self.commitment_months || self.renewal_months == 0 {
             0
@@ -199,11 +223,12 @@ impl Plan {
         term.end - chrono::Days::new(u64::from(self.notice_days))
     }
 
-    /// Where a cancellation received at `received` ends the subscription: at the current
-    /// term's end when received by the notice deadline, else at the end of the next term.
-    pub fn end_after_cancellation(&self, received: DateTime<Utc>) -> NaiveDate {
-        let term = self.term_at(received);
-        if paris_date(received) <= self.notice_deadline(term) {
+    /// Where a cancellation received on `received_on` ends the subscription: at the end
+    /// of the term holding that day when received by its notice deadline, else at the end
+    /// of the next term.
+    pub fn end_after_cancellation(&self, received_on: NaiveDate) -> NaiveDate {
+        let term = self.term_on(received_on);
+        if received_on <= self.notice_deadline(term) {
             term.end
         } else {
             self.term(term.index + 1).end
@@ -343,12 +368,29 @@ mod tests {
         let plan = fibre("2026-01-31");
         let term_end = d("2029-01-31");
         assert_eq!(plan.notice_deadline(plan.term(0)), d("2029-01-01"));
-        // received on the deadline (any time that day, Paris): ends at term end
-        let on_time = paris_midnight(d("2029-01-01")) + chrono::Duration::hours(23);
-        assert_eq!(plan.end_after_cancellation(on_time), term_end);
+        // received on the deadline: ends at term end
+        assert_eq!(plan.end_after_cancellation(d("2029-01-01")), term_end);
         // one day later: renews once more
-        let late = paris_midnight(d("2029-01-02"));
-        assert_eq!(plan.end_after_cancellation(late), d("2030-01-31"));
+        assert_eq!(
+            plan.end_after_cancellation(d("2029-01-02")),
+            d("2030-01-31")
+        );
+        // received late in the first renewal: the end of the second
+        assert_eq!(
+            plan.end_after_cancellation(d("2030-01-15")),
+            d("2031-01-31")
+        );
+    }
+
+    #[test]
+    fn a_notice_is_received_between_the_start_and_today() {
+        let (start, today) = (d("2026-01-31"), d("2028-12-20"));
+        assert_eq!(check_received_on(d("2028-12-20"), start, today), Ok(()));
+        assert_eq!(check_received_on(d("2026-01-31"), start, today), Ok(()));
+        let future = check_received_on(d("2028-12-21"), start, today).unwrap_err();
+        assert!(future.contains("in the future"), "{future}");
+        let early = check_received_on(d("2026-01-30"), start, today).unwrap_err();
+        assert!(early.contains("before the subscription started"), "{early}");
     }
 
     #[test]

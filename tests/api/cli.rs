@@ -141,6 +141,19 @@ fn serve_creates_reuses_and_stops_its_embedded_cluster() {
 /// `serve` on `url` (with the owner's URL for migrations) until /readyz answers or it exits;
 /// returns the exit status (None: it was serving, and was stopped) and its logs.
 fn serve_on(url: &str, owner_url: &str, extra: &[&str]) -> (Option<bool>, String) {
+    let (exited, logs, _) = serve_and_get(url, owner_url, extra, &[], &[]);
+    (exited, logs)
+}
+
+/// [`serve_on`] with `env` set, which once ready also answers a GET of each of `paths`
+/// (the raw responses, headers included, in order).
+fn serve_and_get(
+    url: &str,
+    owner_url: &str,
+    extra: &[&str],
+    env: &[(&str, &str)],
+    paths: &[&str],
+) -> (Option<bool>, String, Vec<String>) {
     let port = TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -152,6 +165,7 @@ fn serve_on(url: &str, owner_url: &str, extra: &[&str]) -> (Option<bool>, String
         .env("RUST_LOG", "info")
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
         .args(extra)
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -162,7 +176,11 @@ fn serve_on(url: &str, owner_url: &str, extra: &[&str]) -> (Option<bool>, String
             break Some(status.success());
         }
         if http_get(port, "/readyz").is_some_and(|r| r.starts_with("HTTP/1.1 200")) {
-            return (None, stop(server).1);
+            let replies = paths
+                .iter()
+                .map(|p| http_get(port, p).unwrap_or_default())
+                .collect();
+            return (None, stop(server).1, replies);
         }
         assert!(
             Instant::now() < deadline,
@@ -170,7 +188,7 @@ fn serve_on(url: &str, owner_url: &str, extra: &[&str]) -> (Option<bool>, String
         );
         std::thread::sleep(Duration::from_millis(100));
     };
-    (exited, logs(server))
+    (exited, logs(server), Vec::new())
 }
 
 /// Stops a running server with SIGTERM: whether it exited cleanly, and its logs.
@@ -283,4 +301,80 @@ async fn the_embedded_cluster_logs_no_row_data() {
         "the error is logged"
     );
     assert!(!log.contains(&marker), "the row's data is not");
+}
+
+/// `serve --test-clock` (here through its environment variables) runs on a test clock that
+/// starts where told and stamps every response; without the flag the test clock's
+/// endpoints do not exist and no response carries the header. `jobs run` runs for the test
+/// clock's time by default; `--test-clock-start` alone is refused.
+#[actix_web::test]
+async fn the_test_clock_is_a_setting_of_serve_and_jobs_run() {
+    let db = crate::helpers::TestDb::new().await;
+    let clock = [
+        ("GRANDLIVRE_TEST_CLOCK", "true"),
+        ("GRANDLIVRE_TEST_CLOCK_START", "2027-01-31T00:00:00+01:00"),
+    ];
+    let (exited, logs, replies) = serve_and_get(
+        &db.url,
+        &db.owner_url,
+        &[],
+        &clock,
+        &["/healthz", "/v1/test-clock", "/v1/nowhere"],
+    );
+    assert_eq!(exited, None, "{logs}");
+    assert!(logs.contains("running on a test clock"), "{logs}");
+    let lower: Vec<String> = replies.iter().map(|r| r.to_ascii_lowercase()).collect();
+    assert!(lower[0].starts_with("http/1.1 200"), "{}", replies[0]);
+    assert!(
+        lower[1].starts_with("http/1.1 401"),
+        "it exists: {}",
+        replies[1]
+    );
+    assert!(lower[2].starts_with("http/1.1 404"), "{}", replies[2]);
+    for reply in &lower {
+        assert!(
+            reply.contains("\r\ntest-clock: 2027-01-30t23:00:00z\r\n"),
+            "{reply}"
+        );
+    }
+
+    let (exited, logs, replies) =
+        serve_and_get(&db.url, &db.owner_url, &[], &[], &["/v1/test-clock"]);
+    assert_eq!(exited, None, "{logs}");
+    let reply = replies[0].to_ascii_lowercase();
+    assert!(reply.starts_with("http/1.1 404"), "{reply}");
+    assert!(!reply.contains("test-clock:"), "{reply}");
+
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_grandlivre"))
+            .env("DATABASE_URL", &db.url)
+            .env("GRANDLIVRE_OWNER_DATABASE_URL", &db.owner_url)
+            .args(args)
+            .output()
+            .expect("run grandlivre");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, stdout, stderr) = run(&[
+        "jobs",
+        "run",
+        "credit-expiry",
+        "--test-clock",
+        "--test-clock-start",
+        "2030-01-01T00:00:00Z",
+    ]);
+    assert!(ok, "{stderr}");
+    let job: serde_json::Value = serde_json::from_str(&stdout).expect(&stdout);
+    assert_eq!(job["as_of"], "2030-01-01T00:00:00Z");
+    let (ok, _, stderr) = run(&[
+        "jobs",
+        "run",
+        "credit-expiry",
+        "--test-clock-start",
+        "2030-01-01T00:00:00Z",
+    ]);
+    assert!(!ok && stderr.contains("--test-clock"), "{stderr}");
 }

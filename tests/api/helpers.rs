@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use grandlivre::auth::{self, Role};
-use grandlivre::clock::FixedClock;
+use grandlivre::clock::{FixedClock, ServiceClock};
 use grandlivre::db::{self, DbPool};
 use grandlivre::http::health::OpenApiJson;
 use grandlivre::pg_cluster::{Cluster, Durability};
@@ -281,10 +281,13 @@ impl Drop for TestDb {
 
 type Call = Rc<dyn Fn(actix_http::Request) -> LocalBoxFuture<'static, ServiceResponse<BoxBody>>>;
 
-/// The real application, served in-process against a database of its own.
+/// The real application, served in-process against a database of its own, on a test clock
+/// as `serve --test-clock` runs it.
 pub struct TestApp {
     /// Shared with its [`TestApp::sibling`]s, dropped with the last of them.
     pub db: Rc<TestDb>,
+    /// The app's test clock: tests set it at will (`PUT /v1/test-clock` only moves it
+    /// forward).
     pub clock: Arc<FixedClock>,
     call: Call,
 }
@@ -345,8 +348,9 @@ impl TestApp {
 
     async fn serve(db: Rc<TestDb>, now: chrono::DateTime<Utc>) -> TestApp {
         let pool = db.pool(8);
-        let clock = Arc::new(FixedClock::new(now));
-        let state = grandlivre::startup::state(pool, clock.clone());
+        let service_clock = ServiceClock::new(true, Some(now));
+        let clock = service_clock.test_clock().cloned().expect("a test clock");
+        let state = grandlivre::startup::state(pool, service_clock);
         let doc = web::Data::new(OpenApiJson(grandlivre::openapi::document_json()));
         let service = Rc::new(test::init_service(grandlivre::startup::app(state, doc)).await);
         let call: Call = Rc::new(move |req| {

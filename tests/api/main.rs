@@ -16,4 +16,5 @@ mod ledger_core;
 mod ledger_http;
 mod migrations;
 mod subscriptions;
+mod test_clock;
 mod wallets;

@@ -184,14 +184,15 @@ async fn cancellation_on_the_notice_deadline_stops_renewal_one_day_later_renews_
     store::cancel(
         &mut conn,
         on_time,
+        None,
         paris("2029-01-02") - Duration::seconds(1),
     )
     .await
     .unwrap();
-    store::cancel(&mut conn, late, paris("2029-01-02"))
+    store::cancel(&mut conn, late, None, paris("2029-01-02"))
         .await
         .unwrap();
-    store::cancel(&mut conn, late, paris("2029-01-03"))
+    store::cancel(&mut conn, late, None, paris("2029-01-03"))
         .await
         .unwrap(); // asking again changes nothing
     let on_time_view = store::view(&mut conn, on_time, paris("2029-01-10"))
@@ -285,10 +286,12 @@ async fn early_termination_at_100_and_50_percent() {
         .early_termination_if_now
         .unwrap();
     assert_eq!((quote.remaining_periods, quote.fee.0), (19, dec!(758.10)));
-    store::terminate(&mut conn, full, at).await.unwrap();
-    store::terminate(&mut conn, halfway, at).await.unwrap();
+    store::terminate(&mut conn, full, None, at).await.unwrap();
+    store::terminate(&mut conn, halfway, None, at)
+        .await
+        .unwrap();
     assert!(matches!(
-        store::terminate(&mut conn, full, at).await,
+        store::terminate(&mut conn, full, None, at).await,
         Err(SubscriptionError::WrongState(..))
     ));
     run(&mut conn, paris("2030-01-01")).await;
@@ -393,7 +396,7 @@ async fn support_vip_waits_for_its_first_payment() {
         "nothing more until paid"
     );
     assert!(matches!(
-        store::cancel(&mut conn, sub, paris("2026-03-11")).await,
+        store::cancel(&mut conn, sub, None, paris("2026-03-11")).await,
         Err(SubscriptionError::WrongState(..))
     ));
 
@@ -470,7 +473,7 @@ async fn add_ons_share_their_parents_terms_and_end_with_it() {
          600.00 × 266 days left ÷ 365 = 437.26; the next one whole, 600.00"
     );
 
-    store::cancel(&mut conn, parent, paris("2027-06-01"))
+    store::cancel(&mut conn, parent, None, paris("2027-06-01"))
         .await
         .unwrap();
     let pack_view = store::view(&mut conn, pack, paris("2027-06-02"))
@@ -498,7 +501,7 @@ async fn add_ons_share_their_parents_terms_and_end_with_it() {
     )
     .await
     .unwrap();
-    store::terminate(&mut conn, parent2, paris("2026-12-15"))
+    store::terminate(&mut conn, parent2, None, paris("2026-12-15"))
         .await
         .unwrap();
     let pack2_view = store::view(&mut conn, pack2, paris("2026-12-16"))
@@ -845,7 +848,7 @@ proptest! {
         };
         let horizon = paris_midnight(own_start + Duration::days(horizon_days)) + Duration::hours(12);
         let ends_at = cancel_after_days
-            .map(|c| paris_midnight(plan.end_after_cancellation(paris_midnight(own_start + Duration::days(c)))));
+            .map(|c| paris_midnight(plan.end_after_cancellation(own_start + Duration::days(c))));
         let due: Vec<_> = plan.periods_due(horizon, ends_at).collect();
         prop_assert!(!due.is_empty());
         prop_assert!(due[0].start <= own_start && own_start < due[0].end);
@@ -882,4 +885,199 @@ async fn concurrent_subscriptions_with_one_key_subscribe_once() {
         .post_concurrently_once(&finance, "/v1/subscriptions", "fibre-1", &body, 20)
         .await;
     assert_eq!(created["status"], "active");
+}
+
+/// DOMAIN.md, "Cancellation date": the notice deadline is checked against the day the
+/// customer's notice was received (`received_on`, default today), not the day it is
+/// recorded. Fibre started 2026-01-31: its first term ends 2029-01-31, 30 days' notice, so
+/// the deadline is 2029-01-01. Recorded on 2029-01-05, a notice received on the deadline
+/// stops the renewal; the same notice received on 2029-01-02, or one recorded without a
+/// date (received that day), renews once more and ends 2030-01-31.
+#[actix_web::test]
+async fn a_cancellation_is_judged_by_the_day_its_notice_was_received() {
+    let (app, _conn) = seeded().await;
+    let admin = app.admin().await;
+    app.clock.set(paris("2029-01-05") + Duration::hours(10));
+    let body = json!({"customer_id": WITH_MANDATE, "offer_code": "ip_access_fibre", "start_date": "2026-01-31"});
+    let mut ids = Vec::new();
+    for _ in 0..4 {
+        let created = app
+            .post_json(&admin, "/v1/subscriptions", None, &body)
+            .await;
+        assert_eq!(created.status, 201, "{}", created.text);
+        assert_eq!(created.body["notice_deadline"], "2029-01-01");
+        ids.push(created.body["id"].as_str().unwrap().to_string());
+    }
+    let cancel = |id: &str, body: Option<serde_json::Value>| {
+        let (app, key) = (&app, admin.clone());
+        let mut req = actix_web::test::TestRequest::post()
+            .uri(&format!("/v1/subscriptions/{id}/cancel"))
+            .insert_header(("Authorization", format!("Bearer {key}")));
+        if let Some(b) = body {
+            req = req
+                .insert_header(("Content-Type", "application/json"))
+                .set_payload(b.to_string());
+        }
+        async move { app.send(req).await }
+    };
+    let ends = |reply: &crate::helpers::Reply| {
+        assert_eq!(reply.status, 200, "{}", reply.text);
+        (
+            reply.body["cancel_received_on"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+            reply.body["ends_at"].as_str().unwrap().to_string(),
+        )
+    };
+
+    let on_deadline = cancel(&ids[0], Some(json!({"received_on": "2029-01-01"}))).await;
+    assert_eq!(
+        ends(&on_deadline),
+        ("2029-01-01".into(), "2029-01-30T23:00:00Z".into()),
+        "received on the deadline: ends at the term's end"
+    );
+    assert_eq!(on_deadline.body["next_renewal_date"], json!(null));
+    assert_eq!(
+        on_deadline.body["cancel_received_at"], "2029-01-05T09:00:00Z",
+        "recorded when it was"
+    );
+    let history = on_deadline.body["history"].as_array().unwrap();
+    assert_eq!(
+        history.last().unwrap()["detail"]["received_on"],
+        "2029-01-01"
+    );
+    let day_late = cancel(&ids[1], Some(json!({"received_on": "2029-01-02"}))).await;
+    assert_eq!(
+        ends(&day_late),
+        ("2029-01-02".into(), "2030-01-30T23:00:00Z".into()),
+        "one day late: renews once more"
+    );
+    // no body at all, or `null`: received today
+    let today = cancel(&ids[2], None).await;
+    assert_eq!(
+        ends(&today),
+        ("2029-01-05".into(), "2030-01-30T23:00:00Z".into())
+    );
+    let today = cancel(&ids[3], Some(json!(null))).await;
+    assert_eq!(
+        ends(&today),
+        ("2029-01-05".into(), "2030-01-30T23:00:00Z".into())
+    );
+    // asking again changes nothing
+    let again = cancel(&ids[0], Some(json!({"received_on": "2029-01-03"}))).await;
+    assert_eq!(
+        ends(&again),
+        ("2029-01-01".into(), "2029-01-30T23:00:00Z".into())
+    );
+}
+
+/// A notice date in the future, before the subscription's start, or whose notice ended the
+/// subscription already is refused (422, on `received_on`); so is one that is no date.
+#[actix_web::test]
+async fn a_notice_date_must_lie_between_the_start_and_today() {
+    let (app, _conn) = seeded().await;
+    let admin = app.admin().await;
+    app.clock.set(paris("2029-01-05") + Duration::hours(10));
+    let body = json!({"customer_id": WITH_MANDATE, "offer_code": "ip_access_fibre", "start_date": "2026-01-31"});
+    let created = app
+        .post_json(&admin, "/v1/subscriptions", None, &body)
+        .await;
+    let id = created.body["id"].as_str().unwrap().to_string();
+    for action in ["cancel", "terminate"] {
+        let path = format!("/v1/subscriptions/{id}/{action}");
+        for (received_on, why) in [
+            (json!("2029-01-06"), "in the future"),
+            (json!("2026-01-30"), "before the subscription started"),
+            (json!("2029-02-30"), "out of range"),
+        ] {
+            let reply = app
+                .post_json(&admin, &path, None, &json!({ "received_on": received_on }))
+                .await;
+            let problem = reply.problem(422, "invalid_request");
+            assert_eq!(
+                problem["errors"][0]["field"], "received_on",
+                "{}",
+                reply.text
+            );
+            assert!(
+                reply.text.contains(why),
+                "{action} {received_on}: {}",
+                reply.text
+            );
+        }
+        app.post_json(&admin, &path, None, &json!({"received": "2029-01-02"}))
+            .await
+            .problem(422, "invalid_request");
+    }
+    let view = app.get(&admin, &format!("/v1/subscriptions/{id}")).await;
+    assert_eq!(
+        (&view.body["status"], &view.body["cancel_received_at"]),
+        (&json!("active"), &json!(null)),
+        "nothing recorded"
+    );
+
+    // a month after the term's end, a notice received before its deadline would have
+    // ended the subscription on 2029-01-31: too late to record it as a cancellation
+    app.clock.set(paris("2029-03-01") + Duration::hours(10));
+    let late = app
+        .post_json(
+            &admin,
+            &format!("/v1/subscriptions/{id}/cancel"),
+            None,
+            &json!({"received_on": "2028-12-20"}),
+        )
+        .await;
+    let problem = late.problem(422, "invalid_request");
+    assert_eq!(problem["errors"][0]["field"], "received_on");
+    assert!(late.text.contains("2029-01-31"), "{}", late.text);
+}
+
+/// DOMAIN.md's worked example, its notice received five days before it is recorded: fibre
+/// at 39.90 HT/month started 2026-01-31, terminated 2027-06-15, pays 19 × 39.90 = 758.10;
+/// the termination records the day the notice was received.
+#[actix_web::test]
+async fn a_termination_records_the_day_its_notice_was_received() {
+    let (app, _conn) = seeded().await;
+    let admin = app.admin().await;
+    app.clock.set(paris("2027-06-15") + Duration::hours(10));
+    let body = json!({"customer_id": WITH_MANDATE, "offer_code": "ip_access_fibre", "start_date": "2026-01-31"});
+    let created = app
+        .post_json(&admin, "/v1/subscriptions", None, &body)
+        .await;
+    let id = created.body["id"].as_str().unwrap();
+    let ended = app
+        .post_json(
+            &admin,
+            &format!("/v1/subscriptions/{id}/terminate"),
+            None,
+            &json!({"received_on": "2027-06-10"}),
+        )
+        .await;
+    assert_eq!(ended.status, 200, "{}", ended.text);
+    assert_eq!(
+        (
+            &ended.body["status"],
+            &ended.body["termination_received_on"],
+            &ended.body["terminated_at"]
+        ),
+        (
+            &json!("ended"),
+            &json!("2027-06-10"),
+            &json!("2027-06-15T08:00:00Z")
+        )
+    );
+    let terminated = ended.body["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "terminated")
+        .unwrap();
+    assert_eq!(
+        (
+            &terminated["detail"]["fee"],
+            &terminated["detail"]["received_on"]
+        ),
+        (&json!("758.10"), &json!("2027-06-10"))
+    );
 }

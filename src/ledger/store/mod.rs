@@ -322,7 +322,7 @@ async fn post_as(
         &tx.kind,
         &tx.idempotency_key,
         tx.request_hash(),
-        tx.effective_at,
+        tx.effective_at.or(tx.posted_at),
         tx.description.as_deref(),
         serde_json::Value::Object(tx.metadata.clone()),
         tx.reverses.map(|r| r.0),

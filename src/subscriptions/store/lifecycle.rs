@@ -13,6 +13,7 @@ use crate::charges::{self, ChargeSource, NewCharge};
 use crate::customers::{self, CustomerStatus};
 use crate::idempotency::{self, IdempotencyKey};
 use crate::schema::subscriptions;
+use crate::subscriptions::schedule::check_received_on;
 
 /// Creates a subscription at `now`; with a key, a replay returns the first (`true`).
 pub async fn create(
@@ -204,30 +205,46 @@ async fn locked_for_change(
     row(conn, id, true).await
 }
 
-/// A cancellation received at `now`: the subscription ends at the current term's end when
-/// the notice is respected, else at the next term's end. Its add-ons end with it. Asking
+/// A cancellation recorded at `now`, its notice received on `received_on` (default: that
+/// day, Paris): the subscription ends at the end of the term holding that day when the
+/// notice met its deadline, else at the next term's end. Its add-ons end with it. Asking
 /// again changes nothing.
 pub async fn cancel(
     conn: &mut AsyncPgConnection,
     id: Uuid,
+    received_on: Option<NaiveDate>,
     now: DateTime<Utc>,
 ) -> Result<(), SubscriptionError> {
+    let today = paris_date(now);
+    let received_on = received_on.unwrap_or(today);
     crate::retry_transaction!(conn, SubscriptionError, |c| {
         let sub = locked_for_change(c, id).await?;
         require_live(&sub)?;
+        check_received_on(received_on, sub.start_date, today)
+            .map_err(SubscriptionError::ReceivedOn)?;
         if sub.cancel_received_at.is_some() {
             return Ok(());
         }
         let (plan, _) = plan_of(c, &sub)
             .await?
             .ok_or(SubscriptionError::WrongState(id, "not started"))?;
-        let mut ends = paris_midnight(plan.end_after_cancellation(now));
+        let end = plan.end_after_cancellation(received_on);
+        if paris_midnight(end) <= now {
+            // the subscription renewed meanwhile, and its charges stand: ending it in the
+            // past would leave them billed for days it no longer runs
+            return Err(SubscriptionError::ReceivedOn(format!(
+                "a notice received on {received_on} ended the subscription on {end}, which has \
+                 passed: it can no longer be recorded as a cancellation"
+            )));
+        }
+        let mut ends = paris_midnight(end);
         if let Some(e) = sub.ends_at {
             ends = ends.min(e);
         }
         diesel::update(subscriptions::table.find(id))
             .set((
                 subscriptions::cancel_received_at.eq(now),
+                subscriptions::cancel_received_on.eq(received_on),
                 subscriptions::ends_at.eq(ends),
             ))
             .execute(c)
@@ -238,7 +255,7 @@ pub async fn cancel(
             EventKind::CancellationReceived,
             now,
             None,
-            serde_json::json!({ "ends_at": ends }),
+            serde_json::json!({ "ends_at": ends, "received_on": received_on }),
         )
         .await?;
         for addon in live_addons(c, id).await? {
@@ -257,24 +274,29 @@ pub async fn cancel(
 }
 
 /// Ends a subscription at `now`, before its term's end, billing the early-termination fee;
-/// its add-ons end too, each with its own fee.
+/// its add-ons end too, each with its own fee. Records the day the customer's notice was
+/// received, `received_on` (default: today, Paris).
 pub async fn terminate(
     conn: &mut AsyncPgConnection,
     id: Uuid,
+    received_on: Option<NaiveDate>,
     now: DateTime<Utc>,
 ) -> Result<(), SubscriptionError> {
+    let today = paris_date(now);
+    let received_on = received_on.unwrap_or(today);
     crate::retry_transaction!(conn, SubscriptionError, |c| {
         let sub = locked_for_change(c, id).await?;
         require_live(&sub)?;
         if sub.ends_at.is_some_and(|e| e <= now) {
             return Err(SubscriptionError::WrongState(id, "ended"));
         }
+        check_received_on(received_on, sub.start_date, today)
+            .map_err(SubscriptionError::ReceivedOn)?;
         let mut ids = vec![id];
         ids.extend(live_addons(c, id).await?);
         for sid in ids {
             let sub = row(c, sid, true).await?;
             if let Some((plan, offer)) = plan_of(c, &sub).await? {
-                let today = paris_date(now);
                 let price = catalog::store::price_on(c, &offer.code, today)
                     .await?
                     .ok_or_else(|| SubscriptionError::NoPrice(offer.code.clone(), today))?;
@@ -304,21 +326,16 @@ pub async fn terminate(
                     )
                     .await?;
                 }
-                record(
-                    c,
-                    sid,
-                    EventKind::Terminated,
-                    now,
-                    None,
-                    serde_json::to_value(&fee).unwrap_or_default(),
-                )
-                .await?;
+                let mut detail = serde_json::to_value(&fee).unwrap_or_default();
+                detail["received_on"] = serde_json::json!(received_on);
+                record(c, sid, EventKind::Terminated, now, None, detail).await?;
             }
             diesel::update(subscriptions::table.find(sid))
                 .set((
                     subscriptions::status.eq(SubscriptionStatus::Ended.as_str()),
                     subscriptions::ends_at.eq(now),
                     subscriptions::terminated_at.eq(now),
+                    subscriptions::termination_received_on.eq(received_on),
                 ))
                 .execute(c)
                 .await?;

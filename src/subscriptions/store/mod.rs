@@ -47,6 +47,8 @@ struct SubRow {
     ends_at: Option<DateTime<Utc>>,
     terminated_at: Option<DateTime<Utc>>,
     created_at: DateTime<Utc>,
+    cancel_received_on: Option<NaiveDate>,
+    termination_received_on: Option<NaiveDate>,
 }
 
 async fn row(
