@@ -410,6 +410,24 @@ fn db_stop_stops_the_cluster_a_killed_service_left_running() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// Issue 11, item 23: the README's stop command for the test cluster,
+/// `grandlivre --data-dir target/pg-test db stop`, names the cluster the tests use, even
+/// when that lives in the temporary directory (`target/pg-test` is then a link to it).
+#[actix_web::test]
+async fn the_readmes_stop_command_finds_the_test_cluster() {
+    if std::env::var("TEST_DATABASE_URL").is_ok() {
+        eprintln!("TEST_DATABASE_URL is set: the tests use no cluster of their own");
+        return;
+    }
+    let _db = crate::helpers::TestDb::new().await;
+    let target = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target");
+    let used = grandlivre::pg_cluster::scratch_dir(&target, "pg-test");
+    assert_eq!(
+        db_command(&target.join("pg-test"), "status"),
+        format!("{}: running", used.canonicalize().unwrap().display())
+    );
+}
+
 /// Issue 11, item 19: as root, from a checkout the `postgres` user cannot enter (a clone
 /// in /root), the README's run command works: the cluster goes to /var/lib/grandlivre,
 /// and the log says so.
