@@ -23,6 +23,12 @@ fn scratch(name: &str) -> PathBuf {
     )
 }
 
+/// Removes a (stopped) scratch cluster and the lock file beside it.
+fn remove_cluster(dir: &std::path::Path) {
+    let _ = std::fs::remove_dir_all(dir);
+    let _ = std::fs::remove_file(dir.with_extension("lock"));
+}
+
 fn http_get(port: u16, path: &str) -> Option<String> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
@@ -55,7 +61,7 @@ fn without_server_binaries_it_explains_what_to_install() {
         "{stderr}"
     );
     assert!(stderr.contains("apt-get install postgresql"), "{stderr}");
-    let _ = std::fs::remove_dir_all(dir);
+    remove_cluster(&dir);
 }
 
 #[test]
@@ -135,7 +141,7 @@ fn serve_creates_reuses_and_stops_its_embedded_cluster() {
     let json: serde_json::Value =
         serde_json::from_str(first).expect("--log-format json writes JSON lines");
     assert_eq!(json["level"], "INFO");
-    let _ = std::fs::remove_dir_all(dir);
+    remove_cluster(&dir);
 }
 
 /// `serve` on `url` (with the owner's URL for migrations) until /readyz answers or it exits;
@@ -373,7 +379,7 @@ fn serve_restarts_its_cluster_when_the_postmaster_dies() {
         !cluster_running(&dir),
         "the restarted cluster outlived the server: {logs}"
     );
-    let _ = std::fs::remove_dir_all(dir);
+    remove_cluster(&dir);
 }
 
 /// A `kill -9` of the service cannot stop its cluster; `grandlivre db stop` does.
@@ -407,7 +413,7 @@ fn db_stop_stops_the_cluster_a_killed_service_left_running() {
         format!("{}: no cluster", nothing.display())
     );
     assert!(!nothing.exists(), "db stop creates nothing");
-    let _ = std::fs::remove_dir_all(dir);
+    remove_cluster(&dir);
 }
 
 /// Issue 11, item 23: the README's stop command for the test cluster,
@@ -474,7 +480,6 @@ fn as_root_a_private_checkout_gets_its_cluster_under_var_lib() {
         "nothing under the checkout: {logs}"
     );
     assert!(!cluster_running(&fallback), "{logs}");
-    let _ = std::fs::remove_dir_all(&fallback);
-    let _ = std::fs::remove_file(fallback.with_extension("lock"));
+    remove_cluster(&fallback);
     let _ = std::fs::remove_dir_all(private);
 }
