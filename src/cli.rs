@@ -98,6 +98,20 @@ pub enum Command {
         #[command(subcommand)]
         command: ApikeyCommand,
     },
+    /// The embedded cluster under --data-dir (whatever DATABASE_URL says).
+    Db {
+        #[command(subcommand)]
+        command: DbCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DbCommand {
+    /// Print the embedded cluster's directory and whether it runs.
+    Status,
+    /// Stop the embedded cluster, e.g. one left running by a killed service (fast
+    /// shutdown: sessions end, committed work is kept).
+    Stop,
 }
 
 #[derive(Debug, Subcommand)]
@@ -165,6 +179,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
     let data_dir = cli.data_dir.unwrap_or_else(|| {
         crate::pg_cluster::default_data_dir(std::path::Path::new("var/postgres"))
     });
+    if let Command::Db { command } = cli.command {
+        return embedded_cluster(&data_dir, command);
+    }
     let database = Database::open(cli.database_url, cli.owner_database_url, &data_dir).await?;
     let owner = matches!(cli.command, Command::Serve { .. });
     let clock = ServiceClock::new(cli.test_clock, cli.test_clock_start);
@@ -208,7 +225,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Jobs {
             command: JobsCommand::Run { name, as_of },
         } => run_job(&database, &name, as_of, &clock).await,
-        Command::Openapi => Ok(()),
+        Command::Openapi | Command::Db { .. } => Ok(()),
     };
     let closed = database.close(owner).await;
     result.and(closed)
@@ -229,8 +246,39 @@ async fn serve(
     let state = crate::startup::state(pool, clock);
     let (server, addr) = crate::startup::build(state, listen, workers)?;
     tracing::info!(%addr, "grandlivre listening; Ctrl-C or SIGTERM stops it");
-    server.await?;
+    let watch = database.watch_cluster();
+    let served = server.await;
+    if let Some(watch) = watch {
+        watch.stop().await;
+    }
+    served?;
     tracing::info!("server stopped");
+    Ok(())
+}
+
+/// `db status` and `db stop`: the embedded cluster, without creating or starting it.
+fn embedded_cluster(data_dir: &std::path::Path, command: DbCommand) -> anyhow::Result<()> {
+    use crate::pg_cluster::{Cluster, State};
+    let Some(cluster) = Cluster::existing(data_dir)? else {
+        println!("{}: no cluster", data_dir.display());
+        return Ok(());
+    };
+    let dir = cluster.data_dir().display();
+    match command {
+        DbCommand::Status => {
+            let state = match cluster.state()? {
+                State::Running => "running",
+                State::Stopped => "stopped",
+                State::Died => "stopped (its postmaster died)",
+            };
+            println!("{dir}: {state}");
+        }
+        DbCommand::Stop if cluster.is_running()? => {
+            cluster.stop()?;
+            println!("{dir}: stopped");
+        }
+        DbCommand::Stop => println!("{dir}: was not running"),
+    }
     Ok(())
 }
 

@@ -13,7 +13,7 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 use futures_util::FutureExt;
 
-use crate::pg_cluster::{Cluster, Durability};
+use crate::pg_cluster::{Cluster, ClusterWatch, Durability};
 
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
 pub const DATABASE_NAME: &str = "grandlivre";
@@ -63,8 +63,11 @@ impl Database {
             Ok::<_, crate::pg_cluster::ClusterError>((cluster, started))
         })
         .await??;
+        let data_dir = cluster.data_dir().display();
         if started {
-            tracing::info!(data_dir = %cluster.data_dir().display(), "started the embedded PostgreSQL cluster");
+            tracing::info!(%data_dir, "started the embedded PostgreSQL cluster");
+        } else {
+            tracing::info!(%data_dir, "the embedded PostgreSQL cluster was running already");
         }
         let mut maintenance = connect(&cluster.connection_string("postgres")).await?;
         ensure_roles(&mut maintenance).await?;
@@ -77,6 +80,12 @@ impl Database {
             cluster: Some(cluster),
             started_cluster: started,
         })
+    }
+
+    /// For the server: restarts the embedded cluster (if any) when its postmaster dies,
+    /// until the watch is stopped.
+    pub fn watch_cluster(&self) -> Option<ClusterWatch> {
+        self.cluster.clone().map(ClusterWatch::spawn)
     }
 
     /// Stops the embedded cluster: always when `owner` (the server), otherwise only when

@@ -2,7 +2,8 @@
 //! (`initdb`), starts and stops with the server binaries found on the machine. It listens
 //! only on a unix socket inside its data directory, so it never clashes with a server that
 //! already runs on the machine. PostgreSQL refuses to run as root: when this process is
-//! root, the cluster runs as the `postgres` system user.
+//! root, the cluster runs as the `postgres` system user. While the service runs, [`watch`]
+//! restarts the cluster when its postmaster dies.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
@@ -10,8 +11,10 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::time::{Duration, Instant};
 
 use sha2::Digest;
+use tokio::sync::watch as signal;
 
 /// The socket's port number only names the socket file; nothing listens on TCP.
 const PORT: u16 = 5432;
@@ -66,6 +69,16 @@ pub enum Durability {
     Throwaway,
 }
 
+/// What became of a cluster's postmaster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    Running,
+    /// Shut down (`pg_ctl stop`, `grandlivre db stop`): left so.
+    Stopped,
+    /// Gone without shutting down: [`watch`] restarts it.
+    Died,
+}
+
 #[derive(Debug, Clone)]
 pub struct Cluster {
     data_dir: PathBuf,
@@ -87,7 +100,7 @@ impl Cluster {
         let data_dir = data_dir
             .canonicalize()
             .map_err(io(format!("resolving {}", data_dir.display())))?;
-        if data_dir.join(".s.PGSQL.5432").as_os_str().len() > MAX_SOCKET_PATH {
+        if !socket_fits(&data_dir) {
             return Err(ClusterError::PathTooLong(data_dir));
         }
         if let Some((uid, _)) = run_as {
@@ -101,6 +114,14 @@ impl Cluster {
             run_as,
             durability,
         })
+    }
+
+    /// The cluster `initdb` made under `data_dir`, if any; creates nothing.
+    pub fn existing(data_dir: &Path) -> Result<Option<Self>, ClusterError> {
+        if !data_dir.join("PG_VERSION").exists() {
+            return Ok(None);
+        }
+        Cluster::locate(data_dir, Durability::Durable).map(Some)
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -183,6 +204,18 @@ impl Cluster {
             &["-D".as_ref(), self.data_dir.as_os_str(), "status".as_ref()],
         )?;
         Ok(out.status.success())
+    }
+
+    /// Running, shut down, or dead: a postmaster that shuts down removes its
+    /// `postmaster.pid`; one that was killed (`kill -9`, the OOM killer) leaves it.
+    pub fn state(&self) -> Result<State, ClusterError> {
+        Ok(if self.is_running()? {
+            State::Running
+        } else if self.data_dir.join("postmaster.pid").exists() {
+            State::Died
+        } else {
+            State::Stopped
+        })
     }
 
     /// Stops the cluster (fast shutdown: open sessions are ended, committed work is kept).
@@ -295,7 +328,7 @@ pub fn scratch_dir(target: &Path, name: &str) -> PathBuf {
         (Some(0), Some((uid, _))) => reachable_by(uid, &preferred),
         _ => true,
     };
-    if reachable && preferred.join(".s.PGSQL.5432").as_os_str().len() <= MAX_SOCKET_PATH {
+    if reachable && socket_fits(&preferred) {
         return preferred;
     }
     let digest = sha2::Sha256::digest(target.to_string_lossy().as_bytes());
@@ -303,9 +336,10 @@ pub fn scratch_dir(target: &Path, name: &str) -> PathBuf {
 }
 
 /// Where the embedded cluster lives when no data directory is given: `relative` under the
-/// current directory, unless this process is root and the `postgres` user could not reach
-/// it (a checkout in root's home): then under `/var/lib/grandlivre`, named after that
-/// path, so that every command run from the same directory finds the same cluster.
+/// current directory, unless this process is root and the `postgres` user could not use
+/// it (a checkout in root's home, or a path too long for the socket): then under
+/// `/var/lib/grandlivre`, named after that path, so that every command run from the same
+/// directory finds the same cluster. The choice is logged.
 pub fn default_data_dir(relative: &Path) -> PathBuf {
     let preferred = std::env::current_dir()
         .map(|d| d.join(relative))
@@ -318,14 +352,160 @@ pub fn default_data_dir(relative: &Path) -> PathBuf {
             })
         })
     };
-    match (current_uid(), postgres_user()) {
-        (Some(0), Some((uid, _))) if !reachable(uid) => {
-            let digest = sha2::Sha256::digest(preferred.to_string_lossy().as_bytes());
-            PathBuf::from("/var/lib/grandlivre")
-                .join(format!("postgres-{}", hex::encode(&digest[..6])))
-        }
-        _ => preferred,
+    let Some((uid, _)) = current_uid()
+        .filter(|&u| u == 0)
+        .and_then(|_| postgres_user())
+    else {
+        return preferred;
+    };
+    if reachable(uid) && socket_fits(&preferred) {
+        return preferred;
     }
+    let digest = sha2::Sha256::digest(preferred.to_string_lossy().as_bytes());
+    let fallback = PathBuf::from("/var/lib/grandlivre")
+        .join(format!("postgres-{}", hex::encode(&digest[..6])));
+    tracing::info!(
+        data_dir = %fallback.display(),
+        "the embedded PostgreSQL cluster lives in {} since the `postgres` system user cannot use \
+         {} (a parent directory is closed to others, or the path is too long for its socket); \
+         --data-dir chooses another directory",
+        fallback.display(),
+        preferred.display()
+    );
+    fallback
+}
+
+fn socket_fits(data_dir: &Path) -> bool {
+    data_dir.join(".s.PGSQL.5432").as_os_str().len() <= MAX_SOCKET_PATH
+}
+
+/// How often the service checks its embedded cluster.
+const WATCH_EVERY: Duration = Duration::from_secs(1);
+/// Restart attempts for one outage, 1, 2, 4 then 8 s apart.
+const RESTART_ATTEMPTS: u32 = 5;
+/// A restarted cluster that stays up this long ends the outage: a later death gets its
+/// own attempts, while a cluster that keeps dying sooner uses up the same ones.
+const STABLE_AFTER: Duration = Duration::from_secs(60);
+
+/// The service's watch over its embedded cluster, until [`ClusterWatch::stop`].
+pub struct ClusterWatch {
+    stop: signal::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl ClusterWatch {
+    pub fn spawn(cluster: Cluster) -> ClusterWatch {
+        let (stop, stopped) = signal::channel(false);
+        ClusterWatch {
+            stop,
+            task: tokio::spawn(watch(cluster, stopped)),
+        }
+    }
+
+    /// Ends the watch, after any restart under way, so that stopping the cluster next
+    /// cannot race with a restart.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}
+
+/// Checks the cluster every [`WATCH_EVERY`]; when its postmaster has died, restarts it
+/// (at most [`RESTART_ATTEMPTS`] times per outage, with backoff), logging each attempt. A
+/// cluster shut down on purpose (`grandlivre db stop`) is left stopped.
+pub async fn watch(cluster: Cluster, mut stop: signal::Receiver<bool>) {
+    let mut attempts = 0;
+    let mut restarted_at: Option<Instant> = None;
+    let mut stopped_noted = false;
+    loop {
+        if stopped_during(&mut stop, WATCH_EVERY).await {
+            return;
+        }
+        let state = blocking(&cluster, Cluster::state).await;
+        match state {
+            Ok(State::Running) => {
+                stopped_noted = false;
+                if restarted_at.is_some_and(|t| t.elapsed() >= STABLE_AFTER) {
+                    attempts = 0;
+                    restarted_at = None;
+                }
+                continue;
+            }
+            Ok(State::Stopped) => {
+                if !stopped_noted {
+                    tracing::warn!(
+                        data_dir = %cluster.data_dir().display(),
+                        "the embedded PostgreSQL cluster was shut down by another process; \
+                         it stays down (/readyz answers 503) until started again"
+                    );
+                    stopped_noted = true;
+                }
+                continue;
+            }
+            Ok(State::Died) => {}
+            Err(e) => tracing::error!(error = %e, "cannot check the embedded PostgreSQL cluster"),
+        }
+        loop {
+            if attempts == RESTART_ATTEMPTS {
+                tracing::error!(
+                    attempts,
+                    data_dir = %cluster.data_dir().display(),
+                    "gave up restarting the embedded PostgreSQL cluster; /readyz answers 503 \
+                     until the service is restarted"
+                );
+                return;
+            }
+            attempts += 1;
+            tracing::warn!(
+                attempt = attempts,
+                of = RESTART_ATTEMPTS,
+                data_dir = %cluster.data_dir().display(),
+                "the embedded PostgreSQL cluster's postmaster died; restarting it"
+            );
+            match blocking(&cluster, Cluster::ensure_running).await {
+                Ok(_) => {
+                    tracing::info!(
+                        attempt = attempts,
+                        "restarted the embedded PostgreSQL cluster"
+                    );
+                    restarted_at = Some(Instant::now());
+                    break;
+                }
+                Err(e) => {
+                    tracing::error!(attempt = attempts, error = %e, "restarting the embedded PostgreSQL cluster failed");
+                    let backoff = Duration::from_secs(1 << (attempts - 1).min(3));
+                    if attempts < RESTART_ATTEMPTS && stopped_during(&mut stop, backoff).await {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Sleeps for `pause`; true when told to stop (or when the watch's owner is gone) first.
+async fn stopped_during(stop: &mut signal::Receiver<bool>, pause: Duration) -> bool {
+    tokio::select! {
+        biased;
+        _ = stop.wait_for(|stop| *stop) => true,
+        _ = tokio::time::sleep(pause) => false,
+    }
+}
+
+/// Runs a `pg_ctl` step off the async workers.
+async fn blocking<T: Send + 'static>(
+    cluster: &Cluster,
+    step: fn(&Cluster) -> Result<T, ClusterError>,
+) -> Result<T, ClusterError> {
+    let cluster = cluster.clone();
+    tokio::task::spawn_blocking(move || step(&cluster))
+        .await
+        .unwrap_or_else(|e| {
+            Err(ClusterError::Command {
+                what: "checking the cluster".into(),
+                detail: e.to_string(),
+            })
+        })
 }
 
 fn find_bin_dir() -> Option<PathBuf> {

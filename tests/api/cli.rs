@@ -23,6 +23,12 @@ fn scratch(name: &str) -> PathBuf {
     )
 }
 
+/// Removes a (stopped) scratch cluster and the lock file beside it.
+fn remove_cluster(dir: &std::path::Path) {
+    let _ = std::fs::remove_dir_all(dir);
+    let _ = std::fs::remove_file(dir.with_extension("lock"));
+}
+
 fn http_get(port: u16, path: &str) -> Option<String> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
@@ -55,7 +61,7 @@ fn without_server_binaries_it_explains_what_to_install() {
         "{stderr}"
     );
     assert!(stderr.contains("apt-get install postgresql"), "{stderr}");
-    let _ = std::fs::remove_dir_all(dir);
+    remove_cluster(&dir);
 }
 
 #[test]
@@ -135,7 +141,7 @@ fn serve_creates_reuses_and_stops_its_embedded_cluster() {
     let json: serde_json::Value =
         serde_json::from_str(first).expect("--log-format json writes JSON lines");
     assert_eq!(json["level"], "INFO");
-    let _ = std::fs::remove_dir_all(dir);
+    remove_cluster(&dir);
 }
 
 /// `serve` on `url` (with the owner's URL for migrations) until /readyz answers or it exits;
@@ -377,4 +383,197 @@ async fn the_test_clock_is_a_setting_of_serve_and_jobs_run() {
         "2030-01-01T00:00:00Z",
     ]);
     assert!(!ok && stderr.contains("--test-clock"), "{stderr}");
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Spawns `serve` on a free port and waits until /readyz answers 200.
+fn serve_ready(mut cmd: Command) -> (std::process::Child, u16) {
+    let port = free_port();
+    let mut server = cmd
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("serve");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !http_get(port, "/readyz").is_some_and(|r| r.starts_with("HTTP/1.1 200")) {
+        if let Some(status) = server.try_wait().expect("wait") {
+            panic!("serve exited ({status}): {}", logs(server));
+        }
+        assert!(Instant::now() < deadline, "serve did not become ready");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    (server, port)
+}
+
+/// The pid of the cluster's postmaster, from its `postmaster.pid`.
+fn postmaster_pid(dir: &std::path::Path) -> Option<u32> {
+    std::fs::read_to_string(dir.join("postmaster.pid"))
+        .ok()?
+        .lines()
+        .next()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// `grandlivre db status|stop`: what it printed on stdout.
+fn db_command(data_dir: &std::path::Path, command: &str) -> String {
+    let out = grandlivre(data_dir)
+        .args(["db", command])
+        .output()
+        .expect("db");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Issue 11, item 20: a `kill -9` of the postmaster while the service runs; the service
+/// restarts its cluster and is ready again, without being restarted itself.
+#[test]
+fn serve_restarts_its_cluster_when_the_postmaster_dies() {
+    let dir = scratch("pg-watch");
+    let (server, port) = serve_ready(grandlivre(&dir));
+    let killed = postmaster_pid(&dir).expect("a running postmaster");
+    let status = Command::new("kill")
+        .args(["-KILL", &killed.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let restarted = postmaster_pid(&dir).is_some_and(|pid| pid != killed);
+        if restarted && http_get(port, "/readyz").is_some_and(|r| r.starts_with("HTTP/1.1 200")) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not ready again 30 s after the postmaster died"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (exit, logs) = stop(server);
+    assert!(exit, "{logs}");
+    assert!(
+        logs.contains("postmaster died; restarting it")
+            && logs.contains("restarted the embedded PostgreSQL cluster"),
+        "each attempt is logged: {logs}"
+    );
+    assert!(
+        !cluster_running(&dir),
+        "the restarted cluster outlived the server: {logs}"
+    );
+    remove_cluster(&dir);
+}
+
+/// A `kill -9` of the service cannot stop its cluster; `grandlivre db stop` does.
+#[test]
+fn db_stop_stops_the_cluster_a_killed_service_left_running() {
+    let dir = scratch("pg-left");
+    let (mut server, _) = serve_ready(grandlivre(&dir));
+    server.kill().expect("SIGKILL");
+    server.wait().expect("wait");
+    let canonical = dir.canonicalize().unwrap();
+    assert_eq!(
+        db_command(&dir, "status"),
+        format!("{}: running", canonical.display())
+    );
+    assert_eq!(
+        db_command(&dir, "stop"),
+        format!("{}: stopped", canonical.display())
+    );
+    assert!(!cluster_running(&dir));
+    assert_eq!(
+        db_command(&dir, "status"),
+        format!("{}: stopped", canonical.display())
+    );
+    assert_eq!(
+        db_command(&dir, "stop"),
+        format!("{}: was not running", canonical.display())
+    );
+    let nothing = scratch("pg-none");
+    assert_eq!(
+        db_command(&nothing, "stop"),
+        format!("{}: no cluster", nothing.display())
+    );
+    assert!(!nothing.exists(), "db stop creates nothing");
+    remove_cluster(&dir);
+}
+
+/// Issue 11, item 23: the README's stop command for the test cluster,
+/// `grandlivre --data-dir target/pg-test db stop`, names the cluster the tests use, even
+/// when that lives in the temporary directory (`target/pg-test` is then a link to it).
+#[actix_web::test]
+async fn the_readmes_stop_command_finds_the_test_cluster() {
+    if std::env::var("TEST_DATABASE_URL").is_ok() {
+        eprintln!("TEST_DATABASE_URL is set: the tests use no cluster of their own");
+        return;
+    }
+    let _db = crate::helpers::TestDb::new().await;
+    let target = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target");
+    let used = grandlivre::pg_cluster::scratch_dir(&target, "pg-test");
+    assert_eq!(
+        db_command(&target.join("pg-test"), "status"),
+        format!("{}: running", used.canonicalize().unwrap().display())
+    );
+}
+
+/// Issue 11, item 19: as root, from a checkout the `postgres` user cannot enter (a clone
+/// in /root), the README's run command works: the cluster goes to /var/lib/grandlivre,
+/// and the log says so.
+#[test]
+fn as_root_a_private_checkout_gets_its_cluster_under_var_lib() {
+    let is_root = std::fs::metadata("/proc/self").is_ok_and(|m| {
+        use std::os::unix::fs::MetadataExt;
+        m.uid() == 0
+    });
+    if !is_root {
+        eprintln!("not root: the cluster runs as this user, who can enter the checkout");
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let private = std::env::temp_dir().join(format!("gl-private-{}", uuid::Uuid::new_v4()));
+    let checkout = private.join("clone");
+    std::fs::create_dir_all(&checkout).unwrap();
+    std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_grandlivre"));
+    cmd.env_remove("DATABASE_URL")
+        .env_remove("GRANDLIVRE_DATA_DIR")
+        .env("RUST_LOG", "info")
+        .current_dir(&checkout);
+    let (server, _) = serve_ready(cmd);
+    let (exit, logs) = stop(server);
+    assert!(exit, "{logs}");
+    let said = logs
+        .lines()
+        .find(|l| l.contains("the embedded PostgreSQL cluster lives in"))
+        .expect(&logs);
+    let fallback = said
+        .split("lives in ")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .map(PathBuf::from)
+        .expect(said);
+    assert!(
+        fallback.starts_with("/var/lib/grandlivre") && said.contains("--data-dir"),
+        "{said}"
+    );
+    assert!(fallback.join("PG_VERSION").exists(), "{logs}");
+    assert!(
+        !checkout.join("var").exists(),
+        "nothing under the checkout: {logs}"
+    );
+    assert!(!cluster_running(&fallback), "{logs}");
+    remove_cluster(&fallback);
+    let _ = std::fs::remove_dir_all(private);
 }

@@ -3,7 +3,8 @@
 //! it. `TEST_DATABASE_URL` points the harness at an existing server instead.
 
 use std::fs::{self, OpenOptions};
-use std::path::PathBuf;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::{Arc, OnceLock};
 
@@ -112,13 +113,14 @@ fn setup() -> TestServer {
     let (url_pattern, lock_dir) = match std::env::var("TEST_DATABASE_URL") {
         Ok(url) => (url_pattern(&url), std::env::temp_dir()),
         Err(_) => {
-            let dir = grandlivre::pg_cluster::scratch_dir(
-                &PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"),
-                "pg-test",
-            );
+            let target = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target");
+            let dir = grandlivre::pg_cluster::scratch_dir(&target, "pg-test");
             let cluster =
                 Cluster::locate(&dir, Durability::Throwaway).unwrap_or_else(|e| panic!("{e}"));
             cluster.ensure_running().unwrap_or_else(|e| panic!("{e}"));
+            if dir != target.join("pg-test") {
+                link_fallback(&target.join("pg-test"), &dir);
+            }
             (
                 cluster.connection_string("{db}"),
                 dir.parent().expect("parent").to_path_buf(),
@@ -178,6 +180,26 @@ fn setup() -> TestServer {
     });
     drop(lock);
     server
+}
+
+/// A test cluster outside `target/` (a root checkout that the `postgres` user cannot
+/// enter): `target/pg-test` becomes a link to it, so that the README's stop command
+/// (`--data-dir target/pg-test db stop`) finds it, and its path is printed (past the
+/// harness's output capture).
+fn link_fallback(link: &Path, dir: &Path) {
+    if fs::read_link(link).ok().as_deref() != Some(dir) {
+        // a stale link goes; a directory of an earlier run stays (remove_file refuses it)
+        let _ = fs::remove_file(link);
+        let _ = std::os::unix::fs::symlink(dir, link);
+    }
+    let _ = writeln!(
+        std::io::stderr(),
+        "test cluster: {} (the postgres user cannot use {}); stop it with \
+         `cargo run -q -- --data-dir {} db stop`",
+        dir.display(),
+        link.display(),
+        dir.display()
+    );
 }
 
 fn server() -> &'static TestServer {
