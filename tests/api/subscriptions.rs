@@ -989,7 +989,7 @@ async fn a_notice_date_must_lie_between_the_start_and_today() {
         for (received_on, why) in [
             (json!("2029-01-06"), "in the future"),
             (json!("2026-01-30"), "before the subscription started"),
-            (json!("2029-02-30"), "out of range"),
+            (json!("2029-02-30"), "a date YYYY-MM-DD"),
         ] {
             let reply = app
                 .post_json(&admin, &path, None, &json!({ "received_on": received_on }))
