@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::{decode_cursor, next_cursor, page_limit, Auth, JsonBody, Query, State};
+use super::{next_cursor, page, Auth, JsonBody, Query, State};
 use crate::auth::{self, KeyError, KeyView, Role};
 use crate::error::{ApiError, ErrorCode};
 use crate::http::customers::ListParams;
@@ -90,12 +90,7 @@ pub async fn list_api_keys(
     q: Query<ListParams>,
 ) -> Result<web::Json<ApiKeyPage>, ApiError> {
     auth.require(&[])?;
-    let limit = page_limit(q.limit)?;
-    let after = q
-        .cursor
-        .as_deref()
-        .map(|c| decode_cursor::<Uuid>("api-keys", c))
-        .transpose()?;
+    let (after, limit) = page("api-keys", q.cursor.as_deref(), q.limit)?;
     let mut conn = state.pool.get().await?;
     let items = auth::list_keys(&mut conn, after, limit).await?;
     let next_cursor = next_cursor("api-keys", &items, limit, |k| k.id.to_string());

@@ -5,9 +5,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::{
-    caller_idempotency_key, decode_cursor, next_cursor, page_limit, Auth, JsonBody, Query, State,
-};
+use super::{caller_idempotency_key, next_cursor, page, Auth, JsonBody, Query, State};
 use crate::auth::Role;
 use crate::charges::{self, ChargeView};
 use crate::customers::store::{self, CustomerError};
@@ -102,12 +100,7 @@ pub async fn list_customers(
     q: Query<ListParams>,
 ) -> Result<web::Json<CustomerPage>, ApiError> {
     auth.require(STAFF)?;
-    let limit = page_limit(q.limit)?;
-    let after = q
-        .cursor
-        .as_deref()
-        .map(|c| decode_cursor::<Uuid>("customers", c))
-        .transpose()?;
+    let (after, limit) = page("customers", q.cursor.as_deref(), q.limit)?;
     let mut conn = state.pool.get().await?;
     let items = store::list(&mut conn, after, limit).await?;
     let next_cursor = next_cursor("customers", &items, limit, |c| c.id.to_string());
@@ -191,12 +184,7 @@ pub async fn list_customer_charges(
 ) -> Result<web::Json<ChargePage>, ApiError> {
     let id = id.into_inner();
     auth.require_customer(STAFF, id)?;
-    let limit = page_limit(q.limit)?;
-    let after = q
-        .cursor
-        .as_deref()
-        .map(|c| decode_cursor::<Uuid>("charges", c))
-        .transpose()?;
+    let (after, limit) = page("charges", q.cursor.as_deref(), q.limit)?;
     let mut conn = state.pool.get().await?;
     if store::get(&mut conn, id).await?.is_none() {
         return Err(ApiError::not_found(format!("customer {id}")));

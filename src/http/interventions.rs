@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::{decode_cursor, next_cursor, page_limit, Auth, JsonBody, Query, State};
+use super::{next_cursor, page, Auth, JsonBody, Query, State};
 use crate::auth::Role;
 use crate::error::{ApiError, ErrorCode};
 use crate::interventions::{store, InterventionError, InterventionStatus, InterventionView};
@@ -101,12 +101,7 @@ pub async fn list_interventions(
             c
         }
     };
-    let limit = page_limit(q.limit)?;
-    let after = q
-        .cursor
-        .as_deref()
-        .map(|c| decode_cursor::<Uuid>("interventions", c))
-        .transpose()?;
+    let (after, limit) = page("interventions", q.cursor.as_deref(), q.limit)?;
     let mut conn = state.pool.get().await?;
     let items = store::list(&mut conn, customer, q.status, after, limit).await?;
     let next_cursor = next_cursor("interventions", &items, limit, |i| i.id.to_string());

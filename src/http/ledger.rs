@@ -12,7 +12,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::{
-    decode_cursor, idempotency_key, next_cursor, page_limit, Auth, JsonBody, Query, State,
+    decode_cursor, idempotency_key, next_cursor, page, page_limit, Auth, JsonBody, Query, State,
 };
 use crate::auth::Role;
 use crate::error::{ApiError, ErrorCode, FieldError};
@@ -61,12 +61,7 @@ pub async fn list_accounts(
     q: Query<AccountListParams>,
 ) -> Result<web::Json<AccountPage>, ApiError> {
     auth.require(STAFF)?;
-    let limit = page_limit(q.limit)?;
-    let after = q
-        .cursor
-        .as_deref()
-        .map(|c| decode_cursor::<Uuid>("accounts", c))
-        .transpose()?;
+    let (after, limit) = page("accounts", q.cursor.as_deref(), q.limit)?;
     let mut conn = state.pool.get().await?;
     let items = store::list_accounts(&mut conn, q.customer_id, after.map(AccountId), limit).await?;
     let next_cursor = next_cursor("accounts", &items, limit, |a| a.id.to_string());

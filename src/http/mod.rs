@@ -503,6 +503,18 @@ pub fn page_limit(limit: Option<i64>) -> Result<i64, ApiError> {
     }
 }
 
+/// The page a list asks for: after the id its cursor names (a cursor of list `kind`), and
+/// how many items (see [`page_limit`]).
+pub fn page(
+    kind: &str,
+    cursor: Option<&str>,
+    limit: Option<i64>,
+) -> Result<(Option<Uuid>, i64), ApiError> {
+    let limit = page_limit(limit)?;
+    let after = cursor.map(|c| decode_cursor::<Uuid>(kind, c)).transpose()?;
+    Ok((after, limit))
+}
+
 /// The cursor of the page after `items`, when the page is full.
 pub fn next_cursor<T>(
     kind: &str,

@@ -6,9 +6,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::{
-    caller_idempotency_key, decode_cursor, next_cursor, page_limit, Auth, JsonBody, Query, State,
-};
+use super::{caller_idempotency_key, next_cursor, page, Auth, JsonBody, Query, State};
 use crate::auth::Role;
 use crate::error::{ApiError, ErrorCode};
 use crate::openapi::{ReadErrors, WriteErrors};
@@ -109,12 +107,7 @@ pub async fn list_subscriptions(
             c
         }
     };
-    let limit = page_limit(q.limit)?;
-    let after = q
-        .cursor
-        .as_deref()
-        .map(|c| decode_cursor::<Uuid>("subscriptions", c))
-        .transpose()?;
+    let (after, limit) = page("subscriptions", q.cursor.as_deref(), q.limit)?;
     let mut conn = state.pool.get().await?;
     let items = store::list(&mut conn, customer, after, limit, state.clock.now()).await?;
     let next_cursor = next_cursor("subscriptions", &items, limit, |s| s.id.to_string());
