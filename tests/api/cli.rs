@@ -577,3 +577,61 @@ fn as_root_a_private_checkout_gets_its_cluster_under_var_lib() {
     remove_cluster(&fallback);
     let _ = std::fs::remove_dir_all(private);
 }
+
+/// The README's "Try it" walkthrough, as written, against a fresh service: every call
+/// succeeds, and pasting it all again creates nothing (creations are replayed).
+#[actix_web::test]
+async fn the_readmes_walkthrough_runs_and_is_safe_to_paste_again() {
+    let db = crate::helpers::TestDb::new().await;
+    let binary = || {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_grandlivre"));
+        cmd.env("DATABASE_URL", &db.url)
+            .env("GRANDLIVRE_OWNER_DATABASE_URL", &db.owner_url);
+        cmd
+    };
+    let seeded = binary().arg("seed-demo").output().expect("seed-demo");
+    let printed = String::from_utf8_lossy(&seeded.stdout).into_owned();
+    let key = |role: &str| {
+        printed
+            .split_whitespace()
+            .find(|w| w.starts_with(&format!("gl_{role}_")))
+            .unwrap_or_else(|| panic!("no {role} key in {printed}"))
+            .to_string()
+    };
+    let (server, port) = serve_ready(binary());
+    let readme = include_str!("../../README.md");
+    let try_it = &readme[readme.find("## Try it").expect("a Try it section")..];
+    let start = try_it.find("```sh\n").expect("its commands") + 6;
+    let block = &try_it[start..start + try_it[start..].find("```").expect("their end")];
+    assert!(block.contains("ADMIN=gl_admin_…") && block.contains("TK=gl_ticketing_…"));
+    let script = block
+        .replace("cargo run --release -q -- seed-demo", "true")
+        .replace("ADMIN=gl_admin_…", &format!("ADMIN={}", key("admin")))
+        .replace("TK=gl_ticketing_…", &format!("TK={}", key("ticketing")))
+        .replace("localhost:8080", &format!("localhost:{port}"))
+        .replace("curl -s ", "curl -s -o /dev/null -w '%{http_code}\\n' ");
+    let run = || {
+        let out = Command::new("bash")
+            .args(["-euc", &script])
+            .output()
+            .expect("bash");
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    let first = run();
+    let second = run();
+    let (_, logs) = stop(server);
+    assert!(first.len() >= 10, "{first:?}");
+    assert!(
+        first.iter().all(|s| s == "200" || s == "201"),
+        "{first:?}\n{logs}"
+    );
+    assert_eq!(first.iter().filter(|s| *s == "201").count(), 4, "{first:?}");
+    assert!(
+        second.iter().all(|s| s == "200"),
+        "the second paste creates nothing: {second:?}"
+    );
+}
