@@ -79,24 +79,24 @@ pub struct Failure {
     pub error: String,
 }
 
-/// What a run did: its job, its instant, and that job's own figures.
+/// What a run did: its instant, its job and that job's own figures.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct JobRun {
-    pub job: Job,
     pub as_of: DateTime<Utc>,
     #[serde(flatten)]
     pub report: JobReport,
 }
 
-/// Each job's figures.
+/// Each job's figures, named by its `job`.
 #[derive(Debug, Clone, Serialize, ToSchema)]
-#[serde(untagged)]
+#[serde(tag = "job", rename_all = "kebab-case")]
 pub enum JobReport {
     Renewals(RenewalsReport),
-    Charges(ChargesReport),
+    Billing(ChargesReport),
     HoldExpiry(HoldExpiryReport),
     CreditExpiry(CreditExpiryReport),
     AssistancePeriodClose(wallets::PeriodCloseReport),
+    InterventionRelease(ChargesReport),
 }
 
 /// `renewals`.
@@ -145,7 +145,7 @@ pub async fn run(
                 lots_granted: wallets::grant_pack_credits(conn, as_of).await?,
             })
         }
-        Job::Billing => JobReport::Charges(ChargesReport {
+        Job::Billing => JobReport::Billing(ChargesReport {
             charges_created: subscriptions::run_billing(conn, as_of, now)
                 .await?
                 .charges_created,
@@ -156,7 +156,7 @@ pub async fn run(
         Job::CreditExpiry => JobReport::CreditExpiry(CreditExpiryReport {
             lots_expired: wallets::expire_lots(conn, as_of).await?,
         }),
-        Job::InterventionRelease => JobReport::Charges(ChargesReport {
+        Job::InterventionRelease => JobReport::InterventionRelease(ChargesReport {
             charges_created: crate::interventions::store::release(conn, as_of, now).await?,
         }),
         Job::AssistancePeriodClose => JobReport::AssistancePeriodClose(
@@ -164,5 +164,5 @@ pub async fn run(
         ),
     };
     tracing::info!(job = job.name(), %as_of, ?report, "job run");
-    Ok(JobRun { job, as_of, report })
+    Ok(JobRun { as_of, report })
 }

@@ -25,7 +25,7 @@ use crate::error::{ErrorCode, FieldError, Problem};
             in its security requirement.",
         license(name = "Apache-2.0")
     ),
-    components(schemas(Problem, FieldError, ErrorCode)),
+    components(schemas(Problem, FieldError, ErrorCode, crate::jobs::Job)),
     modifiers(&BearerAuth),
     tags(
         (name = "ledger", description = "Accounts, balances, transactions, holds"),

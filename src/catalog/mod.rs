@@ -281,12 +281,53 @@ pub struct PriceVersion {
 
 /// An offer as the catalog shows it: with the price in force on the day asked (today in
 /// Paris), whose basis (HT or TTC) is the offer's `price_basis`.
-#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct OfferView {
     #[serde(flatten)]
     pub offer: Offer,
-    /// The price version in force today; `null` when the offer has no price yet.
     pub current_price: Option<PriceVersion>,
+}
+
+/// What [`OfferView`] adds to an offer.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct CurrentPrice {
+    /// The price version in force today; `null` when the offer has no price yet.
+    current_price: Option<PriceVersion>,
+}
+
+/// The offer's own schema (closed: as a request it refuses unknown fields) with
+/// `current_price` added, rather than an `allOf` that the closed schema would refuse.
+impl utoipa::PartialSchema for OfferView {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::Schema;
+        use utoipa::openapi::RefOr;
+        let (RefOr::T(Schema::Object(mut view)), RefOr::T(Schema::Object(extra))) =
+            (Offer::schema(), CurrentPrice::schema())
+        else {
+            unreachable!("both derive an object schema")
+        };
+        view.properties.extend(extra.properties);
+        view.required.push("current_price".into());
+        view.description = Some(
+            "An offer as the catalog shows it, with the price in force today (its basis is \
+             the offer's `price_basis`)."
+                .into(),
+        );
+        RefOr::T(Schema::Object(view))
+    }
+}
+
+impl ToSchema for OfferView {
+    fn schemas(
+        schemas: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        <Offer as ToSchema>::schemas(schemas);
+        <CurrentPrice as ToSchema>::schemas(schemas);
+    }
 }
 
 /// The price in force on `date` among `versions`.

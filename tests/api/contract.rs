@@ -62,3 +62,32 @@ async fn served_contract_is_the_generated_one() {
     assert_eq!(reply.status, 200);
     assert_eq!(reply.text, grandlivre::openapi::document_json());
 }
+
+/// Every `$ref` of the contract names a component it defines (a tool reading the contract
+/// stops at the first that does not).
+#[test]
+fn every_reference_resolves() {
+    fn refs<'a>(v: &'a serde_json::Value, out: &mut Vec<&'a str>) {
+        match v {
+            serde_json::Value::Object(map) => {
+                for (k, v) in map {
+                    match (k.as_str(), v.as_str()) {
+                        ("$ref", Some(target)) => out.push(target),
+                        _ => refs(v, out),
+                    }
+                }
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|v| refs(v, out)),
+            _ => {}
+        }
+    }
+    let doc: serde_json::Value =
+        serde_json::from_str(&grandlivre::openapi::document_json()).expect("the contract");
+    let mut found = Vec::new();
+    refs(&doc, &mut found);
+    assert!(found.len() > 50, "{}", found.len());
+    for target in found {
+        let pointer = target.strip_prefix('#').expect("a local reference");
+        assert!(doc.pointer(pointer).is_some(), "{target} does not resolve");
+    }
+}
