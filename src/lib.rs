@@ -16,6 +16,7 @@ pub mod http;
 pub mod idempotency;
 pub mod input;
 pub mod interventions;
+pub mod invoicing;
 pub mod jobs;
 pub mod ledger;
 pub mod money;
