@@ -92,7 +92,10 @@ pub struct ChargeView {
     pub amount: DecimalString,
     pub price_basis: PriceBasis,
     pub vat_rate: DecimalString,
+    /// The first day of the service the charge bills.
     pub service_start: Option<NaiveDate>,
+    /// The day after its last (an exclusive end: a month from 2026-01-31 ends on
+    /// 2026-02-28, its description saying "to 2026-02-27").
     pub service_end: Option<NaiveDate>,
     pub created_at: DateTime<Utc>,
     /// Set once invoiced.
