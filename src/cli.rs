@@ -117,7 +117,7 @@ pub enum DbCommand {
 #[derive(Debug, Subcommand)]
 pub enum JobsCommand {
     /// Run one job: renewals, billing, hold-expiry, credit-expiry, assistance-period-close,
-    /// intervention-release.
+    /// intervention-release, invoicing.
     Run {
         name: String,
         /// RFC 3339 instant, e.g. 2026-12-01T00:00:00+01:00 (default: now, the test

@@ -8,8 +8,11 @@ use utoipa::ToSchema;
 
 use crate::authorizations::store as authorizations;
 use crate::error::ApiError;
+use crate::invoicing::store as invoicing;
+use crate::money::{DecimalString, Unit};
 use crate::subscriptions::store as subscriptions;
 use crate::wallets::store as wallets;
+use rust_decimal::Decimal;
 
 /// The jobs this build runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
@@ -27,16 +30,19 @@ pub enum Job {
     AssistancePeriodClose,
     /// Charges interventions whose dispute window closed (or whose dispute was lost).
     InterventionRelease,
+    /// Issues one invoice per customer with charges not yet invoiced.
+    Invoicing,
 }
 
 impl Job {
-    pub const ALL: [Job; 6] = [
+    pub const ALL: [Job; 7] = [
         Job::Renewals,
         Job::Billing,
         Job::HoldExpiry,
         Job::CreditExpiry,
         Job::AssistancePeriodClose,
         Job::InterventionRelease,
+        Job::Invoicing,
     ];
 
     pub fn name(self) -> &'static str {
@@ -47,6 +53,7 @@ impl Job {
             Job::CreditExpiry => "credit-expiry",
             Job::AssistancePeriodClose => "assistance-period-close",
             Job::InterventionRelease => "intervention-release",
+            Job::Invoicing => "invoicing",
         }
     }
 
@@ -97,6 +104,22 @@ pub enum JobReport {
     CreditExpiry(CreditExpiryReport),
     AssistancePeriodClose(wallets::PeriodCloseReport),
     InterventionRelease(ChargesReport),
+    Invoicing(InvoicingReport),
+}
+
+/// `invoicing`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct InvoicingReport {
+    pub invoices_issued: u32,
+    /// The sums of the invoices issued.
+    #[schema(example = "83.33")]
+    pub total_ht: DecimalString,
+    #[schema(example = "16.67")]
+    pub total_vat: DecimalString,
+    #[schema(example = "100.00")]
+    pub total_ttc: DecimalString,
+    /// Customers whose invoice could not be issued; the next run takes them up again.
+    pub failed: Vec<Failure>,
 }
 
 /// `renewals`.
@@ -127,6 +150,42 @@ pub struct HoldExpiryReport {
 pub struct CreditExpiryReport {
     /// Service-credit lots whose remainder went to breakage.
     pub lots_expired: u32,
+}
+
+/// `invoicing` at `as_of`: one invoice per customer with charges created up to `as_of` and
+/// not yet invoiced. One customer's failure does not stop the others.
+async fn run_invoicing(
+    conn: &mut AsyncPgConnection,
+    as_of: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<InvoicingReport, ApiError> {
+    let (mut issued, mut failed) = (0, Vec::new());
+    let (mut ht, mut vat, mut ttc) = (Decimal::ZERO, Decimal::ZERO, Decimal::ZERO);
+    for customer in invoicing::customers_to_invoice(conn, as_of).await? {
+        match invoicing::issue_for_customer(conn, customer, as_of, now).await {
+            Ok(Some(invoice)) => {
+                issued += 1;
+                ht += invoice.totals.total_ht.0;
+                vat += invoice.totals.total_vat.0;
+                ttc += invoice.totals.total_ttc.0;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(%customer, error = %e, "invoice not issued");
+                failed.push(Failure {
+                    id: customer,
+                    error: e.to_string(),
+                });
+            }
+        }
+    }
+    Ok(InvoicingReport {
+        invoices_issued: issued,
+        total_ht: Unit::Eur.show(ht),
+        total_vat: Unit::Eur.show(vat),
+        total_ttc: Unit::Eur.show(ttc),
+        failed,
+    })
 }
 
 /// Runs `job` for `as_of`; `now` is the wall clock, when the rows it creates are created.
@@ -162,6 +221,7 @@ pub async fn run(
         Job::AssistancePeriodClose => JobReport::AssistancePeriodClose(
             wallets::close_appointment_periods(conn, as_of, now).await?,
         ),
+        Job::Invoicing => JobReport::Invoicing(run_invoicing(conn, as_of, now).await?),
     };
     tracing::info!(job = job.name(), %as_of, ?report, "job run");
     Ok(JobRun { as_of, report })

@@ -145,6 +145,14 @@ diesel::table! {
 }
 
 diesel::table! {
+    document_counters (kind, year) {
+        kind -> Text,
+        year -> Int4,
+        last_seq -> Int8,
+    }
+}
+
+diesel::table! {
     holds (id) {
         id -> Uuid,
         idempotency_key -> Text,
@@ -188,6 +196,50 @@ diesel::table! {
         status -> Text,
         disputed_at -> Nullable<Timestamptz>,
         resolved_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    invoice_lines (invoice_id, position) {
+        invoice_id -> Uuid,
+        position -> Int4,
+        charge_id -> Uuid,
+        description -> Text,
+        quantity -> Numeric,
+        unit_price -> Numeric,
+        price_basis -> Text,
+        unit_price_ht -> Numeric,
+        vat_rate -> Numeric,
+        net_ht -> Numeric,
+        service_start -> Nullable<Date>,
+        service_end -> Nullable<Date>,
+    }
+}
+
+diesel::table! {
+    invoice_vat (invoice_id, vat_rate) {
+        invoice_id -> Uuid,
+        vat_rate -> Numeric,
+        base_ht -> Numeric,
+        vat -> Numeric,
+    }
+}
+
+diesel::table! {
+    invoices (id) {
+        id -> Uuid,
+        number -> Text,
+        series -> Text,
+        year -> Int4,
+        seq -> Int8,
+        customer_id -> Uuid,
+        issued_on -> Date,
+        due_on -> Date,
+        status -> Text,
+        total_ht -> Numeric,
+        total_vat -> Numeric,
+        total_ttc -> Numeric,
+        created_at -> Timestamptz,
     }
 }
 
@@ -330,6 +382,10 @@ diesel::joinable!(credit_lots -> customers (customer_id));
 diesel::joinable!(credit_lots -> subscriptions (subscription_id));
 diesel::joinable!(interventions -> authorizations (authorization_id));
 diesel::joinable!(interventions -> customers (customer_id));
+diesel::joinable!(invoice_lines -> charges (charge_id));
+diesel::joinable!(invoice_lines -> invoices (invoice_id));
+diesel::joinable!(invoice_vat -> invoices (invoice_id));
+diesel::joinable!(invoices -> customers (customer_id));
 diesel::joinable!(mandates -> customers (customer_id));
 diesel::joinable!(offer_prices -> offers (offer_code));
 diesel::joinable!(subscription_events -> subscriptions (subscription_id));
@@ -347,9 +403,13 @@ diesel::allow_tables_to_appear_in_same_query!(
     charges,
     credit_lots,
     customers,
+    document_counters,
     holds,
     idempotency_keys,
     interventions,
+    invoice_lines,
+    invoice_vat,
+    invoices,
     mandates,
     offer_prices,
     offers,

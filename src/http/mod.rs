@@ -5,6 +5,7 @@ pub mod authorizations;
 pub mod customers;
 pub mod health;
 pub mod interventions;
+pub mod invoices;
 pub mod jobs;
 pub mod ledger;
 mod observe;
@@ -88,6 +89,8 @@ pub fn register(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
         .service(interventions::get_intervention)
         .service(interventions::dispute_intervention)
         .service(interventions::resolve_intervention)
+        .service(invoices::list_invoices)
+        .service(invoices::get_invoice)
         .service(jobs::run_job)
         .service(api_keys::post_api_key)
         .service(api_keys::list_api_keys)

@@ -20,6 +20,8 @@ use crate::catalog::PriceBasis;
 use crate::charges::ChargeView;
 use crate::money::{fits_columns, price, round_cents, DecimalString};
 
+pub mod store;
+
 /// Days from issue to due date unless configured otherwise (DOMAIN.md).
 pub const DEFAULT_PAYMENT_DAYS: u32 = 30;
 
@@ -375,6 +377,68 @@ impl FromStr for DocumentNumber {
             return Err(syntax());
         }
         Ok(number)
+    }
+}
+
+crate::text_enum! {
+    /// Where an invoice stands: `issued` (payments come later).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+    #[serde(rename_all = "snake_case")]
+    pub enum InvoiceStatus {
+        Issued = "issued",
+    }
+}
+
+/// An issued invoice: its number, dates, lines and totals.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct InvoiceView {
+    #[schema(value_type = String, format = Uuid)]
+    pub id: Uuid,
+    /// Chronological and continuous per series and year.
+    #[schema(example = "F2026-000001")]
+    pub number: String,
+    #[schema(value_type = String, format = Uuid)]
+    pub customer_id: Uuid,
+    /// The Paris date of issue.
+    pub issued_on: NaiveDate,
+    /// Issue date + 30 days.
+    pub due_on: NaiveDate,
+    pub status: InvoiceStatus,
+    /// In the order of the charges invoiced (oldest first).
+    pub lines: Vec<InvoiceLine>,
+    pub totals: Totals,
+    /// What the customer still owes on it: its total incl. VAT until payments exist.
+    #[schema(example = "100.00")]
+    pub amount_due: DecimalString,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// Why an invoice could not be issued or read.
+#[derive(Debug, thiserror::Error)]
+pub enum InvoicingError {
+    #[error("invoice {0} does not exist")]
+    NotFound(Uuid),
+    #[error("customer {0} does not exist")]
+    UnknownCustomer(Uuid),
+    #[error(transparent)]
+    Amounts(#[from] InvoiceError),
+    #[error(transparent)]
+    Number(#[from] NumberError),
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Ledger(#[from] crate::ledger::LedgerError),
+    #[error(transparent)]
+    Database(#[from] diesel::result::Error),
+}
+
+impl crate::db::Retryable for InvoicingError {
+    fn is_retryable(&self) -> bool {
+        match self {
+            InvoicingError::Database(e) => crate::db::is_retryable(e),
+            InvoicingError::Ledger(e) => crate::db::Retryable::is_retryable(e),
+            _ => false,
+        }
     }
 }
 

@@ -1,0 +1,110 @@
+//! `/v1/invoices`: issued invoices, read one or by page; a customer key sees its own only.
+
+use actix_web::{get, web};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use super::{next_cursor, page, Auth, Query, State};
+use crate::auth::Role;
+use crate::error::{ApiError, ErrorCode};
+use crate::invoicing::{store, InvoiceStatus, InvoiceView, InvoicingError};
+use crate::openapi::ReadErrors;
+
+impl From<InvoicingError> for ApiError {
+    fn from(e: InvoicingError) -> Self {
+        let detail = e.to_string();
+        match e {
+            InvoicingError::NotFound(_) | InvoicingError::UnknownCustomer(_) => {
+                ApiError::new(ErrorCode::NotFound, detail)
+            }
+            InvoicingError::Database(e) => e.into(),
+            InvoicingError::Ledger(e) => e.into(),
+            InvoicingError::Amounts(_) | InvoicingError::Number(_) | InvoicingError::Invalid(_) => {
+                ApiError::internal(anyhow::anyhow!(detail))
+            }
+        }
+    }
+}
+
+const READERS: &[Role] = &[Role::Finance];
+
+/// An invoice: its number, dates, lines, VAT per rate, totals and amount due.
+#[utoipa::path(
+    tag = "invoices",
+    params(("id" = Uuid, Path, description = "Invoice id")),
+    responses((status = 200, description = "The invoice", body = InvoiceView), ReadErrors),
+    security(("bearer" = ["admin", "finance", "customer"]))
+)]
+#[get("/v1/invoices/{id}")]
+pub async fn get_invoice(
+    state: State,
+    auth: Auth,
+    id: web::Path<Uuid>,
+) -> Result<web::Json<InvoiceView>, ApiError> {
+    let id = id.into_inner();
+    if auth.0.role != Role::Customer {
+        auth.require(READERS)?;
+    }
+    let mut conn = state.pool.get().await?;
+    let found = store::get(&mut conn, id).await?;
+    // another customer's invoice answers as an unknown one
+    match found {
+        Some(view) if auth.require_customer(READERS, view.customer_id).is_ok() => {
+            Ok(web::Json(view))
+        }
+        _ => Err(InvoicingError::NotFound(id).into()),
+    }
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct InvoiceListParams {
+    /// Only this customer's invoices (a customer key always sees only its own).
+    pub customer_id: Option<Uuid>,
+    /// Only invoices in this status.
+    pub status: Option<InvoiceStatus>,
+    /// The `next_cursor` of the previous page; absent for the first page.
+    pub cursor: Option<String>,
+    /// Items per page, 1 to 200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
+    pub limit: Option<i64>,
+}
+
+/// One page of invoices.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InvoicePage {
+    pub items: Vec<InvoiceView>,
+    pub next_cursor: Option<String>,
+}
+
+/// Invoices, oldest first: of one customer and in one status when asked.
+#[utoipa::path(
+    tag = "invoices",
+    params(InvoiceListParams),
+    responses((status = 200, description = "A page of invoices", body = InvoicePage), ReadErrors),
+    security(("bearer" = ["admin", "finance", "customer"]))
+)]
+#[get("/v1/invoices")]
+pub async fn list_invoices(
+    state: State,
+    auth: Auth,
+    q: Query<InvoiceListParams>,
+) -> Result<web::Json<InvoicePage>, ApiError> {
+    let customer = match (auth.0.role, q.customer_id) {
+        (Role::Customer, Some(c)) => {
+            Some(auth.require_customer(READERS, c)?.customer_id.unwrap_or(c))
+        }
+        (Role::Customer, None) => auth.0.customer_id,
+        (_, c) => {
+            auth.require(READERS)?;
+            c
+        }
+    };
+    let (after, limit) = page("invoices", q.cursor.as_deref(), q.limit)?;
+    let mut conn = state.pool.get().await?;
+    let items = store::list(&mut conn, customer, q.status, after, limit).await?;
+    let next_cursor = next_cursor("invoices", &items, limit, |i| i.id.to_string());
+    Ok(web::Json(InvoicePage { items, next_cursor }))
+}

@@ -1,0 +1,420 @@
+//! Invoices in the database. Issuing one is a single transaction: the customer's row is
+//! locked first, then its uninvoiced charges, then the series' counter row (so that a
+//! rolled-back issue gives its number back and numbers follow issue order), then the
+//! ledger's balance rows.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use rust_decimal::Decimal;
+use uuid::Uuid;
+
+use super::{
+    compute, due_date, ChargeLine, DocumentKind, DocumentNumber, InvoiceLine, InvoiceStatus,
+    InvoiceView, InvoicingError, Totals, VatSubtotal, DEFAULT_PAYMENT_DAYS,
+};
+use crate::calendar::paris_date;
+use crate::catalog::PriceBasis;
+use crate::charges::ChargeSource;
+use crate::ledger::chart::{CustomerAccount, Platform};
+use crate::ledger::store as ledger;
+use crate::ledger::{NewTransaction, Posting};
+use crate::money::{price, Amount, DecimalString, Unit};
+use crate::schema::{charges, customers, document_counters, invoice_lines, invoice_vat, invoices};
+
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = charges)]
+struct Uninvoiced {
+    id: Uuid,
+    source: ChargeSource,
+    description: String,
+    quantity: Decimal,
+    unit_price: Decimal,
+    price_basis: PriceBasis,
+    vat_rate: Decimal,
+    service_start: Option<NaiveDate>,
+    service_end: Option<NaiveDate>,
+}
+
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = invoices)]
+struct InvoiceRow {
+    id: Uuid,
+    number: String,
+    customer_id: Uuid,
+    issued_on: NaiveDate,
+    due_on: NaiveDate,
+    status: InvoiceStatus,
+    total_ht: Decimal,
+    total_vat: Decimal,
+    total_ttc: Decimal,
+    created_at: DateTime<Utc>,
+}
+
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = invoice_lines)]
+struct LineRow {
+    charge_id: Uuid,
+    description: String,
+    quantity: Decimal,
+    unit_price: Decimal,
+    price_basis: PriceBasis,
+    unit_price_ht: Decimal,
+    vat_rate: Decimal,
+    net_ht: Decimal,
+    service_start: Option<NaiveDate>,
+    service_end: Option<NaiveDate>,
+}
+
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = invoice_vat)]
+struct VatRow {
+    vat_rate: Decimal,
+    base_ht: Decimal,
+    vat: Decimal,
+}
+
+/// Whether a charge's net is earned when invoiced (706) or deferred until used (487).
+fn deferred(source: ChargeSource) -> bool {
+    matches!(
+        source,
+        ChargeSource::TicketPurchase | ChargeSource::CreditPurchase
+    )
+}
+
+fn eur(value: Decimal) -> Result<Amount, InvoicingError> {
+    Amount::new(value, Unit::Eur).map_err(|e| InvoicingError::Invalid(e.to_string()))
+}
+
+/// Takes the next number of `kind`'s series for `year` from its counter row, locked until
+/// the caller's transaction ends: a concurrent issue waits, a rollback gives it back.
+async fn next_number(
+    conn: &mut AsyncPgConnection,
+    kind: DocumentKind,
+    year: i32,
+) -> Result<DocumentNumber, InvoicingError> {
+    diesel::insert_into(document_counters::table)
+        .values((
+            document_counters::kind.eq(kind.as_str()),
+            document_counters::year.eq(year),
+            document_counters::last_seq.eq(0i64),
+        ))
+        .on_conflict_do_nothing()
+        .execute(conn)
+        .await?;
+    let last: i64 = document_counters::table
+        .find((kind.as_str(), year))
+        .select(document_counters::last_seq)
+        .for_update()
+        .first(conn)
+        .await?;
+    let last = u64::try_from(last).map_err(|_| InvoicingError::Invalid("counter".into()))?;
+    let number = DocumentNumber::next_after(kind, year, last)?;
+    let seq = i64::try_from(number.seq()).map_err(|_| InvoicingError::Invalid("counter".into()))?;
+    diesel::update(document_counters::table.find((kind.as_str(), year)))
+        .set(document_counters::last_seq.eq(seq))
+        .execute(conn)
+        .await?;
+    Ok(number)
+}
+
+/// Issues the customer's invoice for its uninvoiced charges created up to `as_of`, dated
+/// the Paris date of `now` and due 30 days later, with its ledger transaction (receivable
+/// 411 / revenue 706 for services, deferred revenue 487 for tickets and credits bought /
+/// VAT 44571). `None` when nothing is left to invoice (a second run issues nothing).
+pub async fn issue_for_customer(
+    conn: &mut AsyncPgConnection,
+    customer: Uuid,
+    as_of: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<Option<InvoiceView>, InvoicingError> {
+    crate::retry_transaction!(conn, InvoicingError, |c| {
+        customers::table
+            .find(customer)
+            .select(customers::id)
+            .for_no_key_update()
+            .first::<Uuid>(c)
+            .await
+            .optional()?
+            .ok_or(InvoicingError::UnknownCustomer(customer))?;
+        let found: Vec<Uninvoiced> = charges::table
+            .filter(charges::customer_id.eq(customer))
+            .filter(charges::invoice_id.is_null())
+            .filter(charges::created_at.le(as_of))
+            .order((charges::created_at, charges::id))
+            .select(Uninvoiced::as_select())
+            .for_update()
+            .load(c)
+            .await?;
+        if found.is_empty() {
+            return Ok(None);
+        }
+        let lines: Vec<ChargeLine> = found
+            .iter()
+            .map(|ch| ChargeLine {
+                charge_id: ch.id,
+                description: ch.description.clone(),
+                quantity: ch.quantity,
+                unit_price: ch.unit_price,
+                price_basis: ch.price_basis,
+                vat_rate: ch.vat_rate,
+                service_start: ch.service_start,
+                service_end: ch.service_end,
+            })
+            .collect();
+        let amounts = compute(DocumentKind::Invoice, &lines)?;
+        let issued_on = paris_date(now);
+        let due_on = due_date(issued_on, DEFAULT_PAYMENT_DAYS)
+            .ok_or_else(|| InvoicingError::Invalid("no due date".into()))?;
+        let (mut earned, mut deferred_net) = (Decimal::ZERO, Decimal::ZERO);
+        for (ch, l) in found.iter().zip(&amounts.lines) {
+            if deferred(ch.source) {
+                deferred_net += l.net_ht.0;
+            } else {
+                earned += l.net_ht.0;
+            }
+        }
+        let totals = &amounts.totals;
+
+        let number =
+            next_number(c, DocumentKind::Invoice, chrono::Datelike::year(&issued_on)).await?;
+        let id = Uuid::now_v7();
+        diesel::insert_into(invoices::table)
+            .values((
+                invoices::id.eq(id),
+                invoices::number.eq(number.to_string()),
+                invoices::series.eq(DocumentKind::Invoice.prefix().to_string()),
+                invoices::year.eq(number.year()),
+                invoices::seq.eq(number.seq() as i64),
+                invoices::customer_id.eq(customer),
+                invoices::issued_on.eq(issued_on),
+                invoices::due_on.eq(due_on),
+                invoices::status.eq(InvoiceStatus::Issued.as_str()),
+                invoices::total_ht.eq(totals.total_ht.0),
+                invoices::total_vat.eq(totals.total_vat.0),
+                invoices::total_ttc.eq(totals.total_ttc.0),
+                invoices::created_at.eq(now),
+            ))
+            .execute(c)
+            .await?;
+        let line_rows: Vec<_> = amounts
+            .lines
+            .iter()
+            .enumerate()
+            .map(|(i, l)| {
+                (
+                    invoice_lines::invoice_id.eq(id),
+                    invoice_lines::position.eq(i as i32),
+                    invoice_lines::charge_id.eq(l.charge_id),
+                    invoice_lines::description.eq(l.description.clone()),
+                    invoice_lines::quantity.eq(l.quantity.0),
+                    invoice_lines::unit_price.eq(l.unit_price.0),
+                    invoice_lines::price_basis.eq(l.price_basis.as_str()),
+                    invoice_lines::unit_price_ht.eq(l.unit_price_ht.0),
+                    invoice_lines::vat_rate.eq(l.vat_rate.0),
+                    invoice_lines::net_ht.eq(l.net_ht.0),
+                    invoice_lines::service_start.eq(l.service_start),
+                    invoice_lines::service_end.eq(l.service_end),
+                )
+            })
+            .collect();
+        diesel::insert_into(invoice_lines::table)
+            .values(line_rows)
+            .execute(c)
+            .await?;
+        let vat_rows: Vec<_> = totals
+            .vat_breakdown
+            .iter()
+            .map(|v| {
+                (
+                    invoice_vat::invoice_id.eq(id),
+                    invoice_vat::vat_rate.eq(v.vat_rate.0),
+                    invoice_vat::base_ht.eq(v.base_ht.0),
+                    invoice_vat::vat.eq(v.vat.0),
+                )
+            })
+            .collect();
+        diesel::insert_into(invoice_vat::table)
+            .values(vat_rows)
+            .execute(c)
+            .await?;
+        let ids: Vec<Uuid> = found.iter().map(|ch| ch.id).collect();
+        diesel::update(charges::table.filter(charges::id.eq_any(&ids)))
+            .set(charges::invoice_id.eq(id))
+            .execute(c)
+            .await?;
+
+        if totals.total_ttc.0 > Decimal::ZERO {
+            let account = |which: CustomerAccount| which.new_account(customer);
+            let mut postings = vec![Posting::debit(
+                ledger::ensure_account(c, &account(CustomerAccount::Receivable))
+                    .await?
+                    .id,
+                eur(totals.total_ttc.0)?,
+            )];
+            if earned > Decimal::ZERO {
+                let revenue = ledger::ensure_account(c, &account(CustomerAccount::Revenue)).await?;
+                postings.push(Posting::credit(revenue.id, eur(earned)?));
+            }
+            if deferred_net > Decimal::ZERO {
+                let deferred =
+                    ledger::ensure_account(c, &account(CustomerAccount::DeferredRevenue)).await?;
+                postings.push(Posting::credit(deferred.id, eur(deferred_net)?));
+            }
+            if totals.total_vat.0 > Decimal::ZERO {
+                postings.push(Posting::credit(
+                    Platform::VatCollected.id(),
+                    eur(totals.total_vat.0)?,
+                ));
+            }
+            let tx = NewTransaction::new(format!("invoice:{id}"), "invoice", postings)?
+                .effective_at(now)
+                .posted_at(now)
+                .description(format!("invoice {number}"));
+            ledger::post_in_tx(c, &tx).await?;
+        }
+        Ok(Some(InvoiceView {
+            id,
+            number: number.to_string(),
+            customer_id: customer,
+            issued_on,
+            due_on,
+            status: InvoiceStatus::Issued,
+            amount_due: amounts.totals.total_ttc,
+            lines: amounts.lines,
+            totals: amounts.totals,
+            created_at: now,
+        }))
+    })
+}
+
+/// Customers with charges not yet invoiced created up to `as_of`, in id order.
+pub async fn customers_to_invoice(
+    conn: &mut AsyncPgConnection,
+    as_of: DateTime<Utc>,
+) -> Result<Vec<Uuid>, diesel::result::Error> {
+    charges::table
+        .filter(charges::invoice_id.is_null())
+        .filter(charges::created_at.le(as_of))
+        .select(charges::customer_id)
+        .distinct()
+        .order(charges::customer_id)
+        .load(conn)
+        .await
+}
+
+fn view(row: InvoiceRow, lines: Vec<LineRow>, vat: Vec<VatRow>) -> InvoiceView {
+    InvoiceView {
+        id: row.id,
+        number: row.number,
+        customer_id: row.customer_id,
+        issued_on: row.issued_on,
+        due_on: row.due_on,
+        status: row.status,
+        lines: lines
+            .into_iter()
+            .map(|l| InvoiceLine {
+                charge_id: l.charge_id,
+                description: l.description,
+                quantity: DecimalString(l.quantity.normalize()),
+                unit_price: price(l.unit_price),
+                price_basis: l.price_basis,
+                unit_price_ht: price(l.unit_price_ht),
+                vat_rate: DecimalString(l.vat_rate.normalize()),
+                service_start: l.service_start,
+                service_end: l.service_end,
+                net_ht: DecimalString(l.net_ht),
+            })
+            .collect(),
+        totals: Totals {
+            vat_breakdown: vat
+                .into_iter()
+                .map(|v| VatSubtotal {
+                    vat_rate: DecimalString(v.vat_rate.normalize()),
+                    base_ht: DecimalString(v.base_ht),
+                    vat: DecimalString(v.vat),
+                })
+                .collect(),
+            total_ht: DecimalString(row.total_ht),
+            total_vat: DecimalString(row.total_vat),
+            total_ttc: DecimalString(row.total_ttc),
+        },
+        amount_due: DecimalString(row.total_ttc),
+        created_at: row.created_at,
+    }
+}
+
+async fn with_details(
+    conn: &mut AsyncPgConnection,
+    rows: Vec<InvoiceRow>,
+) -> Result<Vec<InvoiceView>, diesel::result::Error> {
+    let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
+    let lines: Vec<(Uuid, LineRow)> = invoice_lines::table
+        .filter(invoice_lines::invoice_id.eq_any(&ids))
+        .order((invoice_lines::invoice_id, invoice_lines::position))
+        .select((invoice_lines::invoice_id, LineRow::as_select()))
+        .load(conn)
+        .await?;
+    let vat: Vec<(Uuid, VatRow)> = invoice_vat::table
+        .filter(invoice_vat::invoice_id.eq_any(&ids))
+        .order((invoice_vat::invoice_id, invoice_vat::vat_rate))
+        .select((invoice_vat::invoice_id, VatRow::as_select()))
+        .load(conn)
+        .await?;
+    let mut lines_of: std::collections::HashMap<Uuid, Vec<LineRow>> = Default::default();
+    for (id, l) in lines {
+        lines_of.entry(id).or_default().push(l);
+    }
+    let mut vat_of: std::collections::HashMap<Uuid, Vec<VatRow>> = Default::default();
+    for (id, v) in vat {
+        vat_of.entry(id).or_default().push(v);
+    }
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            let (l, v) = (
+                lines_of.remove(&r.id).unwrap_or_default(),
+                vat_of.remove(&r.id).unwrap_or_default(),
+            );
+            view(r, l, v)
+        })
+        .collect())
+}
+
+pub async fn get(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+) -> Result<Option<InvoiceView>, diesel::result::Error> {
+    let rows: Vec<InvoiceRow> = invoices::table
+        .filter(invoices::id.eq(id))
+        .select(InvoiceRow::as_select())
+        .load(conn)
+        .await?;
+    Ok(with_details(conn, rows).await?.pop())
+}
+
+/// Invoices in id order after `after`, of one customer and in one status when given.
+pub async fn list(
+    conn: &mut AsyncPgConnection,
+    customer: Option<Uuid>,
+    status: Option<InvoiceStatus>,
+    after: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<InvoiceView>, diesel::result::Error> {
+    let mut q = invoices::table
+        .order(invoices::id)
+        .limit(limit)
+        .select(InvoiceRow::as_select())
+        .into_boxed();
+    if let Some(c) = customer {
+        q = q.filter(invoices::customer_id.eq(c));
+    }
+    if let Some(s) = status {
+        q = q.filter(invoices::status.eq(s.as_str()));
+    }
+    if let Some(a) = after {
+        q = q.filter(invoices::id.gt(a));
+    }
+    let rows = q.load(conn).await?;
+    with_details(conn, rows).await
+}

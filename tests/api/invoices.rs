@@ -1,0 +1,385 @@
+//! Invoices issued by the `invoicing` job from real charges: DOMAIN.md's worked examples,
+//! mixed HT- and TTC-priced lines, numbers gapless under concurrency and across a rolled
+//! back issue, immutability in the database, the ledger's postings.
+
+use chrono::Duration;
+use diesel_async::{RunQueryDsl, SimpleAsyncConnection};
+use rust_decimal::Decimal;
+use rust_decimal_macros::dec;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use grandlivre::auth::Role;
+use grandlivre::catalog::PriceBasis;
+use grandlivre::charges::{self, ChargeSource, NewCharge};
+use grandlivre::clock::Clock;
+use grandlivre::demo::{DEMO_CUSTOMER_1 as C1, DEMO_CUSTOMER_2 as C2};
+
+use crate::helpers::{d, paris, seeded, TestApp};
+
+async fn buy_tickets(app: &TestApp, key: &str, customer: Uuid, quantity: u32, idem: &str) {
+    let bought = app
+        .post_json(
+            key,
+            &format!("/v1/customers/{customer}/ticket-purchases"),
+            Some(idem),
+            &json!({ "quantity": quantity }),
+        )
+        .await;
+    assert_eq!(bought.status, 201, "{}", bought.text);
+}
+
+async fn run_invoicing(app: &TestApp, key: &str) -> Value {
+    let ran = app
+        .post_json(
+            key,
+            "/v1/jobs/invoicing/run",
+            None,
+            &json!({ "as_of": app.clock.now() }),
+        )
+        .await;
+    assert_eq!(ran.status, 200, "{}", ran.text);
+    assert_eq!(ran.body["job"], "invoicing");
+    ran.body
+}
+
+/// Every invoice, through the API's pages.
+async fn all_invoices(app: &TestApp, key: &str, query: &str) -> Vec<Value> {
+    let mut items = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("/v1/invoices?limit=7&{query}&cursor={c}"),
+            None => format!("/v1/invoices?limit=7&{query}"),
+        };
+        let page = app.get(key, &path).await;
+        assert_eq!(page.status, 200, "{}", page.text);
+        items.extend(page.body["items"].as_array().unwrap().iter().cloned());
+        match page.body["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_string()),
+            None => return items,
+        }
+    }
+}
+
+/// The posted balance of the customer's account `code`, as the API shows it.
+async fn balance(app: &TestApp, key: &str, customer: Uuid, code: &str) -> Decimal {
+    let accounts = app
+        .get(
+            key,
+            &format!("/v1/ledger/accounts?customer_id={customer}&limit=200"),
+        )
+        .await;
+    assert_eq!(accounts.status, 200, "{}", accounts.text);
+    accounts.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["code"] == code)
+        .map_or(Decimal::ZERO, |a| {
+            a["balance"]["posted"].as_str().unwrap().parse().unwrap()
+        })
+}
+
+async fn new_customer(app: &TestApp, key: &str, idem: &str) -> Uuid {
+    let created = app
+        .post_json(
+            key,
+            "/v1/customers",
+            Some(idem),
+            &json!({
+                "legal_name": "Atelier Dupont SARL",
+                "siren": "732829320",
+                "vat_number": "FR44732829320",
+                "billing_email": "compta@atelier-dupont.fr",
+                "address": {"street_number": "12", "street": "Rue de la Paix", "postcode": "75002", "town": "Paris", "country": "FR"}
+            }),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    created.body["id"].as_str().unwrap().parse().unwrap()
+}
+
+#[actix_web::test]
+async fn tickets_bought_are_invoiced_as_domain_md_works_them_out() {
+    let (app, mut conn) = seeded().await;
+    let finance = app.key(Role::Finance, None).await;
+    let admin = app.admin().await;
+    app.clock.set(paris("2026-11-20") + Duration::hours(10));
+    buy_tickets(&app, &finance, C1, 1, "one").await;
+    buy_tickets(&app, &finance, C2, 3, "three").await;
+
+    let first = run_invoicing(&app, &admin).await;
+    assert_eq!(
+        (
+            &first["invoices_issued"],
+            &first["total_ht"],
+            &first["total_vat"],
+            &first["total_ttc"],
+            &first["failed"]
+        ),
+        (
+            &json!(2),
+            &json!("333.33"),
+            &json!("66.67"),
+            &json!("400.00"),
+            &json!([])
+        ),
+        "{first}"
+    );
+    let mine = all_invoices(&app, &finance, &format!("customer_id={C1}")).await;
+    assert_eq!(mine.len(), 1);
+    let one = &mine[0];
+    assert_eq!(one["number"], "F2026-000001");
+    assert_eq!(
+        (&one["issued_on"], &one["due_on"]),
+        (&json!("2026-11-20"), &json!("2026-12-20"))
+    );
+    assert_eq!(one["status"], "issued");
+    assert_eq!(
+        one["totals"],
+        json!({
+            "vat_breakdown": [{"vat_rate": "0.2", "base_ht": "83.33", "vat": "16.67"}],
+            "total_ht": "83.33", "total_vat": "16.67", "total_ttc": "100.00"
+        })
+    );
+    assert_eq!(one["amount_due"], "100.00");
+    assert_eq!(
+        (
+            &one["lines"][0]["net_ht"],
+            &one["lines"][0]["price_basis"],
+            &one["lines"][0]["quantity"]
+        ),
+        (&json!("83.33"), &json!("ttc"), &json!("1"))
+    );
+    let three = &all_invoices(&app, &finance, &format!("customer_id={C2}")).await[0];
+    assert_eq!(three["number"], "F2026-000002");
+    assert_eq!(
+        (
+            &three["totals"]["total_ht"],
+            &three["totals"]["total_vat"],
+            &three["totals"]["total_ttc"]
+        ),
+        (&json!("250.00"), &json!("50.00"), &json!("300.00"))
+    );
+    // the charges now name their invoice
+    for c in charges::for_customer(&mut conn, C2, None, 10)
+        .await
+        .unwrap()
+    {
+        assert_eq!(
+            c.invoice_id.map(|i| i.to_string()).as_deref(),
+            three["id"].as_str()
+        );
+    }
+
+    // a second run for the same instant issues nothing
+    let again = run_invoicing(&app, &admin).await;
+    assert_eq!(
+        (&again["invoices_issued"], &again["total_ttc"]),
+        (&json!(0), &json!("0.00"))
+    );
+    assert_eq!(all_invoices(&app, &finance, "").await.len(), 2);
+    assert_eq!(all_invoices(&app, &finance, "status=issued").await.len(), 2);
+
+    // the ledger: receivable = TTC, deferred revenue = the tickets' net, all balanced
+    assert_eq!(balance(&app, &finance, C1, "411").await, dec!(100.00));
+    assert_eq!(balance(&app, &finance, C1, "487").await, dec!(83.33));
+    assert_eq!(balance(&app, &finance, C2, "411").await, dec!(300.00));
+    assert_eq!(balance(&app, &finance, C2, "487").await, dec!(250.00));
+    app.assert_ledger_verifies(&finance).await;
+
+    // a customer key reads its own; another's answers exactly as an unknown id
+    let own = app.key(Role::Customer, Some(C1)).await;
+    let path = format!("/v1/invoices/{}", one["id"].as_str().unwrap());
+    let read = app.get(&own, &path).await;
+    assert_eq!((read.status, &read.body), (200, one));
+    assert_eq!(all_invoices(&app, &own, "").await, vec![one.clone()]);
+    let hidden_id = three["id"].as_str().unwrap();
+    let hidden = app.get(&own, &format!("/v1/invoices/{hidden_id}")).await;
+    let unknown_id = Uuid::now_v7().to_string();
+    let unknown = app.get(&own, &format!("/v1/invoices/{unknown_id}")).await;
+    hidden.problem(404, "not_found");
+    let without_request = |text: String| {
+        let mut body: Value = serde_json::from_str(&text).unwrap();
+        body.as_object_mut().unwrap().remove("request_id");
+        body
+    };
+    assert_eq!(
+        without_request(hidden.text.replace(hidden_id, "ID")),
+        without_request(unknown.text.replace(&unknown_id, "ID"))
+    );
+    app.get(&own, &format!("/v1/invoices?customer_id={C2}"))
+        .await
+        .problem(404, "not_found");
+
+    // issued content is immutable in the database, even for the service role
+    let id = one["id"].as_str().unwrap();
+    for sql in [
+        format!("UPDATE invoices SET total_ttc = 0, total_ht = 0, total_vat = 0 WHERE id = '{id}'"),
+        format!("UPDATE invoices SET due_on = due_on + 1 WHERE id = '{id}'"),
+        format!("DELETE FROM invoices WHERE id = '{id}'"),
+        format!("UPDATE invoice_lines SET net_ht = 0 WHERE invoice_id = '{id}'"),
+        format!("DELETE FROM invoice_lines WHERE invoice_id = '{id}'"),
+        format!("DELETE FROM invoice_vat WHERE invoice_id = '{id}'"),
+    ] {
+        let refused = conn.batch_execute(&sql).await.unwrap_err().to_string();
+        assert!(
+            refused.contains("an issued invoice is never"),
+            "{sql}: {refused}"
+        );
+    }
+    // its status may move (payments will)
+    let moved = diesel::sql_query(format!(
+        "UPDATE invoices SET status = 'issued' WHERE id = '{id}'"
+    ))
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(moved, 1);
+    assert_eq!(app.get(&finance, &path).await.body, *one);
+}
+
+#[actix_web::test]
+async fn a_mixed_invoice_takes_vat_per_rate_on_the_sum_of_its_nets() {
+    let (app, mut conn) = seeded().await;
+    let finance = app.key(Role::Finance, None).await;
+    let admin = app.admin().await;
+    app.clock.set(paris("2026-11-20") + Duration::hours(10));
+    let now = app.clock.now();
+    let ht = |description: &str, quantity: Decimal, unit_price: Decimal, rate: Decimal| NewCharge {
+        customer_id: C1,
+        subscription_id: None,
+        offer_code: None,
+        source: ChargeSource::OneOff,
+        period_index: None,
+        description: description.into(),
+        quantity,
+        unit_price,
+        price_basis: PriceBasis::Ht,
+        vat_rate: rate,
+        service_start: Some(d("2026-11-01")),
+        service_end: Some(d("2026-11-30")),
+        idempotency_key: Some(description.into()),
+    };
+    // 3 × 0.20 HT and 10.00 HT at 5.5 %, then a ticket at 100.00 TTC
+    for c in [
+        ht("usage", dec!(3), dec!(0.20), dec!(0.20)),
+        ht("book", dec!(1), dec!(10.00), dec!(0.055)),
+    ] {
+        assert!(charges::insert(&mut conn, &c, now).await.unwrap());
+    }
+    buy_tickets(&app, &finance, C1, 1, "one").await;
+
+    let ran = run_invoicing(&app, &admin).await;
+    assert_eq!(ran["invoices_issued"], 1, "{ran}");
+    let invoice = &all_invoices(&app, &finance, &format!("customer_id={C1}")).await[0];
+    // 20 %: 0.60 + 83.33 = 83.93 → VAT 16.786 → 16.79 (never 0.12 + 16.67 = 16.79 by luck:
+    // per rate on the sum); 5.5 %: 10.00 → 0.55
+    assert_eq!(
+        invoice["totals"],
+        json!({
+            "vat_breakdown": [
+                {"vat_rate": "0.055", "base_ht": "10.00", "vat": "0.55"},
+                {"vat_rate": "0.2", "base_ht": "83.93", "vat": "16.79"}
+            ],
+            "total_ht": "93.93", "total_vat": "17.34", "total_ttc": "111.27"
+        }),
+        "{invoice}"
+    );
+    let nets: Vec<&Value> = invoice["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| &l["net_ht"])
+        .collect();
+    assert_eq!(nets, [&json!("0.60"), &json!("10.00"), &json!("83.33")]);
+    assert_eq!(invoice["lines"][0]["service_start"], "2026-11-01");
+    // services earned at once (706), tickets deferred (487), VAT collected
+    assert_eq!(balance(&app, &finance, C1, "411").await, dec!(111.27));
+    assert_eq!(balance(&app, &finance, C1, "706").await, dec!(10.60));
+    assert_eq!(balance(&app, &finance, C1, "487").await, dec!(83.33));
+    app.assert_ledger_verifies(&finance).await;
+}
+
+#[actix_web::test]
+async fn numbers_stay_gapless_under_concurrent_runs_and_a_rolled_back_issue() {
+    let (app, mut conn) = seeded().await;
+    let finance = app.key(Role::Finance, None).await;
+    let admin = app.admin().await;
+    app.clock.set(paris("2026-11-20") + Duration::hours(10));
+    let mut customers = Vec::new();
+    for i in 0..20 {
+        let c = new_customer(&app, &finance, &format!("c{i}")).await;
+        buy_tickets(&app, &finance, c, 1 + i % 3, &format!("t{i}")).await;
+        customers.push(c);
+    }
+    let (a, b) = tokio::join!(run_invoicing(&app, &admin), run_invoicing(&app, &admin));
+    assert_eq!(
+        a["invoices_issued"].as_u64().unwrap() + b["invoices_issued"].as_u64().unwrap(),
+        20,
+        "{a} {b}"
+    );
+    assert_eq!((&a["failed"], &b["failed"]), (&json!([]), &json!([])));
+    let mut numbers: Vec<String> = all_invoices(&app, &finance, "")
+        .await
+        .iter()
+        .map(|i| i["number"].as_str().unwrap().to_string())
+        .collect();
+    numbers.sort();
+    let expected: Vec<String> = (1..=20).map(|n| format!("F2026-{n:06}")).collect();
+    assert_eq!(numbers, expected);
+
+    // a customer whose invoice fails once its number is taken (its total does not fit an
+    // invoice), between two that succeed: its number is given back
+    app.clock.set(paris("2026-11-21") + Duration::hours(10));
+    let bad = new_customer(&app, &finance, "bad").await;
+    let huge = NewCharge {
+        customer_id: bad,
+        subscription_id: None,
+        offer_code: None,
+        source: ChargeSource::OneOff,
+        period_index: None,
+        description: "too large for an invoice".into(),
+        quantity: dec!(9999999),
+        unit_price: dec!(999999),
+        price_basis: PriceBasis::Ht,
+        vat_rate: dec!(0.20),
+        service_start: None,
+        service_end: None,
+        idempotency_key: Some("huge".into()),
+    };
+    assert!(charges::insert(&mut conn, &huge, app.clock.now())
+        .await
+        .unwrap());
+    buy_tickets(&app, &finance, customers[0], 1, "again-0").await;
+    buy_tickets(&app, &finance, customers[19], 1, "again-19").await;
+    let ran = run_invoicing(&app, &admin).await;
+    assert_eq!(ran["invoices_issued"], 2, "{ran}");
+    assert_eq!(ran["failed"][0]["id"], bad.to_string(), "{ran}");
+    let mut numbers: Vec<(String, String)> = all_invoices(&app, &finance, "")
+        .await
+        .iter()
+        .map(|i| {
+            (
+                i["number"].as_str().unwrap().to_string(),
+                i["issued_on"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    numbers.sort();
+    assert_eq!(numbers.len(), 22);
+    for (n, (number, _)) in numbers.iter().enumerate() {
+        assert_eq!(*number, format!("F2026-{:06}", n + 1));
+    }
+    // numbers and dates in the same order
+    assert!(numbers.windows(2).all(|w| w[0].1 <= w[1].1), "{numbers:?}");
+    assert_eq!(numbers[21].1, "2026-11-21");
+    // the failed customer's charge waits for the next run, and the ledger holds
+    let again = run_invoicing(&app, &admin).await;
+    assert_eq!(
+        (&again["invoices_issued"], &again["failed"][0]["id"]),
+        (&json!(0), &json!(bad))
+    );
+    app.assert_ledger_verifies(&finance).await;
+}
