@@ -217,9 +217,8 @@ fn components() -> &'static serde_json::Map<String, Value> {
     COMPONENTS.get_or_init(|| {
         let schemas: BTreeMap<_, _> = crate::openapi::document()
             .components
-            .map(|c| c.schemas)
-            .unwrap_or_default()
-            .into_iter()
+            .iter()
+            .flat_map(|c| c.schemas.iter())
             .collect();
         match serde_json::to_value(schemas) {
             Ok(Value::Object(map)) => map,

@@ -53,14 +53,18 @@ impl Modify for BearerAuth {
     }
 }
 
-/// The contract of this build.
-pub fn document() -> utoipa::openapi::OpenApi {
-    let (_, doc) = App::new()
-        .into_utoipa_app()
-        .openapi(ApiDoc::openapi())
-        .configure(crate::http::register)
-        .split_for_parts();
-    doc
+/// The contract of this build, generated once per process: the served document, the
+/// request checks of `input` and the `Allow` header of `http` all read this one.
+pub fn document() -> &'static utoipa::openapi::OpenApi {
+    static DOCUMENT: std::sync::OnceLock<utoipa::openapi::OpenApi> = std::sync::OnceLock::new();
+    DOCUMENT.get_or_init(|| {
+        let (_, doc) = App::new()
+            .into_utoipa_app()
+            .openapi(ApiDoc::openapi())
+            .configure(crate::http::register)
+            .split_for_parts();
+        doc
+    })
 }
 
 /// The contract as the pretty JSON that is checked in at `openapi/openapi.json`.
