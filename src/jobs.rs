@@ -205,9 +205,7 @@ pub async fn run(
             })
         }
         Job::Billing => JobReport::Billing(ChargesReport {
-            charges_created: subscriptions::run_billing(conn, as_of, now)
-                .await?
-                .charges_created,
+            charges_created: subscriptions::run_billing(conn, as_of, now).await?,
         }),
         Job::HoldExpiry => JobReport::HoldExpiry(HoldExpiryReport {
             holds_expired: authorizations::expire(conn, as_of).await?,

@@ -26,15 +26,13 @@ fn period_text(name: &str, charge: &schedule::PeriodCharge) -> String {
     }
 }
 
-/// What a job run did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
-pub struct JobReport {
+/// What a `renewals` run did to subscriptions.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Renewed {
     /// Subscriptions that renewed (one per term that began).
     pub renewed: u32,
     /// Subscriptions that reached their end.
     pub ended: u32,
-    /// Charges created.
-    pub charges_created: u32,
 }
 
 async fn started_subscriptions(
@@ -53,8 +51,8 @@ async fn started_subscriptions(
 pub async fn run_renewals(
     conn: &mut AsyncPgConnection,
     as_of: DateTime<Utc>,
-) -> Result<JobReport, SubscriptionError> {
-    let mut report = JobReport::default();
+) -> Result<Renewed, SubscriptionError> {
+    let mut report = Renewed::default();
     let ended: Vec<(Uuid, Option<DateTime<Utc>>)> = diesel::update(
         subscriptions::table
             .filter(subscriptions::status.eq(SubscriptionStatus::Active.as_str()))
@@ -122,8 +120,8 @@ pub async fn run_billing(
     conn: &mut AsyncPgConnection,
     as_of: DateTime<Utc>,
     now: DateTime<Utc>,
-) -> Result<JobReport, SubscriptionError> {
-    let mut report = JobReport::default();
+) -> Result<u32, SubscriptionError> {
+    let mut charges_created = 0;
     for sub in started_subscriptions(conn).await? {
         let Some((plan, offer)) = plan_of(conn, &sub).await? else {
             continue;
@@ -159,8 +157,8 @@ pub async fn run_billing(
                 now,
             )
             .await?;
-            report.charges_created += u32::from(inserted);
+            charges_created += u32::from(inserted);
         }
     }
-    Ok(report)
+    Ok(charges_created)
 }
