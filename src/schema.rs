@@ -217,6 +217,19 @@ diesel::table! {
 }
 
 diesel::table! {
+    invoice_settlements (id) {
+        id -> Uuid,
+        invoice_id -> Uuid,
+        customer_id -> Uuid,
+        kind -> Text,
+        source_id -> Uuid,
+        amount -> Numeric,
+        settled_on -> Date,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     invoice_vat (invoice_id, vat_rate) {
         invoice_id -> Uuid,
         vat_rate -> Numeric,
@@ -384,6 +397,8 @@ diesel::joinable!(interventions -> authorizations (authorization_id));
 diesel::joinable!(interventions -> customers (customer_id));
 diesel::joinable!(invoice_lines -> charges (charge_id));
 diesel::joinable!(invoice_lines -> invoices (invoice_id));
+diesel::joinable!(invoice_settlements -> customers (customer_id));
+diesel::joinable!(invoice_settlements -> invoices (invoice_id));
 diesel::joinable!(invoice_vat -> invoices (invoice_id));
 diesel::joinable!(invoices -> customers (customer_id));
 diesel::joinable!(mandates -> customers (customer_id));
@@ -408,6 +423,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     idempotency_keys,
     interventions,
     invoice_lines,
+    invoice_settlements,
     invoice_vat,
     invoices,
     mandates,

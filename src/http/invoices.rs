@@ -18,6 +18,9 @@ impl From<InvoicingError> for ApiError {
             InvoicingError::NotFound(_) | InvoicingError::UnknownCustomer(_) => {
                 ApiError::new(ErrorCode::NotFound, detail)
             }
+            InvoicingError::BeyondDue { .. } => {
+                ApiError::field(ErrorCode::InvalidRequest, "amount", detail)
+            }
             InvoicingError::Database(e) => e.into(),
             InvoicingError::Ledger(e) => e.into(),
             InvoicingError::Amounts(_) | InvoicingError::Number(_) | InvoicingError::Invalid(_) => {

@@ -381,12 +381,57 @@ impl FromStr for DocumentNumber {
 }
 
 crate::text_enum! {
-    /// Where an invoice stands: `issued` (payments come later).
+    /// Where an invoice stands: `issued` (something is due), `overdue` (past its due date
+    /// with something still due), `paid` (nothing due, some of it paid) or `credited`
+    /// (nothing due, all of it credited).
     #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
     #[serde(rename_all = "snake_case")]
     pub enum InvoiceStatus {
         Issued = "issued",
+        Overdue = "overdue",
+        Paid = "paid",
+        Credited = "credited",
     }
+}
+
+impl InvoiceStatus {
+    /// Whether something is still due on it.
+    pub fn is_open(self) -> bool {
+        matches!(self, InvoiceStatus::Issued | InvoiceStatus::Overdue)
+    }
+}
+
+crate::text_enum! {
+    /// What settled (part of) an invoice.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+    #[serde(rename_all = "snake_case")]
+    pub enum SettlementKind {
+        /// A payment received (bank transfer, card, direct debit).
+        Payment = "payment",
+        /// A credit note on the invoice, while something was still due.
+        CreditNote = "credit_note",
+        /// The customer's credit balance (4191) applied to it.
+        CreditBalance = "credit_balance",
+    }
+}
+
+/// What an invoice of total `total_ttc` asks once `settled` of it is settled, and its
+/// status then: `paid`/`credited` when nothing remains (`credited` when credit notes alone
+/// settled it), else `overdue` past its due date and `issued` before.
+pub fn settled_status(
+    total_ttc: Decimal,
+    paid: Decimal,
+    credited: Decimal,
+    overdue: bool,
+) -> (Decimal, InvoiceStatus) {
+    let due = total_ttc - paid - credited;
+    let status = match (due > Decimal::ZERO, overdue) {
+        (false, _) if paid.is_zero() && !credited.is_zero() => InvoiceStatus::Credited,
+        (false, _) => InvoiceStatus::Paid,
+        (true, true) => InvoiceStatus::Overdue,
+        (true, false) => InvoiceStatus::Issued,
+    };
+    (due, status)
 }
 
 /// An issued invoice: its number, dates, lines and totals.
@@ -407,7 +452,13 @@ pub struct InvoiceView {
     /// In the order of the charges invoiced (oldest first).
     pub lines: Vec<InvoiceLine>,
     pub totals: Totals,
-    /// What the customer still owes on it: its total incl. VAT until payments exist.
+    /// Settled by payments and the customer's credit balance.
+    #[schema(example = "0.00")]
+    pub amount_paid: DecimalString,
+    /// Settled by credit notes.
+    #[schema(example = "0.00")]
+    pub amount_credited: DecimalString,
+    /// What the customer still owes on it: total incl. VAT less paid and credited.
     #[schema(example = "100.00")]
     pub amount_due: DecimalString,
     pub created_at: chrono::DateTime<chrono::Utc>,
@@ -426,6 +477,8 @@ pub enum InvoicingError {
     Number(#[from] NumberError),
     #[error("{0}")]
     Invalid(String),
+    #[error("invoice {invoice} asks {due}, less than that")]
+    BeyondDue { invoice: Uuid, due: Decimal },
     #[error(transparent)]
     Ledger(#[from] crate::ledger::LedgerError),
     #[error(transparent)]
@@ -819,6 +872,30 @@ mod tests {
                 };
                 charge(Decimal::new(q, q_scale), Decimal::new(p, 4), basis, rate)
             })
+    }
+
+    #[test]
+    fn an_invoice_is_open_until_nothing_is_due_then_paid_or_credited() {
+        use InvoiceStatus::*;
+        let ttc = dec!(100.00);
+        assert_eq!(settled_status(ttc, dec!(0), dec!(0), false), (ttc, Issued));
+        assert_eq!(
+            settled_status(ttc, dec!(40), dec!(0), true),
+            (dec!(60), Overdue)
+        );
+        assert_eq!(
+            settled_status(ttc, dec!(40), dec!(60), true),
+            (dec!(0), Paid)
+        );
+        assert_eq!(
+            settled_status(ttc, dec!(0), dec!(100), false),
+            (dec!(0), Credited)
+        );
+        assert_eq!(
+            settled_status(dec!(0), dec!(0), dec!(0), false),
+            (dec!(0), Paid)
+        );
+        assert!(Issued.is_open() && Overdue.is_open() && !Paid.is_open() && !Credited.is_open());
     }
 
     proptest! {

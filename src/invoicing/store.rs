@@ -3,6 +3,8 @@
 //! rolled-back issue gives its number back and numbers follow issue order), then the
 //! ledger's balance rows.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, NaiveDate, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
@@ -10,8 +12,9 @@ use rust_decimal::Decimal;
 use uuid::Uuid;
 
 use super::{
-    compute, due_date, ChargeLine, DocumentKind, DocumentNumber, InvoiceLine, InvoiceStatus,
-    InvoiceView, InvoicingError, Totals, VatSubtotal, DEFAULT_PAYMENT_DAYS,
+    compute, due_date, settled_status, ChargeLine, DocumentKind, DocumentNumber, InvoiceLine,
+    InvoiceStatus, InvoiceView, InvoicingError, SettlementKind, Totals, VatSubtotal,
+    DEFAULT_PAYMENT_DAYS,
 };
 use crate::calendar::paris_date;
 use crate::catalog::PriceBasis;
@@ -20,7 +23,10 @@ use crate::ledger::chart::{CustomerAccount, Platform};
 use crate::ledger::store as ledger;
 use crate::ledger::{NewTransaction, Posting};
 use crate::money::{price, Amount, DecimalString, Unit};
-use crate::schema::{charges, customers, document_counters, invoice_lines, invoice_vat, invoices};
+use crate::schema::{
+    charges, customers, document_counters, invoice_lines, invoice_settlements, invoice_vat,
+    invoices,
+};
 
 #[derive(Queryable, Selectable)]
 #[diesel(table_name = charges)]
@@ -118,10 +124,17 @@ async fn next_number(
     Ok(number)
 }
 
-/// Issues the customer's invoice for its uninvoiced charges created up to `as_of`, dated
-/// the Paris date of `now` and due 30 days later, with its ledger transaction (receivable
-/// 411 / revenue 706 for services, deferred revenue 487 for tickets and credits bought /
-/// VAT 44571). `None` when nothing is left to invoice (a second run issues nothing).
+/// Which of a customer's uninvoiced charges an invoice takes.
+#[derive(Debug, Clone)]
+pub enum Selection {
+    /// Every one created up to this instant (the invoicing run).
+    UpTo(DateTime<Utc>),
+    /// These (a purchase, invoiced at once); those already invoiced are skipped.
+    Charges(Vec<Uuid>),
+}
+
+/// Issues the customer's invoice for its uninvoiced charges created up to `as_of`, in a
+/// transaction of its own: see [`issue_in_tx`].
 pub async fn issue_for_customer(
     conn: &mut AsyncPgConnection,
     customer: Uuid,
@@ -129,163 +142,338 @@ pub async fn issue_for_customer(
     now: DateTime<Utc>,
 ) -> Result<Option<InvoiceView>, InvoicingError> {
     crate::retry_transaction!(conn, InvoicingError, |c| {
-        customers::table
-            .find(customer)
-            .select(customers::id)
-            .for_no_key_update()
-            .first::<Uuid>(c)
-            .await
-            .optional()?
-            .ok_or(InvoicingError::UnknownCustomer(customer))?;
-        let found: Vec<Uninvoiced> = charges::table
-            .filter(charges::customer_id.eq(customer))
-            .filter(charges::invoice_id.is_null())
-            .filter(charges::created_at.le(as_of))
-            .order((charges::created_at, charges::id))
-            .select(Uninvoiced::as_select())
-            .for_update()
-            .load(c)
-            .await?;
-        if found.is_empty() {
-            return Ok(None);
-        }
-        let lines: Vec<ChargeLine> = found
-            .iter()
-            .map(|ch| ChargeLine {
-                charge_id: ch.id,
-                description: ch.description.clone(),
-                quantity: ch.quantity,
-                unit_price: ch.unit_price,
-                price_basis: ch.price_basis,
-                vat_rate: ch.vat_rate,
-                service_start: ch.service_start,
-                service_end: ch.service_end,
-            })
-            .collect();
-        let amounts = compute(DocumentKind::Invoice, &lines)?;
-        let issued_on = paris_date(now);
-        let due_on = due_date(issued_on, DEFAULT_PAYMENT_DAYS)
-            .ok_or_else(|| InvoicingError::Invalid("no due date".into()))?;
-        let (mut earned, mut deferred_net) = (Decimal::ZERO, Decimal::ZERO);
-        for (ch, l) in found.iter().zip(&amounts.lines) {
-            if deferred(ch.source) {
-                deferred_net += l.net_ht.0;
-            } else {
-                earned += l.net_ht.0;
-            }
-        }
-        let totals = &amounts.totals;
-
-        let number =
-            next_number(c, DocumentKind::Invoice, chrono::Datelike::year(&issued_on)).await?;
-        let id = Uuid::now_v7();
-        diesel::insert_into(invoices::table)
-            .values((
-                invoices::id.eq(id),
-                invoices::number.eq(number.to_string()),
-                invoices::series.eq(DocumentKind::Invoice.prefix().to_string()),
-                invoices::year.eq(number.year()),
-                invoices::seq.eq(number.seq() as i64),
-                invoices::customer_id.eq(customer),
-                invoices::issued_on.eq(issued_on),
-                invoices::due_on.eq(due_on),
-                invoices::status.eq(InvoiceStatus::Issued.as_str()),
-                invoices::total_ht.eq(totals.total_ht.0),
-                invoices::total_vat.eq(totals.total_vat.0),
-                invoices::total_ttc.eq(totals.total_ttc.0),
-                invoices::created_at.eq(now),
-            ))
-            .execute(c)
-            .await?;
-        let line_rows: Vec<_> = amounts
-            .lines
-            .iter()
-            .enumerate()
-            .map(|(i, l)| {
-                (
-                    invoice_lines::invoice_id.eq(id),
-                    invoice_lines::position.eq(i as i32),
-                    invoice_lines::charge_id.eq(l.charge_id),
-                    invoice_lines::description.eq(l.description.clone()),
-                    invoice_lines::quantity.eq(l.quantity.0),
-                    invoice_lines::unit_price.eq(l.unit_price.0),
-                    invoice_lines::price_basis.eq(l.price_basis.as_str()),
-                    invoice_lines::unit_price_ht.eq(l.unit_price_ht.0),
-                    invoice_lines::vat_rate.eq(l.vat_rate.0),
-                    invoice_lines::net_ht.eq(l.net_ht.0),
-                    invoice_lines::service_start.eq(l.service_start),
-                    invoice_lines::service_end.eq(l.service_end),
-                )
-            })
-            .collect();
-        diesel::insert_into(invoice_lines::table)
-            .values(line_rows)
-            .execute(c)
-            .await?;
-        let vat_rows: Vec<_> = totals
-            .vat_breakdown
-            .iter()
-            .map(|v| {
-                (
-                    invoice_vat::invoice_id.eq(id),
-                    invoice_vat::vat_rate.eq(v.vat_rate.0),
-                    invoice_vat::base_ht.eq(v.base_ht.0),
-                    invoice_vat::vat.eq(v.vat.0),
-                )
-            })
-            .collect();
-        diesel::insert_into(invoice_vat::table)
-            .values(vat_rows)
-            .execute(c)
-            .await?;
-        let ids: Vec<Uuid> = found.iter().map(|ch| ch.id).collect();
-        diesel::update(charges::table.filter(charges::id.eq_any(&ids)))
-            .set(charges::invoice_id.eq(id))
-            .execute(c)
-            .await?;
-
-        if totals.total_ttc.0 > Decimal::ZERO {
-            let account = |which: CustomerAccount| which.new_account(customer);
-            let mut postings = vec![Posting::debit(
-                ledger::ensure_account(c, &account(CustomerAccount::Receivable))
-                    .await?
-                    .id,
-                eur(totals.total_ttc.0)?,
-            )];
-            if earned > Decimal::ZERO {
-                let revenue = ledger::ensure_account(c, &account(CustomerAccount::Revenue)).await?;
-                postings.push(Posting::credit(revenue.id, eur(earned)?));
-            }
-            if deferred_net > Decimal::ZERO {
-                let deferred =
-                    ledger::ensure_account(c, &account(CustomerAccount::DeferredRevenue)).await?;
-                postings.push(Posting::credit(deferred.id, eur(deferred_net)?));
-            }
-            if totals.total_vat.0 > Decimal::ZERO {
-                postings.push(Posting::credit(
-                    Platform::VatCollected.id(),
-                    eur(totals.total_vat.0)?,
-                ));
-            }
-            let tx = NewTransaction::new(format!("invoice:{id}"), "invoice", postings)?
-                .effective_at(now)
-                .posted_at(now)
-                .description(format!("invoice {number}"));
-            ledger::post_in_tx(c, &tx).await?;
-        }
-        Ok(Some(InvoiceView {
-            id,
-            number: number.to_string(),
-            customer_id: customer,
-            issued_on,
-            due_on,
-            status: InvoiceStatus::Issued,
-            amount_due: amounts.totals.total_ttc,
-            lines: amounts.lines,
-            totals: amounts.totals,
-            created_at: now,
-        }))
+        issue_in_tx(c, customer, &Selection::UpTo(as_of), now).await
     })
+}
+
+/// Issues, inside the caller's transaction, the customer's invoice for the uninvoiced
+/// charges `selection` names, dated the Paris date of `now` and due 30 days later, with
+/// its ledger transaction (receivable 411 / revenue 706 for services, deferred revenue 487
+/// for tickets and credits bought / VAT 44571). `None` when nothing is left to invoice (a
+/// second run issues nothing). Locks the customer's row: a caller that holds other rows of
+/// the customer must have locked the customer first.
+pub async fn issue_in_tx(
+    c: &mut AsyncPgConnection,
+    customer: Uuid,
+    selection: &Selection,
+    now: DateTime<Utc>,
+) -> Result<Option<InvoiceView>, InvoicingError> {
+    customers::table
+        .find(customer)
+        .select(customers::id)
+        .for_no_key_update()
+        .first::<Uuid>(c)
+        .await
+        .optional()?
+        .ok_or(InvoicingError::UnknownCustomer(customer))?;
+    let uninvoiced = charges::table
+        .filter(charges::customer_id.eq(customer))
+        .filter(charges::invoice_id.is_null())
+        .order((charges::created_at, charges::id))
+        .select(Uninvoiced::as_select());
+    let found: Vec<Uninvoiced> = match selection {
+        Selection::UpTo(as_of) => {
+            let due = uninvoiced.filter(charges::created_at.le(*as_of));
+            due.for_update().load(c).await?
+        }
+        Selection::Charges(ids) => {
+            let named = uninvoiced.filter(charges::id.eq_any(ids));
+            named.for_update().load(c).await?
+        }
+    };
+    if found.is_empty() {
+        return Ok(None);
+    }
+    let lines: Vec<ChargeLine> = found
+        .iter()
+        .map(|ch| ChargeLine {
+            charge_id: ch.id,
+            description: ch.description.clone(),
+            quantity: ch.quantity,
+            unit_price: ch.unit_price,
+            price_basis: ch.price_basis,
+            vat_rate: ch.vat_rate,
+            service_start: ch.service_start,
+            service_end: ch.service_end,
+        })
+        .collect();
+    let amounts = compute(DocumentKind::Invoice, &lines)?;
+    let issued_on = paris_date(now);
+    let due_on = due_date(issued_on, DEFAULT_PAYMENT_DAYS)
+        .ok_or_else(|| InvoicingError::Invalid("no due date".into()))?;
+    let (mut earned, mut deferred_net) = (Decimal::ZERO, Decimal::ZERO);
+    for (ch, l) in found.iter().zip(&amounts.lines) {
+        if deferred(ch.source) {
+            deferred_net += l.net_ht.0;
+        } else {
+            earned += l.net_ht.0;
+        }
+    }
+    let totals = &amounts.totals;
+    let (_, status) = settled_status(totals.total_ttc.0, Decimal::ZERO, Decimal::ZERO, false);
+
+    let number = next_number(c, DocumentKind::Invoice, chrono::Datelike::year(&issued_on)).await?;
+    let id = Uuid::now_v7();
+    diesel::insert_into(invoices::table)
+        .values((
+            invoices::id.eq(id),
+            invoices::number.eq(number.to_string()),
+            invoices::series.eq(DocumentKind::Invoice.prefix().to_string()),
+            invoices::year.eq(number.year()),
+            invoices::seq.eq(number.seq() as i64),
+            invoices::customer_id.eq(customer),
+            invoices::issued_on.eq(issued_on),
+            invoices::due_on.eq(due_on),
+            invoices::status.eq(status.as_str()),
+            invoices::total_ht.eq(totals.total_ht.0),
+            invoices::total_vat.eq(totals.total_vat.0),
+            invoices::total_ttc.eq(totals.total_ttc.0),
+            invoices::created_at.eq(now),
+        ))
+        .execute(c)
+        .await?;
+    let line_rows: Vec<_> = amounts
+        .lines
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            (
+                invoice_lines::invoice_id.eq(id),
+                invoice_lines::position.eq(i as i32),
+                invoice_lines::charge_id.eq(l.charge_id),
+                invoice_lines::description.eq(l.description.clone()),
+                invoice_lines::quantity.eq(l.quantity.0),
+                invoice_lines::unit_price.eq(l.unit_price.0),
+                invoice_lines::price_basis.eq(l.price_basis.as_str()),
+                invoice_lines::unit_price_ht.eq(l.unit_price_ht.0),
+                invoice_lines::vat_rate.eq(l.vat_rate.0),
+                invoice_lines::net_ht.eq(l.net_ht.0),
+                invoice_lines::service_start.eq(l.service_start),
+                invoice_lines::service_end.eq(l.service_end),
+            )
+        })
+        .collect();
+    diesel::insert_into(invoice_lines::table)
+        .values(line_rows)
+        .execute(c)
+        .await?;
+    let vat_rows: Vec<_> = totals
+        .vat_breakdown
+        .iter()
+        .map(|v| {
+            (
+                invoice_vat::invoice_id.eq(id),
+                invoice_vat::vat_rate.eq(v.vat_rate.0),
+                invoice_vat::base_ht.eq(v.base_ht.0),
+                invoice_vat::vat.eq(v.vat.0),
+            )
+        })
+        .collect();
+    diesel::insert_into(invoice_vat::table)
+        .values(vat_rows)
+        .execute(c)
+        .await?;
+    let ids: Vec<Uuid> = found.iter().map(|ch| ch.id).collect();
+    diesel::update(charges::table.filter(charges::id.eq_any(&ids)))
+        .set(charges::invoice_id.eq(id))
+        .execute(c)
+        .await?;
+
+    if totals.total_ttc.0 > Decimal::ZERO {
+        let account = |which: CustomerAccount| which.new_account(customer);
+        let mut postings = vec![Posting::debit(
+            ledger::ensure_account(c, &account(CustomerAccount::Receivable))
+                .await?
+                .id,
+            eur(totals.total_ttc.0)?,
+        )];
+        if earned > Decimal::ZERO {
+            let revenue = ledger::ensure_account(c, &account(CustomerAccount::Revenue)).await?;
+            postings.push(Posting::credit(revenue.id, eur(earned)?));
+        }
+        if deferred_net > Decimal::ZERO {
+            let deferred =
+                ledger::ensure_account(c, &account(CustomerAccount::DeferredRevenue)).await?;
+            postings.push(Posting::credit(deferred.id, eur(deferred_net)?));
+        }
+        if totals.total_vat.0 > Decimal::ZERO {
+            postings.push(Posting::credit(
+                Platform::VatCollected.id(),
+                eur(totals.total_vat.0)?,
+            ));
+        }
+        let tx = NewTransaction::new(format!("invoice:{id}"), "invoice", postings)?
+            .effective_at(now)
+            .posted_at(now)
+            .description(format!("invoice {number}"));
+        ledger::post_in_tx(c, &tx).await?;
+    }
+    Ok(Some(InvoiceView {
+        id,
+        number: number.to_string(),
+        customer_id: customer,
+        issued_on,
+        due_on,
+        status,
+        amount_paid: DecimalString(Decimal::ZERO.round_dp(2)),
+        amount_credited: DecimalString(Decimal::ZERO.round_dp(2)),
+        amount_due: amounts.totals.total_ttc,
+        lines: amounts.lines,
+        totals: amounts.totals,
+        created_at: now,
+    }))
+}
+
+/// An amount that settles (part of) an invoice.
+#[derive(Debug, Clone)]
+pub struct Settlement {
+    pub invoice_id: Uuid,
+    pub kind: SettlementKind,
+    /// The payment or the credit note; for the credit balance, its ledger transaction.
+    pub source_id: Uuid,
+    pub amount: Decimal,
+    /// The payment's value date, or the day the credit was applied.
+    pub settled_on: NaiveDate,
+}
+
+/// An invoice after a settlement.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settled {
+    pub customer_id: Uuid,
+    /// What it still asks.
+    pub due: Decimal,
+    pub status: InvoiceStatus,
+}
+
+/// An invoice with something still due.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpenInvoice {
+    pub id: Uuid,
+    pub number: String,
+    pub issued_on: NaiveDate,
+    pub due_on: NaiveDate,
+    pub status: InvoiceStatus,
+    pub due: Decimal,
+}
+
+/// Paid (payments and credit balance) and credited (credit notes) of each invoice.
+async fn settled_amounts(
+    conn: &mut AsyncPgConnection,
+    ids: &[Uuid],
+) -> Result<HashMap<Uuid, (Decimal, Decimal)>, diesel::result::Error> {
+    let rows: Vec<(Uuid, SettlementKind, Decimal)> = invoice_settlements::table
+        .filter(invoice_settlements::invoice_id.eq_any(ids))
+        .select((
+            invoice_settlements::invoice_id,
+            invoice_settlements::kind,
+            invoice_settlements::amount,
+        ))
+        .load(conn)
+        .await?;
+    let mut of: HashMap<Uuid, (Decimal, Decimal)> = HashMap::new();
+    for (id, kind, amount) in rows {
+        let entry = of.entry(id).or_default();
+        match kind {
+            SettlementKind::CreditNote => entry.1 += amount,
+            SettlementKind::Payment | SettlementKind::CreditBalance => entry.0 += amount,
+        }
+    }
+    Ok(of)
+}
+
+/// Records `s` inside the caller's transaction: the invoice's row is locked, an amount
+/// beyond what it still asks is refused, and its status follows (`paid` or `credited`
+/// when nothing remains). Posts nothing: the caller's ledger transaction carries the money
+/// (bank 512, credit balance 4191 or the credit note's reversal / receivable 411).
+pub async fn settle_in_tx(
+    c: &mut AsyncPgConnection,
+    s: &Settlement,
+    now: DateTime<Utc>,
+) -> Result<Settled, InvoicingError> {
+    let (customer_id, total_ttc, status): (Uuid, Decimal, InvoiceStatus) = invoices::table
+        .find(s.invoice_id)
+        .select((invoices::customer_id, invoices::total_ttc, invoices::status))
+        .for_update()
+        .first(c)
+        .await
+        .optional()?
+        .ok_or(InvoicingError::NotFound(s.invoice_id))?;
+    let (paid, credited) = settled_amounts(c, &[s.invoice_id])
+        .await?
+        .remove(&s.invoice_id)
+        .unwrap_or_default();
+    let (due, _) = settled_status(total_ttc, paid, credited, false);
+    if s.amount <= Decimal::ZERO || s.amount > due {
+        return Err(InvoicingError::BeyondDue {
+            invoice: s.invoice_id,
+            due,
+        });
+    }
+    eur(s.amount)?;
+    diesel::insert_into(invoice_settlements::table)
+        .values((
+            invoice_settlements::id.eq(Uuid::now_v7()),
+            invoice_settlements::invoice_id.eq(s.invoice_id),
+            invoice_settlements::customer_id.eq(customer_id),
+            invoice_settlements::kind.eq(s.kind.as_str()),
+            invoice_settlements::source_id.eq(s.source_id),
+            invoice_settlements::amount.eq(s.amount),
+            invoice_settlements::settled_on.eq(s.settled_on),
+            invoice_settlements::created_at.eq(now),
+        ))
+        .execute(c)
+        .await?;
+    let (paid, credited) = match s.kind {
+        SettlementKind::CreditNote => (paid, credited + s.amount),
+        SettlementKind::Payment | SettlementKind::CreditBalance => (paid + s.amount, credited),
+    };
+    let (due, new_status) =
+        settled_status(total_ttc, paid, credited, status == InvoiceStatus::Overdue);
+    if new_status != status {
+        diesel::update(invoices::table.find(s.invoice_id))
+            .set(invoices::status.eq(new_status.as_str()))
+            .execute(c)
+            .await?;
+    }
+    Ok(Settled {
+        customer_id,
+        due,
+        status: new_status,
+    })
+}
+
+/// The customer's invoices with something still due, oldest first (issue date, then
+/// number): the order payments are allocated in.
+pub async fn open_invoices(
+    c: &mut AsyncPgConnection,
+    customer: Uuid,
+) -> Result<Vec<OpenInvoice>, diesel::result::Error> {
+    let rows: Vec<InvoiceRow> = invoices::table
+        .filter(invoices::customer_id.eq(customer))
+        .filter(invoices::status.eq_any([
+            InvoiceStatus::Issued.as_str(),
+            InvoiceStatus::Overdue.as_str(),
+        ]))
+        .order((invoices::issued_on, invoices::year, invoices::seq))
+        .select(InvoiceRow::as_select())
+        .load(c)
+        .await?;
+    let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
+    let mut settled = settled_amounts(c, &ids).await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            let (paid, credited) = settled.remove(&r.id).unwrap_or_default();
+            OpenInvoice {
+                due: r.total_ttc - paid - credited,
+                id: r.id,
+                number: r.number,
+                issued_on: r.issued_on,
+                due_on: r.due_on,
+                status: r.status,
+            }
+        })
+        .collect())
 }
 
 /// Customers with charges not yet invoiced created up to `as_of`, in id order.
@@ -303,7 +491,12 @@ pub async fn customers_to_invoice(
         .await
 }
 
-fn view(row: InvoiceRow, lines: Vec<LineRow>, vat: Vec<VatRow>) -> InvoiceView {
+fn view(
+    row: InvoiceRow,
+    lines: Vec<LineRow>,
+    vat: Vec<VatRow>,
+    (paid, credited): (Decimal, Decimal),
+) -> InvoiceView {
     InvoiceView {
         id: row.id,
         number: row.number,
@@ -339,7 +532,9 @@ fn view(row: InvoiceRow, lines: Vec<LineRow>, vat: Vec<VatRow>) -> InvoiceView {
             total_vat: DecimalString(row.total_vat),
             total_ttc: DecimalString(row.total_ttc),
         },
-        amount_due: DecimalString(row.total_ttc),
+        amount_paid: DecimalString(paid.round_dp(2)),
+        amount_credited: DecimalString(credited.round_dp(2)),
+        amount_due: DecimalString((row.total_ttc - paid - credited).round_dp(2)),
         created_at: row.created_at,
     }
 }
@@ -361,11 +556,12 @@ async fn with_details(
         .select((invoice_vat::invoice_id, VatRow::as_select()))
         .load(conn)
         .await?;
-    let mut lines_of: std::collections::HashMap<Uuid, Vec<LineRow>> = Default::default();
+    let mut settled = settled_amounts(conn, &ids).await?;
+    let mut lines_of: HashMap<Uuid, Vec<LineRow>> = Default::default();
     for (id, l) in lines {
         lines_of.entry(id).or_default().push(l);
     }
-    let mut vat_of: std::collections::HashMap<Uuid, Vec<VatRow>> = Default::default();
+    let mut vat_of: HashMap<Uuid, Vec<VatRow>> = Default::default();
     for (id, v) in vat {
         vat_of.entry(id).or_default().push(v);
     }
@@ -376,7 +572,8 @@ async fn with_details(
                 lines_of.remove(&r.id).unwrap_or_default(),
                 vat_of.remove(&r.id).unwrap_or_default(),
             );
-            view(r, l, v)
+            let amounts = settled.remove(&r.id).unwrap_or_default();
+            view(r, l, v, amounts)
         })
         .collect())
 }

@@ -59,8 +59,11 @@ impl Platform {
 /// accounts, so that nothing on the hot path locks a row other customers share.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CustomerAccount {
-    /// 411 Receivable (EUR).
+    /// 411 Receivable (EUR): what the customer's open invoices still ask.
     Receivable,
+    /// 4191 Customer credit balance (EUR): paid beyond what was invoiced, or credited on a
+    /// paid invoice; applied to the next invoices or refunded, never below zero.
+    CreditBalance,
     /// 487 Deferred revenue (EUR): tickets and credits sold, not yet used.
     DeferredRevenue,
     /// 706 Services revenue, the customer's sub-account (EUR).
@@ -102,6 +105,7 @@ impl CustomerAccount {
         use CustomerAccount::*;
         match self {
             Receivable => "411".into(),
+            CreditBalance => "4191".into(),
             DeferredRevenue => "487".into(),
             Revenue => "706".into(),
             TicketIssued => "TICKET-ISSUED".into(),
@@ -122,7 +126,7 @@ impl CustomerAccount {
     pub fn unit(self) -> Unit {
         use CustomerAccount::*;
         match self {
-            Receivable | DeferredRevenue | Revenue => Unit::Eur,
+            Receivable | CreditBalance | DeferredRevenue | Revenue => Unit::Eur,
             TicketIssued | TicketPending | TicketWallet | TicketUsed => Unit::Ticket,
             CreditIssued | CreditLot(_) | CreditUsed | CreditExpired => Unit::Credit,
             AppointmentIssued { .. }
@@ -147,7 +151,7 @@ impl CustomerAccount {
         use CustomerAccount::*;
         matches!(
             self,
-            TicketPending | TicketWallet | CreditLot(_) | AppointmentQuota { .. }
+            CreditBalance | TicketPending | TicketWallet | CreditLot(_) | AppointmentQuota { .. }
         )
     }
 
@@ -196,6 +200,8 @@ mod tests {
     fn what_a_customer_spends_cannot_be_overdrawn() {
         let pack = Uuid::nil();
         assert!(CustomerAccount::TicketWallet.no_overdraft());
+        assert!(CustomerAccount::CreditBalance.no_overdraft());
+        assert_eq!(CustomerAccount::CreditBalance.normal_side(), Side::Credit);
         assert!(CustomerAccount::AppointmentQuota { pack, period: 0 }.no_overdraft());
         assert!(!CustomerAccount::AppointmentOverage { pack, period: 0 }.no_overdraft());
         assert_eq!(CustomerAccount::CreditIssued.normal_side(), Side::Debit);
