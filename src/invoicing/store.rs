@@ -532,9 +532,9 @@ fn view(
             total_vat: DecimalString(row.total_vat),
             total_ttc: DecimalString(row.total_ttc),
         },
-        amount_paid: DecimalString(paid.round_dp(2)),
-        amount_credited: DecimalString(credited.round_dp(2)),
-        amount_due: DecimalString((row.total_ttc - paid - credited).round_dp(2)),
+        amount_paid: Unit::Eur.show(paid),
+        amount_credited: Unit::Eur.show(credited),
+        amount_due: Unit::Eur.show(row.total_ttc - paid - credited),
         created_at: row.created_at,
     }
 }
