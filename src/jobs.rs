@@ -32,10 +32,13 @@ pub enum Job {
     InterventionRelease,
     /// Issues one invoice per customer with charges not yet invoiced.
     Invoicing,
+    /// Marks invoices past due overdue, sends formal notices (suspending), clears them
+    /// once paid, and terminates contracts when a notice stays without effect.
+    Dunning,
 }
 
 impl Job {
-    pub const ALL: [Job; 7] = [
+    pub const ALL: [Job; 8] = [
         Job::Renewals,
         Job::Billing,
         Job::HoldExpiry,
@@ -43,6 +46,7 @@ impl Job {
         Job::AssistancePeriodClose,
         Job::InterventionRelease,
         Job::Invoicing,
+        Job::Dunning,
     ];
 
     pub fn name(self) -> &'static str {
@@ -54,6 +58,7 @@ impl Job {
             Job::AssistancePeriodClose => "assistance-period-close",
             Job::InterventionRelease => "intervention-release",
             Job::Invoicing => "invoicing",
+            Job::Dunning => "dunning",
         }
     }
 
@@ -105,6 +110,7 @@ pub enum JobReport {
     AssistancePeriodClose(wallets::PeriodCloseReport),
     InterventionRelease(ChargesReport),
     Invoicing(InvoicingReport),
+    Dunning(crate::dunning::store::DunningReport),
 }
 
 /// `invoicing`.
@@ -220,6 +226,9 @@ pub async fn run(
             wallets::close_appointment_periods(conn, as_of, now).await?,
         ),
         Job::Invoicing => JobReport::Invoicing(run_invoicing(conn, as_of, now).await?),
+        Job::Dunning => JobReport::Dunning(
+            crate::dunning::store::run(conn, crate::dunning::Policy::default(), as_of, now).await?,
+        ),
     };
     tracing::info!(job = job.name(), %as_of, ?report, "job run");
     Ok(JobRun { as_of, report })

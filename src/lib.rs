@@ -11,6 +11,7 @@ pub mod clock;
 pub mod customers;
 pub mod db;
 pub mod demo;
+pub mod dunning;
 pub mod error;
 pub mod http;
 pub mod idempotency;

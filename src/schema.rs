@@ -172,6 +172,18 @@ diesel::table! {
 }
 
 diesel::table! {
+    formal_notices (id) {
+        id -> Uuid,
+        customer_id -> Uuid,
+        sent_on -> Date,
+        amount -> Numeric,
+        status -> Text,
+        closed_on -> Nullable<Date>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     idempotency_keys (scope, key) {
         scope -> Text,
         key -> Text,
@@ -395,6 +407,7 @@ diesel::joinable!(credit_lots -> customers (customer_id));
 diesel::joinable!(credit_lots -> subscriptions (subscription_id));
 diesel::joinable!(interventions -> authorizations (authorization_id));
 diesel::joinable!(interventions -> customers (customer_id));
+diesel::joinable!(formal_notices -> customers (customer_id));
 diesel::joinable!(invoice_lines -> charges (charge_id));
 diesel::joinable!(invoice_lines -> invoices (invoice_id));
 diesel::joinable!(invoice_settlements -> customers (customer_id));
@@ -420,6 +433,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     customers,
     document_counters,
     holds,
+    formal_notices,
     idempotency_keys,
     interventions,
     invoice_lines,

@@ -1,15 +1,18 @@
 //! `/v1/customers`: create, list, get, update; and a customer's charges.
 
 use actix_web::{get, patch, post, web, HttpRequest, HttpResponse};
+use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::{caller_idempotency_key, next_cursor, page, Auth, JsonBody, Query, State};
 use crate::auth::Role;
+use crate::calendar::paris_date;
 use crate::charges::{self, ChargeView};
 use crate::customers::store::{self, CustomerError};
 use crate::customers::{CustomerPatch, CustomerView, NewCustomer};
+use crate::dunning::{self, store::DunningError, DunningView, LiabilityCap};
 use crate::error::{ApiError, ErrorCode};
 use crate::openapi::{ReadErrors, WriteErrors};
 
@@ -107,11 +110,21 @@ pub async fn list_customers(
     Ok(web::Json(CustomerPage { items, next_cursor }))
 }
 
-/// A customer. A customer key sees only its own.
+/// A customer with its standing on payment: overdue amount, since when, latest formal
+/// notice.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CustomerDetail {
+    #[serde(flatten)]
+    pub customer: CustomerView,
+    pub dunning: DunningView,
+}
+
+/// A customer, with what its overdue invoices ask and its latest formal notice (status
+/// `suspended` from a notice until nothing is overdue). A customer key sees only its own.
 #[utoipa::path(
     tag = "customers",
     params(("id" = Uuid, Path, description = "Customer id")),
-    responses((status = 200, description = "The customer", body = CustomerView), ReadErrors),
+    responses((status = 200, description = "The customer", body = CustomerDetail), ReadErrors),
     security(("bearer" = ["admin", "finance", "customer"]))
 )]
 #[get("/v1/customers/{id}")]
@@ -119,14 +132,53 @@ pub async fn get_customer(
     state: State,
     auth: Auth,
     id: web::Path<Uuid>,
-) -> Result<web::Json<CustomerView>, ApiError> {
+) -> Result<web::Json<CustomerDetail>, ApiError> {
     let id = id.into_inner();
     auth.require_customer(STAFF, id)?;
     let mut conn = state.pool.get().await?;
+    let customer = store::get(&mut conn, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("customer {id}")))?;
+    let dunning = dunning::store::view(&mut conn, id).await?;
+    Ok(web::Json(CustomerDetail { customer, dunning }))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct LiabilityCapQuery {
+    /// The window's last day (Paris date, YYYY-MM-DD); default today.
+    #[serde(default, deserialize_with = "crate::input::opt_date")]
+    #[param(value_type = Option<String>, format = Date)]
+    pub on: Option<NaiveDate>,
+}
+
+/// Seed 001's liability cap: the assistance fees (tickets, chargeable interventions,
+/// Assistance+ overage, assistance subscriptions and packs) the customer paid over the 12
+/// months up to `on`, each payment counted for the assistance share of the invoice it paid.
+#[utoipa::path(
+    tag = "customers",
+    params(("id" = Uuid, Path, description = "Customer id"), LiabilityCapQuery),
+    responses((status = 200, description = "The cap", body = LiabilityCap), ReadErrors),
+    security(("bearer" = ["admin", "finance", "customer"]))
+)]
+#[get("/v1/customers/{id}/liability-cap")]
+pub async fn get_liability_cap(
+    state: State,
+    auth: Auth,
+    id: web::Path<Uuid>,
+    query: Query<LiabilityCapQuery>,
+) -> Result<web::Json<LiabilityCap>, ApiError> {
+    let id = id.into_inner();
+    auth.require_customer(STAFF, id)?;
+    let on = query.on.unwrap_or_else(|| paris_date(state.clock.now()));
+    let mut conn = state.pool.get().await?;
     store::get(&mut conn, id)
         .await?
-        .map(web::Json)
-        .ok_or_else(|| ApiError::not_found(format!("customer {id}")))
+        .ok_or_else(|| ApiError::not_found(format!("customer {id}")))?;
+    Ok(web::Json(
+        dunning::store::liability_cap(&mut conn, id, on).await?,
+    ))
 }
 
 /// Update a customer; every identifier is checked again. A closed customer is read-only:
@@ -192,4 +244,14 @@ pub async fn list_customer_charges(
     let items = charges::for_customer(&mut conn, id, after, limit).await?;
     let next_cursor = next_cursor("charges", &items, limit, |c| c.id.to_string());
     Ok(web::Json(ChargePage { items, next_cursor }))
+}
+
+impl From<DunningError> for ApiError {
+    fn from(e: DunningError) -> Self {
+        match e {
+            DunningError::UnknownCustomer(id) => ApiError::not_found(format!("customer {id}")),
+            DunningError::Subscription(e) => e.into(),
+            DunningError::Database(e) => e.into(),
+        }
+    }
 }

@@ -65,6 +65,7 @@ pub fn register(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
         .service(customers::post_customer)
         .service(customers::list_customers)
         .service(customers::get_customer)
+        .service(customers::get_liability_cap)
         .service(customers::patch_customer)
         .service(customers::list_customer_charges)
         .service(offers::list_offers)

@@ -8,6 +8,7 @@ mod catalog;
 mod cli;
 mod contract;
 mod customers;
+mod dunning;
 mod errors;
 mod input;
 mod interventions;

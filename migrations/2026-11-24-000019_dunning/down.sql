@@ -1,0 +1,2 @@
+DROP INDEX invoices_open_due_idx;
+DROP TABLE formal_notices;

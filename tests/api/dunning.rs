@@ -1,0 +1,286 @@
+//! Non-payment (seed 001), day by day through the API: an invoice past due is overdue, a
+//! formal notice 15 days past due suspends support, a notice left without effect for 30
+//! days terminates the contracts with their early-termination fees; every step once for
+//! the same instant; a suspension set by hand is left alone.
+
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use grandlivre::auth::Role;
+use grandlivre::demo::DEMO_CUSTOMER_1 as C1;
+
+use crate::helpers::{d, paris, seeded, TestApp};
+
+async fn new_customer(app: &TestApp, key: &str, idem: &str) -> Uuid {
+    let created = app
+        .post_json(
+            key,
+            "/v1/customers",
+            Some(idem),
+            &json!({
+                "legal_name": "Atelier Dupont SARL",
+                "siren": "732829320",
+                "vat_number": "FR44732829320",
+                "billing_email": "compta@atelier-dupont.fr",
+                "address": {"street_number": "12", "street": "Rue de la Paix", "postcode": "75002", "town": "Paris", "country": "FR"}
+            }),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    created.body["id"].as_str().unwrap().parse().unwrap()
+}
+
+/// Runs `job` for 10:00 Paris on `day`, the clock set there too.
+async fn run(app: &TestApp, key: &str, job: &str, day: NaiveDate) -> Value {
+    let at: DateTime<Utc> = paris(&day.to_string()) + Duration::hours(10);
+    app.clock.set(at);
+    let ran = app
+        .post_json(
+            key,
+            &format!("/v1/jobs/{job}/run"),
+            None,
+            &json!({ "as_of": at }),
+        )
+        .await;
+    assert_eq!(ran.status, 200, "{}", ran.text);
+    ran.body
+}
+
+/// What the ticketing system is told for an in-scope incident of `customer` on `day`.
+async fn decision(app: &TestApp, customer: Uuid, day: NaiveDate, reference: &str) -> Value {
+    let key = app.key(Role::Ticketing, None).await;
+    let at = paris(&day.to_string()) + Duration::hours(10);
+    let asked = app
+        .post_json(
+            &key,
+            "/v1/authorizations",
+            None,
+            &json!({
+                "customer_id": customer,
+                "request_ref": reference,
+                "kind": "intervention",
+                "classification": {"type": "in_scope"},
+                "priority": "high",
+                "requester": {"certified": false, "learning_phase_end": null},
+                "occurred_at": at,
+                "declared_at": at,
+                "preferred_funding": "auto"
+            }),
+        )
+        .await;
+    assert_eq!(asked.status, 201, "{}", asked.text);
+    json!([asked.body["decision"], asked.body["reason"]])
+}
+
+#[actix_web::test]
+async fn dunning_day_by_day_from_due_date_to_termination() {
+    let (app, _conn) = seeded().await;
+    let admin = app.admin().await;
+    let finance = app.key(Role::Finance, None).await;
+    app.clock.set(paris("2026-11-02") + Duration::hours(9));
+    // the demo customer with a SEPA mandate: a fibre access (36 months, monthly) and
+    // premium assistance (yearly, billed in advance)
+    let customer = C1;
+    let mut subs = Vec::new();
+    for offer in ["ip_access_fibre", "premium_assistance"] {
+        let sub = app
+            .post_json(
+                &admin,
+                "/v1/subscriptions",
+                None,
+                &json!({"customer_id": customer, "offer_code": offer, "start_date": "2026-11-02"}),
+            )
+            .await;
+        assert_eq!(sub.status, 201, "{}", sub.text);
+        subs.push(sub.body["id"].as_str().unwrap().to_string());
+    }
+    run(&app, &admin, "billing", d("2026-11-02")).await;
+    let issued = run(&app, &admin, "invoicing", d("2026-11-02")).await;
+    assert_eq!(issued["invoices_issued"], 1, "{issued}");
+    let invoices = app
+        .get(&finance, &format!("/v1/invoices?customer_id={customer}"))
+        .await;
+    let invoice = invoices.body["items"][0].clone();
+    assert_eq!(
+        (
+            &invoice["due_on"],
+            &invoice["amount_due"],
+            &invoice["status"]
+        ),
+        (&json!("2026-12-02"), &json!("1487.88"), &json!("issued")),
+        "{invoice}"
+    );
+    let total = invoice["totals"]["total_ttc"].clone();
+    let invoice_path = format!("/v1/invoices/{}", invoice["id"].as_str().unwrap());
+    let customer_path = format!("/v1/customers/{customer}");
+
+    // due on 2 December: not overdue that day
+    let ran = run(&app, &admin, "dunning", d("2026-12-02")).await;
+    assert_eq!(
+        (&ran["job"], &ran["invoices_overdue"]),
+        (&json!("dunning"), &json!(0))
+    );
+    assert_eq!(
+        app.get(&finance, &invoice_path).await.body["status"],
+        "issued"
+    );
+
+    // the next day it is, and the customer shows what is overdue, still served
+    let ran = run(&app, &admin, "dunning", d("2026-12-03")).await;
+    assert_eq!(
+        (&ran["invoices_overdue"], &ran["notices_sent"]),
+        (&json!(1), &json!(0))
+    );
+    assert_eq!(
+        app.get(&finance, &invoice_path).await.body["status"],
+        "overdue"
+    );
+    let seen = app.get(&finance, &customer_path).await;
+    assert_eq!(
+        (&seen.body["status"], &seen.body["dunning"]),
+        (
+            &json!("active"),
+            &json!({"overdue_amount": total, "overdue_since": "2026-12-02", "notice": null})
+        )
+    );
+    assert_eq!(
+        decision(&app, customer, d("2026-12-03"), "T-1").await,
+        json!(["approved", "covered_by_subscription"])
+    );
+
+    // 14 days past due: nothing more; 15 days: the notice, and support suspended
+    for day in ["2026-12-04", "2026-12-10", "2026-12-16"] {
+        let ran = run(&app, &admin, "dunning", d(day)).await;
+        assert_eq!(ran["notices_sent"], 0, "{day}: {ran}");
+    }
+    let ran = run(&app, &admin, "dunning", d("2026-12-17")).await;
+    assert_eq!(ran["notices_sent"], 1, "{ran}");
+    let seen = app.get(&finance, &customer_path).await;
+    assert_eq!(seen.body["status"], "suspended");
+    let notice = &seen.body["dunning"]["notice"];
+    assert_eq!(
+        (
+            &notice["sent_on"],
+            &notice["amount"],
+            &notice["status"],
+            &notice["closed_on"]
+        ),
+        (&json!("2026-12-17"), &total, &json!("open"), &json!(null))
+    );
+    assert_eq!(
+        decision(&app, customer, d("2026-12-17"), "T-2").await,
+        json!(["denied", "account_suspended"])
+    );
+    // the customer sees its own standing
+    let own = app.key(Role::Customer, Some(customer)).await;
+    assert_eq!(
+        app.get(&own, &customer_path).await.body["dunning"]["notice"]["status"],
+        "open"
+    );
+
+    // the same instant again changes nothing
+    let again = run(&app, &admin, "dunning", d("2026-12-17")).await;
+    assert_eq!(
+        (
+            &again["invoices_overdue"],
+            &again["notices_sent"],
+            &again["notices_enforced"]
+        ),
+        (&json!(0), &json!(0), &json!(0))
+    );
+
+    // 29 days after the notice the contract stands; on the 30th it is terminated
+    let ran = run(&app, &admin, "dunning", d("2027-01-15")).await;
+    assert_eq!(ran["notices_enforced"], 0, "{ran}");
+    for sub in &subs {
+        let seen = app.get(&admin, &format!("/v1/subscriptions/{sub}")).await;
+        assert_eq!(seen.body["status"], "active");
+    }
+    let ran = run(&app, &admin, "dunning", d("2027-01-16")).await;
+    assert_eq!(
+        (
+            &ran["notices_enforced"],
+            &ran["subscriptions_terminated"],
+            &ran["failed"]
+        ),
+        (&json!(1), &json!(2), &json!([])),
+        "{ran}"
+    );
+    for sub in &subs {
+        let seen = app.get(&admin, &format!("/v1/subscriptions/{sub}")).await;
+        assert_eq!(seen.body["status"], "ended");
+    }
+    let charges = app
+        .get(&finance, &format!("/v1/customers/{customer}/charges"))
+        .await;
+    let fees: Vec<&Value> = charges.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["source"] == "early_termination")
+        .collect();
+    assert_eq!(
+        fees.len(),
+        1,
+        "the fibre access's early-termination fee (premium assistance is paid up to its \
+         term's end): {}",
+        charges.text
+    );
+    assert_eq!(fees[0]["offer_code"], "ip_access_fibre");
+    let seen = app.get(&finance, &customer_path).await;
+    assert_eq!(
+        (
+            &seen.body["status"],
+            &seen.body["dunning"]["notice"]["status"],
+            &seen.body["dunning"]["notice"]["closed_on"]
+        ),
+        (
+            &json!("suspended"),
+            &json!("enforced"),
+            &json!("2027-01-16")
+        )
+    );
+    let again = run(&app, &admin, "dunning", d("2027-01-16")).await;
+    assert_eq!(
+        (
+            &again["notices_sent"],
+            &again["notices_enforced"],
+            &again["subscriptions_terminated"]
+        ),
+        (&json!(0), &json!(0), &json!(0)),
+        "an enforced notice is not sent again while the same invoice stays overdue: {again}"
+    );
+}
+
+#[actix_web::test]
+async fn a_suspension_set_by_hand_is_left_to_the_hand_that_set_it() {
+    let (app, _conn) = seeded().await;
+    let admin = app.admin().await;
+    let finance = app.key(Role::Finance, None).await;
+    app.clock.set(paris("2026-11-02") + Duration::hours(9));
+    let customer = new_customer(&app, &finance, "by-hand").await;
+    let patched = app
+        .patch_json(
+            &admin,
+            &format!("/v1/customers/{customer}"),
+            &json!({"status": "suspended"}),
+        )
+        .await;
+    assert_eq!(patched.status, 200, "{}", patched.text);
+    let ran = run(&app, &admin, "dunning", d("2027-06-01")).await;
+    assert_eq!(
+        (&ran["notices_sent"], &ran["notices_cleared"]),
+        (&json!(0), &json!(0))
+    );
+    let seen = app
+        .get(&finance, &format!("/v1/customers/{customer}"))
+        .await;
+    assert_eq!(
+        (&seen.body["status"], &seen.body["dunning"]),
+        (
+            &json!("suspended"),
+            &json!({"overdue_amount": "0.00", "overdue_since": null, "notice": null})
+        )
+    );
+}
