@@ -10,26 +10,7 @@ use uuid::Uuid;
 use grandlivre::auth::Role;
 use grandlivre::demo::DEMO_CUSTOMER_1 as C1;
 
-use crate::helpers::{d, paris, seeded, TestApp};
-
-async fn new_customer(app: &TestApp, key: &str, idem: &str) -> Uuid {
-    let created = app
-        .post_json(
-            key,
-            "/v1/customers",
-            Some(idem),
-            &json!({
-                "legal_name": "Atelier Dupont SARL",
-                "siren": "732829320",
-                "vat_number": "FR44732829320",
-                "billing_email": "compta@atelier-dupont.fr",
-                "address": {"street_number": "12", "street": "Rue de la Paix", "postcode": "75002", "town": "Paris", "country": "FR"}
-            }),
-        )
-        .await;
-    assert_eq!(created.status, 201, "{}", created.text);
-    created.body["id"].as_str().unwrap().parse().unwrap()
-}
+use crate::helpers::{d, new_customer, paris, seeded, TestApp};
 
 /// Runs `job` for 10:00 Paris on `day`, the clock set there too.
 async fn run(app: &TestApp, key: &str, job: &str, day: NaiveDate) -> Value {

@@ -15,7 +15,8 @@ use actix_web::web;
 use chrono::Utc;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use futures_util::future::LocalBoxFuture;
-use serde_json::Value;
+use rust_decimal::Decimal;
+use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
@@ -743,4 +744,43 @@ impl TestApp {
             .unwrap_or_else(|| panic!("no sheet: {}", captured.text))
             .to_string()
     }
+}
+
+/// The posted balance of the customer's account `code`, as the API shows it.
+pub async fn balance(app: &TestApp, key: &str, customer: Uuid, code: &str) -> Decimal {
+    let accounts = app
+        .get(
+            key,
+            &format!("/v1/ledger/accounts?customer_id={customer}&limit=200"),
+        )
+        .await;
+    assert_eq!(accounts.status, 200, "{}", accounts.text);
+    accounts.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["code"] == code)
+        .map_or(Decimal::ZERO, |a| {
+            a["balance"]["posted"].as_str().unwrap().parse().unwrap()
+        })
+}
+
+/// A new customer (Atelier Dupont SARL), created by `key` under the idempotency key `idem`.
+pub async fn new_customer(app: &TestApp, key: &str, idem: &str) -> Uuid {
+    let created = app
+        .post_json(
+            key,
+            "/v1/customers",
+            Some(idem),
+            &json!({
+                "legal_name": "Atelier Dupont SARL",
+                "siren": "732829320",
+                "vat_number": "FR44732829320",
+                "billing_email": "compta@atelier-dupont.fr",
+                "address": {"street_number": "12", "street": "Rue de la Paix", "postcode": "75002", "town": "Paris", "country": "FR"}
+            }),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    created.body["id"].as_str().unwrap().parse().unwrap()
 }

@@ -15,7 +15,7 @@ use grandlivre::charges::{self, ChargeSource, NewCharge};
 use grandlivre::clock::Clock;
 use grandlivre::demo::{DEMO_CUSTOMER_1 as C1, DEMO_CUSTOMER_2 as C2};
 
-use crate::helpers::{d, paris, seeded, TestApp};
+use crate::helpers::{balance, d, new_customer, paris, seeded, TestApp};
 
 async fn buy_tickets(app: &TestApp, key: &str, customer: Uuid, quantity: u32, idem: &str) {
     let bought = app
@@ -60,44 +60,6 @@ async fn all_invoices(app: &TestApp, key: &str, query: &str) -> Vec<Value> {
             None => return items,
         }
     }
-}
-
-/// The posted balance of the customer's account `code`, as the API shows it.
-async fn balance(app: &TestApp, key: &str, customer: Uuid, code: &str) -> Decimal {
-    let accounts = app
-        .get(
-            key,
-            &format!("/v1/ledger/accounts?customer_id={customer}&limit=200"),
-        )
-        .await;
-    assert_eq!(accounts.status, 200, "{}", accounts.text);
-    accounts.body["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|a| a["code"] == code)
-        .map_or(Decimal::ZERO, |a| {
-            a["balance"]["posted"].as_str().unwrap().parse().unwrap()
-        })
-}
-
-async fn new_customer(app: &TestApp, key: &str, idem: &str) -> Uuid {
-    let created = app
-        .post_json(
-            key,
-            "/v1/customers",
-            Some(idem),
-            &json!({
-                "legal_name": "Atelier Dupont SARL",
-                "siren": "732829320",
-                "vat_number": "FR44732829320",
-                "billing_email": "compta@atelier-dupont.fr",
-                "address": {"street_number": "12", "street": "Rue de la Paix", "postcode": "75002", "town": "Paris", "country": "FR"}
-            }),
-        )
-        .await;
-    assert_eq!(created.status, 201, "{}", created.text);
-    created.body["id"].as_str().unwrap().parse().unwrap()
 }
 
 #[actix_web::test]

@@ -12,6 +12,7 @@ mod dunning;
 mod errors;
 mod input;
 mod interventions;
+mod invoice_properties;
 mod invoices;
 mod keys;
 mod ledger_core;
