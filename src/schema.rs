@@ -153,6 +153,18 @@ diesel::table! {
 }
 
 diesel::table! {
+    formal_notices (id) {
+        id -> Uuid,
+        customer_id -> Uuid,
+        sent_on -> Date,
+        amount -> Numeric,
+        status -> Text,
+        closed_on -> Nullable<Date>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     holds (id) {
         id -> Uuid,
         idempotency_key -> Text,
@@ -168,18 +180,6 @@ diesel::table! {
         capture_transaction_id -> Nullable<Uuid>,
         created_at -> Timestamptz,
         resolved_at -> Nullable<Timestamptz>,
-    }
-}
-
-diesel::table! {
-    formal_notices (id) {
-        id -> Uuid,
-        customer_id -> Uuid,
-        sent_on -> Date,
-        amount -> Numeric,
-        status -> Text,
-        closed_on -> Nullable<Date>,
-        created_at -> Timestamptz,
     }
 }
 
@@ -405,9 +405,9 @@ diesel::joinable!(charges -> subscriptions (subscription_id));
 diesel::joinable!(credit_lots -> accounts (account_id));
 diesel::joinable!(credit_lots -> customers (customer_id));
 diesel::joinable!(credit_lots -> subscriptions (subscription_id));
+diesel::joinable!(formal_notices -> customers (customer_id));
 diesel::joinable!(interventions -> authorizations (authorization_id));
 diesel::joinable!(interventions -> customers (customer_id));
-diesel::joinable!(formal_notices -> customers (customer_id));
 diesel::joinable!(invoice_lines -> charges (charge_id));
 diesel::joinable!(invoice_lines -> invoices (invoice_id));
 diesel::joinable!(invoice_settlements -> customers (customer_id));
@@ -432,8 +432,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     credit_lots,
     customers,
     document_counters,
-    holds,
     formal_notices,
+    holds,
     idempotency_keys,
     interventions,
     invoice_lines,
