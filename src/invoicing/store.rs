@@ -547,9 +547,9 @@ fn view(
             total_vat: DecimalString(row.total_vat),
             total_ttc: DecimalString(row.total_ttc),
         },
-        amount_paid: DecimalString(paid.round_dp(2)),
-        amount_credited: DecimalString(credited.round_dp(2)),
-        amount_due: DecimalString((row.total_ttc - paid - credited).round_dp(2)),
+        amount_paid: DecimalString(round_cents(paid)),
+        amount_credited: DecimalString(round_cents(credited)),
+        amount_due: DecimalString(round_cents(row.total_ttc - paid - credited)),
         created_at: row.created_at,
     }
 }
