@@ -58,7 +58,7 @@ pub struct NewPayment {
     /// The invoices to pay, in this order (each the customer's and with something due);
     /// absent: the customer's oldest open invoices. What is left goes to the customer's
     /// credit balance.
-    #[schema(value_type = Option<Vec<String>>, min_items = 1, max_items = 100)]
+    #[schema(min_items = 1, max_items = 100)]
     #[serde(default)]
     pub invoice_ids: Option<Vec<Uuid>>,
 }
@@ -216,6 +216,18 @@ pub fn check_value_date(value_date: NaiveDate, today: NaiveDate) -> Result<(), P
     Ok(())
 }
 
+/// A bank's or processor's reference: not blank (its length and characters are checked
+/// with the body, against the contract).
+pub fn check_reference(reference: &str) -> Result<(), PaymentError> {
+    if reference.trim().is_empty() {
+        return Err(PaymentError::Invalid {
+            field: "reference",
+            message: "a reference may not be blank".into(),
+        });
+    }
+    Ok(())
+}
+
 /// Invoice ids named by a payment: 1 to [`MAX_NAMED_INVOICES`], each once.
 pub fn check_named(ids: &[Uuid]) -> Result<(), PaymentError> {
     let invalid = |message: String| PaymentError::Invalid {
@@ -304,6 +316,8 @@ mod tests {
         let today: NaiveDate = "2026-11-20".parse().unwrap();
         assert!(check_value_date(today, today).is_ok());
         assert!(check_value_date("2026-11-21".parse().unwrap(), today).is_err());
+        assert!(check_reference(" \u{a0}").is_err());
+        assert!(check_reference("VIR 1").is_ok());
         assert!(check_named(&[]).is_err());
         assert!(check_named(&[id(1), id(1)]).is_err());
         assert!(check_named(&[id(1), id(2)]).is_ok());

@@ -97,6 +97,7 @@ pub async fn receive(
     now: DateTime<Utc>,
 ) -> Result<(PaymentView, bool), PaymentError> {
     let amount = eur(req.amount.0)?.value();
+    check_reference(&req.reference)?;
     check_value_date(req.value_date, paris_date(now))?;
     if let Some(ids) = &req.invoice_ids {
         check_named(ids)?;
@@ -366,6 +367,7 @@ pub async fn refund(
     now: DateTime<Utc>,
 ) -> Result<(RefundView, bool), PaymentError> {
     let amount = eur(req.amount.0)?.value();
+    check_reference(&req.reference)?;
     check_value_date(req.value_date, paris_date(now))?;
     let key = IdempotencyKey::of_reference("refund", req.reference.clone());
     #[derive(serde::Serialize)]

@@ -473,6 +473,8 @@ async fn the_reference_replays_the_first_payment_and_refuses_another_body() {
             "customer_id",
         ),
         (payment(C2, "1.00", "", "2026-11-19"), "reference"),
+        (payment(C2, "1.00", "  ", "2026-11-19"), "reference"),
+        (payment(C2, "1.00", "VIR\n7", "2026-11-19"), "reference"),
         (
             payment(C2, "1.00", &"R".repeat(201), "2026-11-19"),
             "reference",
