@@ -534,7 +534,26 @@ async fn authorizations(urls: &Urls, clients: u64, seconds: u64) -> [Run; 3] {
                     grandlivre::wallets::store::buy_tickets(&mut conn, id, 1000, None, now)
                         .await
                         .expect("tickets");
-                grandlivre::wallets::store::ticket_purchase_paid(&mut conn, p.id, now)
+                // invoiced (now, or already at purchase) and paid as finance would: the
+                // payment releases the tickets
+                grandlivre::invoicing::store::issue_for_customer(&mut conn, id, now, now)
+                    .await
+                    .expect("invoice");
+                let due: Decimal = grandlivre::invoicing::store::open_invoices(&mut conn, id)
+                    .await
+                    .expect("open invoices")
+                    .iter()
+                    .map(|i| i.due)
+                    .sum();
+                let payment = grandlivre::payments::NewPayment {
+                    customer_id: id,
+                    amount: grandlivre::money::DecimalString(due),
+                    method: grandlivre::payments::PaymentMethod::Transfer,
+                    reference: format!("bench-tickets-{}", p.id),
+                    value_date: grandlivre::calendar::paris_date(now),
+                    invoice_ids: None,
+                };
+                grandlivre::payments::store::receive(&mut conn, &payment, now)
                     .await
                     .expect("paid");
             }

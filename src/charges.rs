@@ -153,7 +153,16 @@ pub async fn insert(
     c: &NewCharge,
     now: DateTime<Utc>,
 ) -> Result<bool, diesel::result::Error> {
-    let n = diesel::insert_into(charges::table)
+    Ok(insert_returning_id(conn, c, now).await?.is_some())
+}
+
+/// [`insert`], answering the new charge's id (`None`: the same charge existed).
+pub async fn insert_returning_id(
+    conn: &mut AsyncPgConnection,
+    c: &NewCharge,
+    now: DateTime<Utc>,
+) -> Result<Option<Uuid>, diesel::result::Error> {
+    diesel::insert_into(charges::table)
         .values((
             charges::id.eq(Uuid::now_v7()),
             charges::customer_id.eq(c.customer_id),
@@ -172,9 +181,10 @@ pub async fn insert(
             charges::created_at.eq(now),
         ))
         .on_conflict_do_nothing()
-        .execute(conn)
-        .await?;
-    Ok(n == 1)
+        .returning(charges::id)
+        .get_result(conn)
+        .await
+        .optional()
 }
 
 /// A customer's charges, oldest first, after the charge `after`.

@@ -34,6 +34,7 @@ pub enum ErrorCode {
     UnbalancedTransaction,
     UnknownAccount,
     InsufficientFunds,
+    BeyondCreditBalance,
     SepaMandateRequired,
     ServicePlusRequired,
     AssistanceIncluded,
@@ -87,6 +88,10 @@ impl ErrorCode {
                 "An account does not exist or does not fit the posting",
             ),
             InsufficientFunds => (StatusCode::UNPROCESSABLE_ENTITY, "Insufficient funds"),
+            BeyondCreditBalance => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "More than the customer's credit balance",
+            ),
             SepaMandateRequired => (
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "An active SEPA mandate is required",

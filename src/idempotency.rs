@@ -41,6 +41,18 @@ impl IdempotencyKey {
     }
 }
 
+impl IdempotencyKey {
+    /// A business reference that is its operation's key whoever sends it (a payment's bank
+    /// or processor reference, unique in its table): one scope per kind of reference, so
+    /// that the same payment reported by two staff keys is one payment.
+    pub fn of_reference(kind: &str, reference: impl Into<String>) -> IdempotencyKey {
+        IdempotencyKey {
+            scope: format!("reference:{kind}"),
+            key: reference.into(),
+        }
+    }
+}
+
 /// The key was used before for another request (another operation or other values).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("the idempotency key was already used for a different request")]

@@ -22,6 +22,7 @@ pub mod jobs;
 pub mod ledger;
 pub mod money;
 pub mod openapi;
+pub mod payments;
 pub mod pg_cluster;
 pub mod schema;
 pub mod startup;

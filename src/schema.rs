@@ -318,6 +318,19 @@ diesel::table! {
 }
 
 diesel::table! {
+    payments (id) {
+        id -> Uuid,
+        customer_id -> Uuid,
+        reference -> Text,
+        method -> Text,
+        amount -> Numeric,
+        value_date -> Date,
+        received_at -> Timestamptz,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     postings (id) {
         id -> Int8,
         transaction_id -> Uuid,
@@ -325,6 +338,17 @@ diesel::table! {
         side -> Text,
         amount -> Numeric,
         unit -> Text,
+    }
+}
+
+diesel::table! {
+    refunds (id) {
+        id -> Uuid,
+        customer_id -> Uuid,
+        reference -> Text,
+        amount -> Numeric,
+        value_date -> Date,
+        created_at -> Timestamptz,
     }
 }
 
@@ -369,6 +393,7 @@ diesel::table! {
         request_hash -> Nullable<Bytea>,
         created_at -> Timestamptz,
         paid_at -> Nullable<Timestamptz>,
+        charge_id -> Nullable<Uuid>,
     }
 }
 
@@ -416,9 +441,12 @@ diesel::joinable!(invoice_vat -> invoices (invoice_id));
 diesel::joinable!(invoices -> customers (customer_id));
 diesel::joinable!(mandates -> customers (customer_id));
 diesel::joinable!(offer_prices -> offers (offer_code));
+diesel::joinable!(payments -> customers (customer_id));
+diesel::joinable!(refunds -> customers (customer_id));
 diesel::joinable!(subscription_events -> subscriptions (subscription_id));
 diesel::joinable!(subscriptions -> customers (customer_id));
 diesel::joinable!(subscriptions -> offers (offer_code));
+diesel::joinable!(ticket_purchases -> charges (charge_id));
 diesel::joinable!(ticket_purchases -> customers (customer_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
@@ -443,7 +471,9 @@ diesel::allow_tables_to_appear_in_same_query!(
     mandates,
     offer_prices,
     offers,
+    payments,
     postings,
+    refunds,
     subscription_events,
     subscriptions,
     ticket_purchases,

@@ -21,6 +21,7 @@ impl From<InvoicingError> for ApiError {
             InvoicingError::BeyondDue { .. } => {
                 ApiError::field(ErrorCode::InvalidRequest, "amount", detail)
             }
+            InvoicingError::CreditBalance(e) => (*e).into(),
             InvoicingError::Database(e) => e.into(),
             InvoicingError::Ledger(e) => e.into(),
             InvoicingError::Amounts(_) | InvoicingError::Number(_) | InvoicingError::Invalid(_) => {

@@ -10,6 +10,7 @@ pub mod jobs;
 pub mod ledger;
 mod observe;
 pub mod offers;
+pub mod payments;
 pub mod subscriptions;
 pub mod test_clock;
 pub mod wallets;
@@ -92,6 +93,10 @@ pub fn register(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
         .service(interventions::resolve_intervention)
         .service(invoices::list_invoices)
         .service(invoices::get_invoice)
+        .service(payments::post_payment)
+        .service(payments::list_payments)
+        .service(payments::get_payment)
+        .service(payments::post_customer_refund)
         .service(jobs::run_job)
         .service(api_keys::post_api_key)
         .service(api_keys::list_api_keys)

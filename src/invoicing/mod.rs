@@ -481,6 +481,9 @@ pub enum InvoicingError {
     BeyondDue { invoice: Uuid, due: Decimal },
     #[error(transparent)]
     Ledger(#[from] crate::ledger::LedgerError),
+    /// Applying the customer's credit balance to a new invoice failed.
+    #[error(transparent)]
+    CreditBalance(Box<crate::payments::PaymentError>),
     #[error(transparent)]
     Database(#[from] diesel::result::Error),
 }
@@ -488,6 +491,7 @@ pub enum InvoicingError {
 impl crate::db::Retryable for InvoicingError {
     fn is_retryable(&self) -> bool {
         match self {
+            InvoicingError::CreditBalance(e) => crate::db::Retryable::is_retryable(&**e),
             InvoicingError::Database(e) => crate::db::is_retryable(e),
             InvoicingError::Ledger(e) => crate::db::Retryable::is_retryable(e),
             _ => false,

@@ -22,7 +22,7 @@ use crate::charges::ChargeSource;
 use crate::ledger::chart::{CustomerAccount, Platform};
 use crate::ledger::store as ledger;
 use crate::ledger::{NewTransaction, Posting};
-use crate::money::{price, Amount, DecimalString, Unit};
+use crate::money::{price, round_cents, Amount, DecimalString, Unit};
 use crate::schema::{
     charges, customers, document_counters, invoice_lines, invoice_settlements, invoice_vat,
     invoices,
@@ -308,6 +308,21 @@ pub async fn issue_in_tx(
             .description(format!("invoice {number}"));
         ledger::post_in_tx(c, &tx).await?;
     }
+    // the customer's credit balance (4191) pays what it can of the new invoice
+    let applied = crate::payments::store::apply_credit_balance_in_tx(
+        c,
+        customer,
+        id,
+        totals.total_ttc.0,
+        issued_on,
+        now,
+    )
+    .await
+    .map_err(|e| InvoicingError::CreditBalance(Box::new(e)))?;
+    let (paid, due, status) = match applied {
+        Some((paid, settled)) => (paid, settled.due, settled.status),
+        None => (Decimal::ZERO, totals.total_ttc.0, status),
+    };
     Ok(Some(InvoiceView {
         id,
         number: number.to_string(),
@@ -315,9 +330,9 @@ pub async fn issue_in_tx(
         issued_on,
         due_on,
         status,
-        amount_paid: DecimalString(Decimal::ZERO.round_dp(2)),
-        amount_credited: DecimalString(Decimal::ZERO.round_dp(2)),
-        amount_due: amounts.totals.total_ttc,
+        amount_paid: DecimalString(round_cents(paid)),
+        amount_credited: DecimalString(round_cents(Decimal::ZERO)),
+        amount_due: DecimalString(round_cents(due)),
         lines: amounts.lines,
         totals: amounts.totals,
         created_at: now,

@@ -18,7 +18,7 @@ use grandlivre::money::{Amount, Unit};
 use grandlivre::wallets::store as wallets;
 
 use crate::helpers::{
-    authorization_request, authorize_and_capture, paris, seeded, subscribe, TestApp,
+    authorization_request, authorize_and_capture, paris, pay_invoice_of, seeded, subscribe, TestApp,
 };
 
 fn request(customer: Uuid, reference: &str, classification: Value, funding: &str) -> Value {
@@ -40,9 +40,10 @@ async fn tickets(app: &TestApp, customer: Uuid, n: i32) {
     let (p, _) = wallets::buy_tickets(&mut conn, customer, n, None, Utc::now())
         .await
         .unwrap();
-    wallets::ticket_purchase_paid(&mut conn, p.id, Utc::now())
+    // invoiced and paid through the API: the payment makes them usable
+    pay_invoice_of(app, customer, &format!("tickets-{}", p.id), None)
         .await
-        .unwrap();
+        .expect("the purchase is owed");
 }
 
 async fn available_tickets(app: &TestApp, customer: Uuid, at: DateTime<Utc>) -> i64 {

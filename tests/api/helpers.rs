@@ -784,3 +784,60 @@ pub async fn new_customer(app: &TestApp, key: &str, idem: &str) -> Uuid {
     assert_eq!(created.status, 201, "{}", created.text);
     created.body["id"].as_str().unwrap().parse().unwrap()
 }
+
+/// Pays what `customer` owes as finance would, through the API: runs the `invoicing` job
+/// (which issues nothing new where purchases were invoiced at once), then `POST
+/// /v1/payments` of what its open invoices still ask, under `reference`, with the value
+/// date `value_date` (default: the app clock's Paris date). Answers the payment's body, or
+/// `None` when nothing was owed.
+pub async fn pay_invoice_of(
+    app: &TestApp,
+    customer: Uuid,
+    reference: &str,
+    value_date: Option<&str>,
+) -> Option<Value> {
+    let admin = app.admin().await;
+    let now = grandlivre::clock::Clock::now(&*app.clock);
+    // charges made through the store at the wall clock's time are invoiced too
+    let as_of = now.max(Utc::now()) + chrono::Duration::seconds(1);
+    let run = app
+        .post_json(
+            &admin,
+            "/v1/jobs/invoicing/run",
+            None,
+            &serde_json::json!({ "as_of": as_of }),
+        )
+        .await;
+    assert_eq!(run.status, 200, "invoicing: {}", run.text);
+    let balances = app
+        .get(&admin, &format!("/v1/customers/{customer}/balances"))
+        .await;
+    assert_eq!(balances.status, 200, "{}", balances.text);
+    let owed = balances.body["amount_owed"].as_str().expect("amount_owed");
+    if owed.parse::<rust_decimal::Decimal>().expect("a decimal") <= rust_decimal::Decimal::ZERO {
+        return None;
+    }
+    let value_date = value_date
+        .map(str::to_string)
+        .unwrap_or_else(|| grandlivre::calendar::paris_date(now).to_string());
+    let paid = app
+        .post_json(
+            &admin,
+            "/v1/payments",
+            None,
+            &serde_json::json!({
+                "customer_id": customer,
+                "amount": owed,
+                "method": "transfer",
+                "reference": reference,
+                "value_date": value_date,
+            }),
+        )
+        .await;
+    assert!(
+        paid.status == 201 || paid.status == 200,
+        "payment: {}",
+        paid.text
+    );
+    Some(paid.body)
+}

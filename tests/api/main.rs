@@ -18,6 +18,7 @@ mod keys;
 mod ledger_core;
 mod ledger_http;
 mod migrations;
+mod payments;
 mod subscriptions;
 mod test_clock;
 mod wallets;

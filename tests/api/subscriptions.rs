@@ -16,7 +16,7 @@ use grandlivre::jobs::{self, Job};
 use grandlivre::subscriptions::store;
 use grandlivre::subscriptions::{NewSubscription, Plan, SubscriptionError, SubscriptionStatus};
 
-use crate::helpers::{d, paris, seeded};
+use crate::helpers::{d, paris, pay_invoice_of, seeded};
 
 async fn subscribe(
     conn: &mut AsyncPgConnection,
@@ -366,7 +366,7 @@ async fn a_price_version_mid_contract_applies_from_its_date_only() {
 
 #[actix_web::test]
 async fn support_vip_waits_for_its_first_payment() {
-    let (_app, mut conn) = seeded().await;
+    let (app, mut conn) = seeded().await;
     let req = NewSubscription {
         customer_id: NO_MANDATE,
         offer_code: "support_vip_annual".into(),
@@ -400,12 +400,16 @@ async fn support_vip_waits_for_its_first_payment() {
         Err(SubscriptionError::WrongState(..))
     ));
 
-    store::activate_on_payment(&mut conn, sub, d("2026-03-20"), paris("2026-03-21"))
+    // invoiced, then paid through the API with value date 20 March, reported the 21st
+    app.clock.set(paris("2026-03-21"));
+    let paid = pay_invoice_of(&app, NO_MANDATE, "VIR-VIP-1", Some("2026-03-20"))
         .await
-        .unwrap();
-    store::activate_on_payment(&mut conn, sub, d("2026-03-20"), paris("2026-03-22"))
+        .expect("the first period is owed");
+    assert_eq!(paid["amount"], "588.00", "490.00 excl. VAT: {paid}");
+    app.clock.set(paris("2026-03-22"));
+    assert!(pay_invoice_of(&app, NO_MANDATE, "VIR-VIP-2", None)
         .await
-        .unwrap(); // replay
+        .is_none());
     let view = store::view(&mut conn, sub, paris("2026-04-01"))
         .await
         .unwrap()

@@ -19,8 +19,8 @@ use grandlivre::money::{Amount, Unit};
 use grandlivre::wallets::store as wallets;
 
 use crate::helpers::{
-    authorization_request, authorize_and_capture, credit_service, paris, seeded, subscribe,
-    use_credits,
+    authorization_request, authorize_and_capture, credit_service, paris, pay_invoice_of, seeded,
+    subscribe, use_credits,
 };
 
 fn at(s: &str) -> DateTime<Utc> {
@@ -137,13 +137,13 @@ async fn tickets_are_usable_once_paid_and_refused_with_premium_assistance() {
         unpaid.text
     );
 
-    let id: Uuid = bought.body["id"].as_str().unwrap().parse().unwrap();
-    wallets::ticket_purchase_paid(&mut conn, id, Utc::now())
+    // invoiced, then paid through the API: the payment releases the tickets
+    let paid = pay_invoice_of(&app, C1, "VIR-TICKETS-C1", None)
         .await
-        .unwrap();
-    wallets::ticket_purchase_paid(&mut conn, id, Utc::now())
-        .await
-        .unwrap(); // idempotent
+        .expect("the purchase is owed");
+    assert_eq!(paid["amount"], "300.00", "{paid}");
+    let again = pay_invoice_of(&app, C1, "VIR-TICKETS-C1-2", None).await;
+    assert!(again.is_none(), "nothing more is owed: {again:?}");
     let used = app
         .post_json(
             &ticketing,
@@ -780,7 +780,7 @@ proptest! {
     fn balances_equal_the_ledger(ops in proptest::collection::vec((op(), 0i64..120), 1..16)) {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         runtime.block_on(async {
-            let (_app, mut conn) = seeded().await;
+            let (app, mut conn) = seeded().await;
             service_plus(&mut conn, C1, "2026-01-01").await;
             let mut now = paris("2026-01-02");
             let mut purchases = Vec::new();
@@ -802,9 +802,10 @@ proptest! {
                         tickets += q as i64;
                     }
                     Op::PayTickets => {
-                        if let Some((id, q)) = purchases.pop() {
-                            wallets::ticket_purchase_paid(&mut conn, id, now).await.unwrap();
-                            paid_tickets += q as i64;
+                        // what C2 owes, paid through the API: every purchase so far
+                        app.clock.set(now);
+                        if pay_invoice_of(&app, C2, &format!("pay-{n}"), None).await.is_some() {
+                            paid_tickets += purchases.drain(..).map(|(_, q)| q as i64).sum::<i64>();
                         }
                     }
                     Op::UseTicket => {

@@ -141,44 +141,62 @@ pub async fn create(
 }
 
 /// The first payment of a subscription that waits for it has landed with value date
-/// `value_date`: its terms start that day. Idempotent for the same value date.
-pub async fn activate_on_payment(
-    conn: &mut AsyncPgConnection,
+/// `value_date`: its terms start that day, inside the caller's transaction (the payment's,
+/// which locked the customer's row first). Its first charge (period 0) stands for the
+/// first period, so billing goes on from period 1, anchored on that day. Idempotent for
+/// the same value date.
+pub async fn activate_on_payment_in_tx(
+    c: &mut AsyncPgConnection,
     id: Uuid,
     value_date: NaiveDate,
     now: DateTime<Utc>,
 ) -> Result<(), SubscriptionError> {
-    crate::retry_transaction!(conn, SubscriptionError, |c| {
-        let sub = row(c, id, true).await?;
-        match (sub.status, sub.anchor_date) {
-            (SubscriptionStatus::Active, Some(a)) if a == value_date => return Ok(()),
-            (SubscriptionStatus::PendingPayment, _) => {}
-            _ => {
-                return Err(SubscriptionError::WrongState(
-                    id,
-                    "not waiting for its first payment",
-                ))
-            }
-        }
-        diesel::update(subscriptions::table.find(id))
-            .set((
-                subscriptions::status.eq(SubscriptionStatus::Active.as_str()),
-                subscriptions::anchor_date.eq(value_date),
-                subscriptions::start_date.eq(value_date),
+    let sub = row(c, id, true).await?;
+    match (sub.status, sub.anchor_date) {
+        (SubscriptionStatus::Active, Some(a)) if a == value_date => return Ok(()),
+        (SubscriptionStatus::PendingPayment, _) => {}
+        _ => {
+            return Err(SubscriptionError::WrongState(
+                id,
+                "not waiting for its first payment",
             ))
-            .execute(c)
-            .await?;
-        record(
-            c,
-            id,
-            EventKind::Activated,
-            now,
-            None,
-            serde_json::json!({ "value_date": value_date }),
-        )
+        }
+    }
+    diesel::update(subscriptions::table.find(id))
+        .set((
+            subscriptions::status.eq(SubscriptionStatus::Active.as_str()),
+            subscriptions::anchor_date.eq(value_date),
+            subscriptions::start_date.eq(value_date),
+        ))
+        .execute(c)
         .await?;
-        Ok(())
-    })
+    record(
+        c,
+        id,
+        EventKind::Activated,
+        now,
+        None,
+        serde_json::json!({ "value_date": value_date }),
+    )
+    .await?;
+    Ok(())
+}
+
+/// The subscriptions waiting for their first payment whose first charge `invoice` lists.
+pub async fn pending_first_charged_on(
+    c: &mut AsyncPgConnection,
+    invoice: Uuid,
+) -> Result<Vec<Uuid>, diesel::result::Error> {
+    use crate::schema::charges;
+    subscriptions::table
+        .inner_join(charges::table.on(charges::subscription_id.eq(subscriptions::id.nullable())))
+        .filter(charges::invoice_id.eq(invoice))
+        .filter(charges::period_index.eq(0))
+        .filter(subscriptions::status.eq(SubscriptionStatus::PendingPayment.as_str()))
+        .order(subscriptions::id)
+        .select(subscriptions::id)
+        .load(c)
+        .await
 }
 
 /// The status of `customer`, refused when it does not exist or is closed; its row stays

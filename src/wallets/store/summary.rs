@@ -23,8 +23,14 @@ pub struct Balances {
     pub credits: CreditBalance,
     pub tickets: TicketBalance,
     pub appointments: Vec<AppointmentPeriod>,
-    /// What the customer owes (their receivable account, EUR).
+    /// What the customer's open invoices still ask (EUR): their totals incl. VAT less what
+    /// payments, the credit balance and credit notes settled; equal to the receivable 411.
+    #[schema(example = "100.00")]
     pub amount_owed: DecimalString,
+    /// Paid beyond what was invoiced (EUR, the customer's account 4191): applied to the
+    /// next invoices, or refunded.
+    #[schema(example = "0.00")]
+    pub credit_balance: DecimalString,
 }
 
 #[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
@@ -124,10 +130,12 @@ pub async fn balances(
             overage,
         });
     }
-    let owed = balance_of(conn, customer, CustomerAccount::Receivable)
+    let owed: Decimal = crate::invoicing::store::open_invoices(conn, customer)
         .await?
-        .map(|b| b.posted.0)
-        .unwrap_or_default();
+        .iter()
+        .map(|i| i.due)
+        .sum();
+    let credit_balance = crate::payments::store::credit_balance(conn, customer).await?;
     Ok(Balances {
         customer_id: customer,
         as_of: at,
@@ -140,5 +148,6 @@ pub async fn balances(
         tickets,
         appointments,
         amount_owed: DecimalString(round_cents(owed)),
+        credit_balance: DecimalString(round_cents(credit_balance)),
     })
 }

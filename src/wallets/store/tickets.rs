@@ -101,7 +101,7 @@ pub async fn buy_tickets(
             ))
             .execute(c)
             .await?;
-        charges::insert(
+        let charge = charges::insert_returning_id(
             c,
             &NewCharge {
                 idempotency_key: Some(format!("tickets:{id}")),
@@ -117,6 +117,11 @@ pub async fn buy_tickets(
             now,
         )
         .await?;
+        // the charge is new with the purchase: its invoice, once paid, releases the tickets
+        diesel::update(ticket_purchases::table.find(id))
+            .set(ticket_purchases::charge_id.eq(charge))
+            .execute(c)
+            .await?;
         let issued = account(c, customer, CustomerAccount::TicketIssued).await?;
         let pending = account(c, customer, CustomerAccount::TicketPending).await?;
         let n = amount(Decimal::from(quantity), Unit::Ticket)?;
@@ -138,45 +143,59 @@ pub async fn buy_tickets(
     })
 }
 
-/// The invoice of a ticket purchase is paid: its tickets become usable. Idempotent.
-pub async fn ticket_purchase_paid(
-    conn: &mut AsyncPgConnection,
+/// The invoice of a ticket purchase is paid: its tickets become usable, inside the
+/// caller's transaction (the payment's, which holds the customer's row). Idempotent.
+pub async fn ticket_purchase_paid_in_tx(
+    c: &mut AsyncPgConnection,
     purchase: Uuid,
     at: DateTime<Utc>,
 ) -> Result<TicketPurchaseView, WalletError> {
-    crate::retry_transaction!(conn, WalletError, |c| {
-        let row: PurchaseRow = ticket_purchases::table
-            .find(purchase)
-            .select(PurchaseRow::as_select())
-            .for_update()
-            .first(c)
-            .await
-            .optional()?
-            .ok_or_else(|| WalletError::NotFound(format!("ticket purchase {purchase}")))?;
-        if row.status == "available" {
-            return Ok(row.into());
-        }
-        let pending = account(c, row.customer_id, CustomerAccount::TicketPending).await?;
-        let wallet = account(c, row.customer_id, CustomerAccount::TicketWallet).await?;
-        let n = amount(Decimal::from(row.quantity), Unit::Ticket)?;
-        let tx = NewTransaction::new(
-            format!("tickets:paid:{purchase}"),
-            "tickets.paid",
-            vec![Posting::debit(pending, n), Posting::credit(wallet, n)],
-        )?
-        .effective_at(at);
-        ledger::post_in_tx(c, &tx).await?;
-        diesel::update(ticket_purchases::table.find(purchase))
-            .set((
-                ticket_purchases::status.eq("available"),
-                ticket_purchases::paid_at.eq(at),
-            ))
-            .execute(c)
-            .await?;
-        Ok(TicketPurchaseView {
-            status: "available".into(),
-            paid_at: Some(at),
-            ..row.into()
-        })
+    let row: PurchaseRow = ticket_purchases::table
+        .find(purchase)
+        .select(PurchaseRow::as_select())
+        .for_update()
+        .first(c)
+        .await
+        .optional()?
+        .ok_or_else(|| WalletError::NotFound(format!("ticket purchase {purchase}")))?;
+    if row.status == "available" {
+        return Ok(row.into());
+    }
+    let pending = account(c, row.customer_id, CustomerAccount::TicketPending).await?;
+    let wallet = account(c, row.customer_id, CustomerAccount::TicketWallet).await?;
+    let n = amount(Decimal::from(row.quantity), Unit::Ticket)?;
+    let tx = NewTransaction::new(
+        format!("tickets:paid:{purchase}"),
+        "tickets.paid",
+        vec![Posting::debit(pending, n), Posting::credit(wallet, n)],
+    )?
+    .effective_at(at);
+    ledger::post_in_tx(c, &tx).await?;
+    diesel::update(ticket_purchases::table.find(purchase))
+        .set((
+            ticket_purchases::status.eq("available"),
+            ticket_purchases::paid_at.eq(at),
+        ))
+        .execute(c)
+        .await?;
+    Ok(TicketPurchaseView {
+        status: "available".into(),
+        paid_at: Some(at),
+        ..row.into()
     })
+}
+
+/// The ticket purchases, still pending payment, whose charges invoice `invoice` lists.
+pub async fn pending_purchases_invoiced_on(
+    c: &mut AsyncPgConnection,
+    invoice: Uuid,
+) -> Result<Vec<Uuid>, diesel::result::Error> {
+    ticket_purchases::table
+        .inner_join(crate::schema::charges::table)
+        .filter(crate::schema::charges::invoice_id.eq(invoice))
+        .filter(ticket_purchases::status.eq("pending_payment"))
+        .order(ticket_purchases::id)
+        .select(ticket_purchases::id)
+        .load(c)
+        .await
 }
