@@ -39,6 +39,7 @@ pub enum ErrorCode {
     AssistanceIncluded,
     InvalidState,
     CustomerClosed,
+    AlreadyUsed,
     AlreadyExists,
     ServiceUnavailable,
     Internal,
@@ -106,6 +107,10 @@ impl ErrorCode {
             CustomerClosed => (
                 StatusCode::CONFLICT,
                 "The customer is closed: its account is read-only",
+            ),
+            AlreadyUsed => (
+                StatusCode::CONFLICT,
+                "The tickets or credits to take back were used",
             ),
             AlreadyExists => (StatusCode::CONFLICT, "It already exists"),
             ServiceUnavailable => (
