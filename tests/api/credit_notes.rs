@@ -693,3 +693,75 @@ async fn a_partly_paid_invoice_is_credited_first_on_what_it_still_asks() {
     assert_eq!(balance(&app, &finance, C1, "4191").await, dec!(50.00));
     app.assert_ledger_verifies(&finance).await;
 }
+
+#[actix_web::test]
+async fn bought_credits_are_taken_back_whole_and_only_while_untouched() {
+    let (app, mut conn) = seeded().await;
+    let finance = app.key(Role::Finance, None).await;
+    let start = "2026-02-02";
+    let parent = crate::helpers::subscribe(&mut conn, C1, "premium_assistance", start, None).await;
+    crate::helpers::subscribe(&mut conn, C1, "service_plus_pack", start, Some(parent)).await;
+    app.clock.set(paris("2026-02-10") + Duration::hours(9));
+    let path = format!("/v1/customers/{C1}/credit-purchases");
+    let mut lots = Vec::new();
+    for (idem, credits) in [("five", "5"), ("two", "2")] {
+        let bought = app
+            .post_json(&finance, &path, Some(idem), &json!({ "credits": credits }))
+            .await;
+        assert_eq!(bought.status, 201, "{}", bought.text);
+        lots.push(bought.body);
+    }
+    let invoice = invoice_of(&app, &finance, C1).await;
+    let sold = charges::for_customer(&mut conn, C1, None, 50)
+        .await
+        .unwrap();
+    let line_of = |credits: Decimal| {
+        sold.iter()
+            .find(|c| c.source == ChargeSource::CreditPurchase && c.quantity.0 == credits)
+            .map(|c| c.id.to_string())
+            .unwrap()
+    };
+    let (five, two) = (line_of(dec!(5)), line_of(dec!(2)));
+    // one credit of the first lot used
+    let used = crate::helpers::use_credits(&mut conn, C1, dec!(1), "svc-1", app.clock.now()).await;
+    assert!(used.is_ok(), "{used:?}");
+
+    let used_lot = json!({"reason": "x", "lines": [{"charge_id": five}]});
+    credit_note(&app, &finance, &invoice, "cn-five", &used_lot)
+        .await
+        .problem(409, "already_used");
+    let part = json!({"reason": "x", "lines": [{"charge_id": two, "quantity": "1"}]});
+    let refused = credit_note(&app, &finance, &invoice, "cn-part", &part).await;
+    assert_eq!(
+        refused.problem(422, "invalid_request")["errors"][0]["field"],
+        "lines[0].quantity"
+    );
+    let before = balance(&app, &finance, C1, "487").await;
+    let whole = json!({"reason": "Bought twice", "lines": [{"charge_id": two}]});
+    let note = issued(&app, &finance, &invoice, "cn-two", &whole).await;
+    assert_eq!(note["lines"][0]["quantity"], "2");
+    let net: Decimal = note["totals"]["total_ht"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(net > Decimal::ZERO);
+    assert_eq!(balance(&app, &finance, C1, "487").await, before - net);
+    let listed = app
+        .get(&finance, &format!("/v1/customers/{C1}/credit-lots"))
+        .await;
+    let lot = listed
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["id"] == lots[1]["id"])
+        .unwrap();
+    assert_eq!(lot["remaining"], "0.00", "{lot}");
+    // 7 credits issued, 2 back to the issuer
+    assert_eq!(
+        balance(&app, &finance, C1, "CREDIT-ISSUED").await,
+        dec!(5.00)
+    );
+    app.assert_ledger_verifies(&finance).await;
+}
