@@ -40,6 +40,7 @@ pub enum ErrorCode {
     AssistanceIncluded,
     InvalidState,
     CustomerClosed,
+    AlreadyUsed,
     AlreadyExists,
     ServiceUnavailable,
     Internal,
@@ -111,6 +112,10 @@ impl ErrorCode {
             CustomerClosed => (
                 StatusCode::CONFLICT,
                 "The customer is closed: its account is read-only",
+            ),
+            AlreadyUsed => (
+                StatusCode::CONFLICT,
+                "The tickets or credits to take back were used",
             ),
             AlreadyExists => (StatusCode::CONFLICT, "It already exists"),
             ServiceUnavailable => (

@@ -33,7 +33,7 @@ use crate::error::{ErrorCode, FieldError, Problem};
         (name = "catalog", description = "Offers, entitlements and dated prices"),
         (name = "subscriptions", description = "Commitments, renewals, cancellation, early termination"),
         (name = "authorizations", description = "The ticketing hot path: decisions, holds, capture, interventions"),
-        (name = "invoices", description = "Invoices issued from charges, with gapless numbers"),
+        (name = "invoices", description = "Invoices issued from charges and their credit notes, each series with gapless numbers"),
         (name = "payments", description = "Payments received and allocated to invoices, credit balances refunded"),
         (name = "wallets", description = "Tickets, service-credit lots, Assistance+ appointments, balances"),
         (name = "api-keys", description = "API keys: create (the secret shown once), list, revoke"),

@@ -124,6 +124,49 @@ diesel::table! {
 }
 
 diesel::table! {
+    credit_note_lines (credit_note_id, position) {
+        credit_note_id -> Uuid,
+        position -> Int4,
+        charge_id -> Uuid,
+        description -> Text,
+        quantity -> Nullable<Numeric>,
+        unit_price -> Numeric,
+        price_basis -> Text,
+        vat_rate -> Numeric,
+        net_ht -> Numeric,
+    }
+}
+
+diesel::table! {
+    credit_note_vat (credit_note_id, vat_rate) {
+        credit_note_id -> Uuid,
+        vat_rate -> Numeric,
+        base_ht -> Numeric,
+        vat -> Numeric,
+    }
+}
+
+diesel::table! {
+    credit_notes (id) {
+        id -> Uuid,
+        number -> Text,
+        series -> Text,
+        year -> Int4,
+        seq -> Int8,
+        invoice_id -> Uuid,
+        customer_id -> Uuid,
+        issued_on -> Date,
+        reason -> Text,
+        total_ht -> Numeric,
+        total_vat -> Numeric,
+        total_ttc -> Numeric,
+        applied_to_invoice -> Numeric,
+        to_credit_balance -> Numeric,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     customers (id) {
         id -> Uuid,
         legal_name -> Text,
@@ -394,6 +437,7 @@ diesel::table! {
         created_at -> Timestamptz,
         paid_at -> Nullable<Timestamptz>,
         charge_id -> Nullable<Uuid>,
+        credited -> Int4,
     }
 }
 
@@ -430,6 +474,10 @@ diesel::joinable!(charges -> subscriptions (subscription_id));
 diesel::joinable!(credit_lots -> accounts (account_id));
 diesel::joinable!(credit_lots -> customers (customer_id));
 diesel::joinable!(credit_lots -> subscriptions (subscription_id));
+diesel::joinable!(credit_note_lines -> credit_notes (credit_note_id));
+diesel::joinable!(credit_note_vat -> credit_notes (credit_note_id));
+diesel::joinable!(credit_notes -> customers (customer_id));
+diesel::joinable!(credit_notes -> invoices (invoice_id));
 diesel::joinable!(formal_notices -> customers (customer_id));
 diesel::joinable!(interventions -> authorizations (authorization_id));
 diesel::joinable!(interventions -> customers (customer_id));
@@ -458,6 +506,9 @@ diesel::allow_tables_to_appear_in_same_query!(
     balances,
     charges,
     credit_lots,
+    credit_note_lines,
+    credit_note_vat,
+    credit_notes,
     customers,
     document_counters,
     formal_notices,

@@ -249,29 +249,3 @@ async fn update(
         .optional()?;
     Ok(row.map(CustomerRow::view))
 }
-
-/// Lifts a suspension once the customer has nothing overdue: a `suspended` customer none of
-/// whose invoices is `overdue` becomes `active` again. Inside the caller's transaction,
-/// which must hold the customer's row (`FOR NO KEY UPDATE` or stronger: a payment's, or the
-/// dunning job's). Answers whether it reinstated the customer.
-pub async fn reinstate_if_clear_in_tx(
-    c: &mut AsyncPgConnection,
-    id: Uuid,
-    now: DateTime<Utc>,
-) -> Result<bool, diesel::result::Error> {
-    use crate::invoicing::InvoiceStatus;
-    use crate::schema::invoices;
-    let overdue = invoices::table
-        .filter(invoices::customer_id.eq(id))
-        .filter(invoices::status.eq(InvoiceStatus::Overdue.as_str()));
-    let reinstated = diesel::update(customers::table.find(id))
-        .filter(customers::status.eq(CustomerStatus::Suspended))
-        .filter(diesel::dsl::not(diesel::dsl::exists(overdue)))
-        .set((
-            customers::status.eq(CustomerStatus::Active),
-            customers::updated_at.eq(now),
-        ))
-        .execute(c)
-        .await?;
-    Ok(reinstated == 1)
-}

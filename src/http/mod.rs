@@ -2,6 +2,7 @@
 
 pub mod api_keys;
 pub mod authorizations;
+pub mod credit_notes;
 pub mod customers;
 pub mod health;
 pub mod interventions;
@@ -97,6 +98,9 @@ pub fn register(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
         .service(payments::list_payments)
         .service(payments::get_payment)
         .service(payments::post_customer_refund)
+        .service(credit_notes::post_credit_note)
+        .service(credit_notes::list_credit_notes)
+        .service(credit_notes::get_credit_note)
         .service(jobs::run_job)
         .service(api_keys::post_api_key)
         .service(api_keys::list_api_keys)

@@ -20,7 +20,11 @@ use crate::catalog::PriceBasis;
 use crate::charges::ChargeView;
 use crate::money::{fits_columns, price, round_cents, DecimalString};
 
+pub mod credit_notes;
 pub mod store;
+pub mod store_credit_notes;
+
+pub use credit_notes::{CreditNoteError, CreditNoteRef, CreditNoteView};
 
 /// Days from issue to due date unless configured otherwise (DOMAIN.md).
 pub const DEFAULT_PAYMENT_DAYS: u32 = 30;
@@ -138,7 +142,7 @@ pub struct InvoiceLine {
 }
 
 /// The VAT of one rate.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct VatSubtotal {
     #[schema(example = "0.2")]
     pub vat_rate: DecimalString,
@@ -151,7 +155,7 @@ pub struct VatSubtotal {
 }
 
 /// A document's totals.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Totals {
     /// One entry per VAT rate of the lines, by increasing rate.
     pub vat_breakdown: Vec<VatSubtotal>,
@@ -461,6 +465,8 @@ pub struct InvoiceView {
     /// What the customer still owes on it: total incl. VAT less paid and credited.
     #[schema(example = "100.00")]
     pub amount_due: DecimalString,
+    /// Its credit notes, in number order.
+    pub credit_notes: Vec<CreditNoteRef>,
     pub created_at: chrono::DateTime<chrono::Utc>,
 }
 

@@ -11,6 +11,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use rust_decimal::Decimal;
 use uuid::Uuid;
 
+use super::credit_notes::CreditNoteRef;
 use super::{
     compute, due_date, settled_status, ChargeLine, DocumentKind, DocumentNumber, InvoiceLine,
     InvoiceStatus, InvoiceView, InvoicingError, SettlementKind, Totals, VatSubtotal,
@@ -22,7 +23,7 @@ use crate::charges::ChargeSource;
 use crate::ledger::chart::{CustomerAccount, Platform};
 use crate::ledger::store as ledger;
 use crate::ledger::{NewTransaction, Posting};
-use crate::money::{price, round_cents, Amount, DecimalString, Unit};
+use crate::money::{price, Amount, DecimalString, Unit};
 use crate::schema::{
     charges, customers, document_counters, invoice_lines, invoice_settlements, invoice_vat,
     invoices,
@@ -94,7 +95,7 @@ fn eur(value: Decimal) -> Result<Amount, InvoicingError> {
 
 /// Takes the next number of `kind`'s series for `year` from its counter row, locked until
 /// the caller's transaction ends: a concurrent issue waits, a rollback gives it back.
-async fn next_number(
+pub(super) async fn next_number(
     conn: &mut AsyncPgConnection,
     kind: DocumentKind,
     year: i32,
@@ -330,11 +331,12 @@ pub async fn issue_in_tx(
         issued_on,
         due_on,
         status,
-        amount_paid: DecimalString(round_cents(paid)),
-        amount_credited: DecimalString(round_cents(Decimal::ZERO)),
-        amount_due: DecimalString(round_cents(due)),
+        amount_paid: Unit::Eur.show(paid),
+        amount_credited: Unit::Eur.show(Decimal::ZERO),
+        amount_due: Unit::Eur.show(due),
         lines: amounts.lines,
         totals: amounts.totals,
+        credit_notes: Vec::new(),
         created_at: now,
     }))
 }
@@ -372,7 +374,7 @@ pub struct OpenInvoice {
 }
 
 /// Paid (payments and credit balance) and credited (credit notes) of each invoice.
-async fn settled_amounts(
+pub(super) async fn settled_amounts(
     conn: &mut AsyncPgConnection,
     ids: &[Uuid],
 ) -> Result<HashMap<Uuid, (Decimal, Decimal)>, diesel::result::Error> {
@@ -511,6 +513,7 @@ fn view(
     lines: Vec<LineRow>,
     vat: Vec<VatRow>,
     (paid, credited): (Decimal, Decimal),
+    credit_notes: Vec<CreditNoteRef>,
 ) -> InvoiceView {
     InvoiceView {
         id: row.id,
@@ -550,6 +553,7 @@ fn view(
         amount_paid: Unit::Eur.show(paid),
         amount_credited: Unit::Eur.show(credited),
         amount_due: Unit::Eur.show(row.total_ttc - paid - credited),
+        credit_notes,
         created_at: row.created_at,
     }
 }
@@ -572,6 +576,7 @@ async fn with_details(
         .load(conn)
         .await?;
     let mut settled = settled_amounts(conn, &ids).await?;
+    let mut notes = super::store_credit_notes::of_invoices(conn, &ids).await?;
     let mut lines_of: HashMap<Uuid, Vec<LineRow>> = Default::default();
     for (id, l) in lines {
         lines_of.entry(id).or_default().push(l);
@@ -588,7 +593,8 @@ async fn with_details(
                 vat_of.remove(&r.id).unwrap_or_default(),
             );
             let amounts = settled.remove(&r.id).unwrap_or_default();
-            view(r, l, v, amounts)
+            let n = notes.remove(&r.id).unwrap_or_default();
+            view(r, l, v, amounts, n)
         })
         .collect())
 }

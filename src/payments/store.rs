@@ -164,7 +164,8 @@ pub async fn receive(
             cleared_overdue |= was_overdue && !settled.status.is_open();
         }
         if cleared_overdue {
-            crate::customers::store::reinstate_if_clear_in_tx(c, req.customer_id, now).await?;
+            crate::dunning::store::lift_if_cleared_in_tx(c, req.customer_id, req.value_date, now)
+                .await?;
         }
         let allocated: Decimal = taken.iter().map(|(_, a)| *a).sum();
         let mut postings = vec![Posting::debit(Platform::Bank.id(), eur(amount)?)];

@@ -7,6 +7,7 @@ mod authorizations;
 mod catalog;
 mod cli;
 mod contract;
+mod credit_notes;
 mod customers;
 mod dunning;
 mod errors;

@@ -591,35 +591,47 @@ async fn a_customer_key_sees_its_own_payments_only() {
         .problem(403, "forbidden");
 }
 
+/// The dunning job suspends C2 15 days past due; a payment that leaves 0.01 overdue
+/// changes nothing, the one that clears it lifts the suspension at once (DOMAIN.md).
 #[actix_web::test]
-async fn paying_what_is_overdue_reinstates_a_suspended_customer() {
-    let (app, mut conn) = seeded().await;
+async fn paying_what_is_overdue_lifts_the_suspension_at_once() {
+    let (app, _conn) = seeded().await;
     app.clock
         .set(paris("2026-11-20") + chrono::Duration::hours(10));
     let admin = app.admin().await;
     buy_tickets(&app, &admin, C2, 1).await;
     invoice(&app, &admin).await;
-    // what the dunning job does past the due date
-    diesel::sql_query(format!(
-        "UPDATE invoices SET status = 'overdue' WHERE customer_id = '{C2}'"
-    ))
-    .execute(&mut conn)
-    .await
-    .unwrap();
-    let suspended = app
-        .patch_json(
+    // due 2026-12-20: the notice 15 days later
+    let at = paris("2027-01-04") + chrono::Duration::hours(10);
+    app.clock.set(at);
+    let ran = app
+        .post_json(
             &admin,
-            &format!("/v1/customers/{C2}"),
-            &json!({"status": "suspended"}),
+            "/v1/jobs/dunning/run",
+            None,
+            &json!({ "as_of": at }),
         )
         .await;
-    assert_eq!(suspended.status, 200, "{}", suspended.text);
-    let status =
-        || async { app.get(&admin, &format!("/v1/customers/{C2}")).await.body["status"].clone() };
-    pay(&app, &admin, payment(C2, "99.99", "VIR-S-1", "2026-11-20")).await;
-    assert_eq!(status().await, "suspended", "0.01 still overdue");
-    pay(&app, &admin, payment(C2, "0.01", "VIR-S-2", "2026-11-20")).await;
-    assert_eq!(status().await, "active");
+    assert_eq!(ran.body["notices_sent"], 1, "{}", ran.text);
+    let customer = || async { app.get(&admin, &format!("/v1/customers/{C2}")).await.body };
+    assert_eq!(customer().await["status"], "suspended");
+    pay(&app, &admin, payment(C2, "99.99", "VIR-S-1", "2027-01-04")).await;
+    assert_eq!(
+        customer().await["status"],
+        "suspended",
+        "0.01 still overdue"
+    );
+    assert_eq!(customer().await["dunning"]["overdue_amount"], "0.01");
+    pay(&app, &admin, payment(C2, "0.01", "VIR-S-2", "2027-01-04")).await;
+    let seen = customer().await;
+    assert_eq!(
+        (
+            &seen["status"],
+            &seen["dunning"]["notice"]["status"],
+            &seen["dunning"]["overdue_amount"]
+        ),
+        (&json!("active"), &json!("cleared"), &json!("0.00"))
+    );
     assert_eq!(invoices_of(&app, &admin, C2).await[0]["status"], "paid");
 }
 

@@ -25,6 +25,9 @@ pub struct TicketPurchaseView {
     #[schema(value_type = String, format = Uuid)]
     pub customer_id: Uuid,
     pub quantity: i32,
+    /// Taken back by credit notes on the purchase's invoice: never usable.
+    #[serde(default)]
+    pub credited: i32,
     /// `pending_payment` until the invoice is paid, then `available`.
     pub status: String,
     pub created_at: DateTime<Utc>,
@@ -37,6 +40,7 @@ pub(super) struct PurchaseRow {
     id: Uuid,
     customer_id: Uuid,
     quantity: i32,
+    credited: i32,
     status: String,
     created_at: DateTime<Utc>,
     paid_at: Option<DateTime<Utc>>,
@@ -48,6 +52,7 @@ impl From<PurchaseRow> for TicketPurchaseView {
             id: r.id,
             customer_id: r.customer_id,
             quantity: r.quantity,
+            credited: r.credited,
             status: r.status,
             created_at: r.created_at,
             paid_at: r.paid_at,
@@ -143,8 +148,9 @@ pub async fn buy_tickets(
     })
 }
 
-/// The invoice of a ticket purchase is paid: its tickets become usable, inside the
-/// caller's transaction (the payment's, which holds the customer's row). Idempotent.
+/// The invoice of a ticket purchase is paid: its tickets become usable, but for those a
+/// credit note took back, inside the caller's transaction (the payment's, which holds the
+/// customer's row). Idempotent.
 pub async fn ticket_purchase_paid_in_tx(
     c: &mut AsyncPgConnection,
     purchase: Uuid,
@@ -161,16 +167,18 @@ pub async fn ticket_purchase_paid_in_tx(
     if row.status == "available" {
         return Ok(row.into());
     }
-    let pending = account(c, row.customer_id, CustomerAccount::TicketPending).await?;
-    let wallet = account(c, row.customer_id, CustomerAccount::TicketWallet).await?;
-    let n = amount(Decimal::from(row.quantity), Unit::Ticket)?;
-    let tx = NewTransaction::new(
-        format!("tickets:paid:{purchase}"),
-        "tickets.paid",
-        vec![Posting::debit(pending, n), Posting::credit(wallet, n)],
-    )?
-    .effective_at(at);
-    ledger::post_in_tx(c, &tx).await?;
+    if row.quantity > row.credited {
+        let pending = account(c, row.customer_id, CustomerAccount::TicketPending).await?;
+        let wallet = account(c, row.customer_id, CustomerAccount::TicketWallet).await?;
+        let n = amount(Decimal::from(row.quantity - row.credited), Unit::Ticket)?;
+        let tx = NewTransaction::new(
+            format!("tickets:paid:{purchase}"),
+            "tickets.paid",
+            vec![Posting::debit(pending, n), Posting::credit(wallet, n)],
+        )?
+        .effective_at(at);
+        ledger::post_in_tx(c, &tx).await?;
+    }
     diesel::update(ticket_purchases::table.find(purchase))
         .set((
             ticket_purchases::status.eq("available"),
