@@ -120,6 +120,7 @@ diesel::table! {
         expires_at -> Timestamptz,
         expired_at -> Nullable<Timestamptz>,
         idempotency_key -> Nullable<Text>,
+        invoice_id -> Nullable<Uuid>,
     }
 }
 
@@ -253,6 +254,7 @@ diesel::table! {
         total_vat -> Numeric,
         total_ttc -> Numeric,
         created_at -> Timestamptz,
+        mentions -> Nullable<Jsonb>,
     }
 }
 
@@ -357,6 +359,9 @@ diesel::table! {
         request_hash -> Nullable<Bytea>,
         created_at -> Timestamptz,
         paid_at -> Nullable<Timestamptz>,
+        invoice_id -> Nullable<Uuid>,
+        net_ht -> Nullable<Numeric>,
+        tickets_used -> Int4,
     }
 }
 
@@ -392,6 +397,7 @@ diesel::joinable!(charges -> offers (offer_code));
 diesel::joinable!(charges -> subscriptions (subscription_id));
 diesel::joinable!(credit_lots -> accounts (account_id));
 diesel::joinable!(credit_lots -> customers (customer_id));
+diesel::joinable!(credit_lots -> invoices (invoice_id));
 diesel::joinable!(credit_lots -> subscriptions (subscription_id));
 diesel::joinable!(interventions -> authorizations (authorization_id));
 diesel::joinable!(interventions -> customers (customer_id));
@@ -407,6 +413,7 @@ diesel::joinable!(subscription_events -> subscriptions (subscription_id));
 diesel::joinable!(subscriptions -> customers (customer_id));
 diesel::joinable!(subscriptions -> offers (offer_code));
 diesel::joinable!(ticket_purchases -> customers (customer_id));
+diesel::joinable!(ticket_purchases -> invoices (invoice_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     accounts,
