@@ -20,7 +20,10 @@ use crate::catalog::PriceBasis;
 use crate::charges::ChargeView;
 use crate::money::{fits_columns, price, round_cents, DecimalString};
 
+pub mod legal;
 pub mod store;
+
+pub use legal::{LegalMentions, LegalTerms, Party};
 
 /// Days from issue to due date unless configured otherwise (DOMAIN.md).
 pub const DEFAULT_PAYMENT_DAYS: u32 = 30;
@@ -461,6 +464,14 @@ pub struct InvoiceView {
     /// What the customer still owes on it: total incl. VAT less paid and credited.
     #[schema(example = "100.00")]
     pub amount_due: DecimalString,
+    /// The seller's identity as issued (null only on invoices issued before legal mentions
+    /// were recorded).
+    pub seller: Option<Party>,
+    /// The buyer's identity as issued: a later change of the customer leaves it as it was.
+    pub buyer: Option<Party>,
+    /// The terms as issued: late-payment penalty rate, the 40 € recovery indemnity, the
+    /// operation category, the payment days.
+    pub legal: Option<LegalTerms>,
     pub created_at: chrono::DateTime<chrono::Utc>,
 }
 
