@@ -153,9 +153,19 @@ pub async fn insert(
     c: &NewCharge,
     now: DateTime<Utc>,
 ) -> Result<bool, diesel::result::Error> {
+    insert_as(conn, Uuid::now_v7(), c, now).await
+}
+
+/// [`insert`] under the id `id` (a purchase invoicing its charge at once names it).
+pub async fn insert_as(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    c: &NewCharge,
+    now: DateTime<Utc>,
+) -> Result<bool, diesel::result::Error> {
     let n = diesel::insert_into(charges::table)
         .values((
-            charges::id.eq(Uuid::now_v7()),
+            charges::id.eq(id),
             charges::customer_id.eq(c.customer_id),
             charges::subscription_id.eq(c.subscription_id),
             charges::offer_code.eq(&c.offer_code),

@@ -32,6 +32,7 @@ impl From<WalletError> for ApiError {
             WalletError::IdempotencyConflict | WalletError::AlreadyGranted => {
                 ApiError::new(ErrorCode::IdempotencyConflict, detail)
             }
+            WalletError::Invoicing(e) => e.into(),
             WalletError::Ledger(e) => e.into(),
             WalletError::Database(e) => e.into(),
         }
