@@ -16,6 +16,7 @@ mod keys;
 mod ledger_core;
 mod ledger_http;
 mod migrations;
+mod purchases;
 mod subscriptions;
 mod test_clock;
 mod wallets;
