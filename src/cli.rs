@@ -64,6 +64,15 @@ pub struct Cli {
         value_parser = crate::input::parse_instant
     )]
     pub test_clock_start: Option<chrono::DateTime<chrono::Utc>>,
+    /// The seller every invoice names, as JSON: {"legal_name", "siren", "vat_number",
+    /// "address": {"street_number", "street", "postcode", "town", "country"}} [default: the
+    /// demo seller, Grandlivre Services SAS].
+    #[arg(long, env = "GRANDLIVRE_SELLER", global = true)]
+    pub seller: Option<String>,
+    /// The annual late-payment penalty rate invoices state, as a fraction [default: 0.1215,
+    /// the ECB refinancing rate plus 10 points].
+    #[arg(long, env = "GRANDLIVRE_LATE_PAYMENT_RATE", global = true)]
+    pub late_payment_rate: Option<rust_decimal::Decimal>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -176,6 +185,10 @@ pub fn run(cli: Cli) -> ExitCode {
 }
 
 async fn dispatch(cli: Cli) -> anyhow::Result<()> {
+    let seller =
+        crate::invoicing::legal::Seller::from_config(cli.seller.as_deref(), cli.late_payment_rate)
+            .map_err(anyhow::Error::msg)?;
+    crate::invoicing::legal::configure(seller);
     let data_dir = cli.data_dir.unwrap_or_else(|| {
         crate::pg_cluster::default_data_dir(std::path::Path::new("var/postgres"))
     });

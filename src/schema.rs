@@ -120,6 +120,7 @@ diesel::table! {
         expires_at -> Timestamptz,
         expired_at -> Nullable<Timestamptz>,
         idempotency_key -> Nullable<Text>,
+        invoice_id -> Nullable<Uuid>,
     }
 }
 
@@ -308,6 +309,7 @@ diesel::table! {
         total_vat -> Numeric,
         total_ttc -> Numeric,
         created_at -> Timestamptz,
+        mentions -> Nullable<Jsonb>,
     }
 }
 
@@ -438,6 +440,10 @@ diesel::table! {
         paid_at -> Nullable<Timestamptz>,
         charge_id -> Nullable<Uuid>,
         credited -> Int4,
+        invoice_id -> Nullable<Uuid>,
+        net_ht -> Nullable<Numeric>,
+        tickets_used -> Int4,
+        recognized -> Numeric,
     }
 }
 
@@ -473,6 +479,7 @@ diesel::joinable!(charges -> offers (offer_code));
 diesel::joinable!(charges -> subscriptions (subscription_id));
 diesel::joinable!(credit_lots -> accounts (account_id));
 diesel::joinable!(credit_lots -> customers (customer_id));
+diesel::joinable!(credit_lots -> invoices (invoice_id));
 diesel::joinable!(credit_lots -> subscriptions (subscription_id));
 diesel::joinable!(credit_note_lines -> credit_notes (credit_note_id));
 diesel::joinable!(credit_note_vat -> credit_notes (credit_note_id));
@@ -496,6 +503,7 @@ diesel::joinable!(subscriptions -> customers (customer_id));
 diesel::joinable!(subscriptions -> offers (offer_code));
 diesel::joinable!(ticket_purchases -> charges (charge_id));
 diesel::joinable!(ticket_purchases -> customers (customer_id));
+diesel::joinable!(ticket_purchases -> invoices (invoice_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     accounts,

@@ -136,7 +136,7 @@ pub struct Address {
 }
 
 impl Address {
-    fn check(&self, prefix: &str, errors: &mut Vec<FieldError>) {
+    pub(crate) fn check(&self, prefix: &str, errors: &mut Vec<FieldError>) {
         let mut bounded = |field: &str, value: &str, max: usize| {
             let n = value.trim().chars().count();
             if n == 0 || n > max {

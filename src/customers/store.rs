@@ -208,6 +208,23 @@ pub async fn status_for_write(
         .optional()
 }
 
+/// [`status_for_write`] for a write that will also change the customer's own rows, such as
+/// an invoice issued in the same transaction: the row is locked `FOR NO KEY UPDATE` (as
+/// `invoicing::store::issue_in_tx` locks it) from the start, never share-locked then
+/// upgraded, which would deadlock two such writes of one customer.
+pub async fn status_for_update(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+) -> Result<Option<CustomerStatus>, diesel::result::Error> {
+    customers::table
+        .find(id)
+        .select(customers::status)
+        .for_no_key_update()
+        .first(conn)
+        .await
+        .optional()
+}
+
 /// Customers in id order after `after`.
 pub async fn list(
     conn: &mut AsyncPgConnection,

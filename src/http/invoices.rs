@@ -1,6 +1,7 @@
 //! `/v1/invoices`: issued invoices, read one or by page; a customer key sees its own only.
 
 use actix_web::{get, web};
+use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
@@ -33,7 +34,8 @@ impl From<InvoicingError> for ApiError {
 
 const READERS: &[Role] = &[Role::Finance];
 
-/// An invoice: its number, dates, lines, VAT per rate, totals and amount due.
+/// An invoice: its number, dates, lines, VAT per rate, totals, amount due, and its legal
+/// mentions as issued (seller, buyer, terms).
 #[utoipa::path(
     tag = "invoices",
     params(("id" = Uuid, Path, description = "Invoice id")),
@@ -69,6 +71,15 @@ pub struct InvoiceListParams {
     pub customer_id: Option<Uuid>,
     /// Only invoices in this status.
     pub status: Option<InvoiceStatus>,
+    /// Only invoices issued on or after this date (Europe/Paris, `YYYY-MM-DD`).
+    #[param(value_type = Option<String>, format = Date)]
+    #[serde(default, deserialize_with = "crate::input::opt_date")]
+    pub issued_from: Option<NaiveDate>,
+    /// Only invoices issued on or before this date (Europe/Paris, `YYYY-MM-DD`), not
+    /// before `issued_from`.
+    #[param(value_type = Option<String>, format = Date)]
+    #[serde(default, deserialize_with = "crate::input::opt_date")]
+    pub issued_to: Option<NaiveDate>,
     /// The `next_cursor` of the previous page; absent for the first page.
     pub cursor: Option<String>,
     /// Items per page, 1 to 200 (default 50).
@@ -83,7 +94,8 @@ pub struct InvoicePage {
     pub next_cursor: Option<String>,
 }
 
-/// Invoices, oldest first: of one customer and in one status when asked.
+/// Invoices, oldest first: of one customer, in one status, issued within a period (Paris
+/// dates, both ends included) when asked.
 #[utoipa::path(
     tag = "invoices",
     params(InvoiceListParams),
@@ -106,9 +118,24 @@ pub async fn list_invoices(
             c
         }
     };
+    if let (Some(from), Some(to)) = (q.issued_from, q.issued_to) {
+        if to < from {
+            return Err(ApiError::field(
+                ErrorCode::InvalidParameter,
+                "issued_to",
+                format!("not before issued_from ({from})"),
+            ));
+        }
+    }
     let (after, limit) = page("invoices", q.cursor.as_deref(), q.limit)?;
     let mut conn = state.pool.get().await?;
-    let items = store::list(&mut conn, customer, q.status, after, limit).await?;
+    let filter = store::InvoiceFilter {
+        customer,
+        status: q.status,
+        issued_from: q.issued_from,
+        issued_to: q.issued_to,
+    };
+    let items = store::list(&mut conn, filter, after, limit).await?;
     let next_cursor = next_cursor("invoices", &items, limit, |i| i.id.to_string());
     Ok(web::Json(InvoicePage { items, next_cursor }))
 }

@@ -32,6 +32,7 @@ impl From<WalletError> for ApiError {
             WalletError::IdempotencyConflict | WalletError::AlreadyGranted => {
                 ApiError::new(ErrorCode::IdempotencyConflict, detail)
             }
+            WalletError::Invoicing(e) => e.into(),
             WalletError::Ledger(e) => e.into(),
             WalletError::Database(e) => e.into(),
         }
@@ -103,9 +104,10 @@ pub struct TicketPurchaseRequest {
     pub quantity: i32,
 }
 
-/// Buy tickets: a charge for immediate invoicing (the ticket price, incl. VAT, each), the
-/// tickets usable once that invoice is paid. Refused while a subscription includes
-/// assistance.
+/// Buy tickets: their invoice is issued at once (the ticket price, incl. VAT, each) and
+/// named in the answer (`invoice_id`, `invoice_number`); the tickets are usable once that
+/// invoice is paid. A replay answers the same purchase and invoice and issues nothing.
+/// Refused while a subscription includes assistance.
 #[utoipa::path(
     tag = "wallets",
     params(
@@ -159,8 +161,10 @@ pub struct CreditPurchaseRequest {
     pub credits: DecimalString,
 }
 
-/// Buy unit service credits (only while holding an active Service+ pack): a charge at the
-/// unit-credit price and a lot expiring 12 months on.
+/// Buy unit service credits (only while holding an active Service+ pack): a lot expiring
+/// 12 months on, and its invoice at the unit-credit price excl. VAT, issued at once and named
+/// in the answer (`invoice_id`, `invoice_number`). A replay answers the same lot and invoice
+/// and issues nothing.
 #[utoipa::path(
     tag = "wallets",
     params(

@@ -21,10 +21,13 @@ use crate::charges::ChargeView;
 use crate::money::{fits_columns, price, round_cents, DecimalString};
 
 pub mod credit_notes;
+pub mod legal;
 pub mod store;
 pub mod store_credit_notes;
 
 pub use credit_notes::{CreditNoteError, CreditNoteRef, CreditNoteView};
+
+pub use legal::{LegalMentions, LegalTerms, Party};
 
 /// Days from issue to due date unless configured otherwise (DOMAIN.md).
 pub const DEFAULT_PAYMENT_DAYS: u32 = 30;
@@ -467,6 +470,14 @@ pub struct InvoiceView {
     pub amount_due: DecimalString,
     /// Its credit notes, in number order.
     pub credit_notes: Vec<CreditNoteRef>,
+    /// The seller's identity as issued (null only on invoices issued before legal mentions
+    /// were recorded).
+    pub seller: Option<Party>,
+    /// The buyer's identity as issued: a later change of the customer leaves it as it was.
+    pub buyer: Option<Party>,
+    /// The terms as issued: late-payment penalty rate, the 40 € recovery indemnity, the
+    /// operation category, the payment days.
+    pub legal: Option<LegalTerms>,
     pub created_at: chrono::DateTime<chrono::Utc>,
 }
 

@@ -12,6 +12,7 @@ use rust_decimal::Decimal;
 use uuid::Uuid;
 
 use super::credit_notes::CreditNoteRef;
+use super::legal::{self, LegalMentions, Party};
 use super::{
     compute, due_date, settled_status, ChargeLine, DocumentKind, DocumentNumber, InvoiceLine,
     InvoiceStatus, InvoiceView, InvoicingError, SettlementKind, Totals, VatSubtotal,
@@ -20,6 +21,7 @@ use super::{
 use crate::calendar::paris_date;
 use crate::catalog::PriceBasis;
 use crate::charges::ChargeSource;
+use crate::customers::Address;
 use crate::ledger::chart::{CustomerAccount, Platform};
 use crate::ledger::store as ledger;
 use crate::ledger::{NewTransaction, Posting};
@@ -55,7 +57,39 @@ struct InvoiceRow {
     total_ht: Decimal,
     total_vat: Decimal,
     total_ttc: Decimal,
+    mentions: Option<serde_json::Value>,
     created_at: DateTime<Utc>,
+}
+
+/// The buyer's identity, read where its row is locked.
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = customers)]
+struct BuyerRow {
+    legal_name: String,
+    siren: String,
+    vat_number: Option<String>,
+    street_number: Option<String>,
+    street: String,
+    postcode: String,
+    town: String,
+    country: String,
+}
+
+impl From<BuyerRow> for Party {
+    fn from(b: BuyerRow) -> Party {
+        Party {
+            legal_name: b.legal_name,
+            siren: b.siren,
+            vat_number: b.vat_number,
+            address: Address {
+                street_number: b.street_number,
+                street: b.street,
+                postcode: b.postcode,
+                town: b.town,
+                country: b.country,
+            },
+        }
+    }
 }
 
 #[derive(Queryable, Selectable)]
@@ -159,14 +193,15 @@ pub async fn issue_in_tx(
     selection: &Selection,
     now: DateTime<Utc>,
 ) -> Result<Option<InvoiceView>, InvoicingError> {
-    customers::table
+    let buyer: Party = customers::table
         .find(customer)
-        .select(customers::id)
+        .select(BuyerRow::as_select())
         .for_no_key_update()
-        .first::<Uuid>(c)
+        .first::<BuyerRow>(c)
         .await
         .optional()?
-        .ok_or(InvoicingError::UnknownCustomer(customer))?;
+        .ok_or(InvoicingError::UnknownCustomer(customer))?
+        .into();
     let uninvoiced = charges::table
         .filter(charges::customer_id.eq(customer))
         .filter(charges::invoice_id.is_null())
@@ -213,6 +248,10 @@ pub async fn issue_in_tx(
     let totals = &amounts.totals;
     let (_, status) = settled_status(totals.total_ttc.0, Decimal::ZERO, Decimal::ZERO, false);
 
+    let mentions = legal::seller().mentions(buyer, DEFAULT_PAYMENT_DAYS);
+    let mentions_json =
+        serde_json::to_value(&mentions).map_err(|e| InvoicingError::Invalid(e.to_string()))?;
+
     let number = next_number(c, DocumentKind::Invoice, chrono::Datelike::year(&issued_on)).await?;
     let id = Uuid::now_v7();
     diesel::insert_into(invoices::table)
@@ -229,6 +268,7 @@ pub async fn issue_in_tx(
             invoices::total_ht.eq(totals.total_ht.0),
             invoices::total_vat.eq(totals.total_vat.0),
             invoices::total_ttc.eq(totals.total_ttc.0),
+            invoices::mentions.eq(&mentions_json),
             invoices::created_at.eq(now),
         ))
         .execute(c)
@@ -337,6 +377,9 @@ pub async fn issue_in_tx(
         lines: amounts.lines,
         totals: amounts.totals,
         credit_notes: Vec::new(),
+        seller: Some(mentions.seller),
+        buyer: Some(mentions.buyer),
+        legal: Some(mentions.legal),
         created_at: now,
     }))
 }
@@ -514,8 +557,18 @@ fn view(
     vat: Vec<VatRow>,
     (paid, credited): (Decimal, Decimal),
     credit_notes: Vec<CreditNoteRef>,
-) -> InvoiceView {
-    InvoiceView {
+) -> Result<InvoiceView, InvoicingError> {
+    // written by `issue_in_tx` from this type: one that no longer reads is a defect
+    let mentions: Option<LegalMentions> = row
+        .mentions
+        .map(serde_json::from_value)
+        .transpose()
+        .map_err(|e| InvoicingError::Invalid(format!("invoice {}: mentions: {e}", row.id)))?;
+    let (seller, buyer, legal) = match mentions {
+        Some(m) => (Some(m.seller), Some(m.buyer), Some(m.legal)),
+        None => (None, None, None),
+    };
+    Ok(InvoiceView {
         id: row.id,
         number: row.number,
         customer_id: row.customer_id,
@@ -554,14 +607,17 @@ fn view(
         amount_credited: Unit::Eur.show(credited),
         amount_due: Unit::Eur.show(row.total_ttc - paid - credited),
         credit_notes,
+        seller,
+        buyer,
+        legal,
         created_at: row.created_at,
-    }
+    })
 }
 
 async fn with_details(
     conn: &mut AsyncPgConnection,
     rows: Vec<InvoiceRow>,
-) -> Result<Vec<InvoiceView>, diesel::result::Error> {
+) -> Result<Vec<InvoiceView>, InvoicingError> {
     let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
     let lines: Vec<(Uuid, LineRow)> = invoice_lines::table
         .filter(invoice_lines::invoice_id.eq_any(&ids))
@@ -585,8 +641,7 @@ async fn with_details(
     for (id, v) in vat {
         vat_of.entry(id).or_default().push(v);
     }
-    Ok(rows
-        .into_iter()
+    rows.into_iter()
         .map(|r| {
             let (l, v) = (
                 lines_of.remove(&r.id).unwrap_or_default(),
@@ -596,13 +651,13 @@ async fn with_details(
             let n = notes.remove(&r.id).unwrap_or_default();
             view(r, l, v, amounts, n)
         })
-        .collect())
+        .collect()
 }
 
 pub async fn get(
     conn: &mut AsyncPgConnection,
     id: Uuid,
-) -> Result<Option<InvoiceView>, diesel::result::Error> {
+) -> Result<Option<InvoiceView>, InvoicingError> {
     let rows: Vec<InvoiceRow> = invoices::table
         .filter(invoices::id.eq(id))
         .select(InvoiceRow::as_select())
@@ -611,14 +666,30 @@ pub async fn get(
     Ok(with_details(conn, rows).await?.pop())
 }
 
-/// Invoices in id order after `after`, of one customer and in one status when given.
+/// Which invoices a list shows; every filter given applies.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct InvoiceFilter {
+    pub customer: Option<Uuid>,
+    pub status: Option<InvoiceStatus>,
+    /// Issued on or after this (Paris) date.
+    pub issued_from: Option<NaiveDate>,
+    /// Issued on or before this (Paris) date.
+    pub issued_to: Option<NaiveDate>,
+}
+
+/// Invoices in id order after `after`, as `filter` asks.
 pub async fn list(
     conn: &mut AsyncPgConnection,
-    customer: Option<Uuid>,
-    status: Option<InvoiceStatus>,
+    filter: InvoiceFilter,
     after: Option<Uuid>,
     limit: i64,
-) -> Result<Vec<InvoiceView>, diesel::result::Error> {
+) -> Result<Vec<InvoiceView>, InvoicingError> {
+    let InvoiceFilter {
+        customer,
+        status,
+        issued_from,
+        issued_to,
+    } = filter;
     let mut q = invoices::table
         .order(invoices::id)
         .limit(limit)
@@ -629,6 +700,12 @@ pub async fn list(
     }
     if let Some(s) = status {
         q = q.filter(invoices::status.eq(s.as_str()));
+    }
+    if let Some(from) = issued_from {
+        q = q.filter(invoices::issued_on.ge(from));
+    }
+    if let Some(to) = issued_to {
+        q = q.filter(invoices::issued_on.le(to));
     }
     if let Some(a) = after {
         q = q.filter(invoices::id.gt(a));

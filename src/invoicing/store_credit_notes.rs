@@ -189,13 +189,14 @@ async fn take_back_tickets(
     note: Uuid,
     now: DateTime<Utc>,
 ) -> Result<(), CreditNoteError> {
-    let (status, bought, credited, created_at): (String, i32, i32, DateTime<Utc>) =
+    let (status, bought, credited, used, created_at): (String, i32, i32, i32, DateTime<Utc>) =
         ticket_purchases::table
             .find(purchase)
             .select((
                 ticket_purchases::status,
                 ticket_purchases::quantity,
                 ticket_purchases::credited,
+                ticket_purchases::tickets_used,
                 ticket_purchases::created_at,
             ))
             .for_update()
@@ -227,7 +228,7 @@ async fn take_back_tickets(
             .await?;
         let kept_for_newer: i64 = newer.iter().map(|(q, cr)| i64::from(q - cr)).sum();
         let unused = (in_wallet - Decimal::from(kept_for_newer))
-            .min(Decimal::from(bought - credited))
+            .min(Decimal::from(bought - credited - used))
             .max(Decimal::ZERO);
         if Decimal::from(n) > unused {
             return Err(CreditNoteError::AlreadyUsed(format!(

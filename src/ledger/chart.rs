@@ -146,12 +146,18 @@ impl CustomerAccount {
         }
     }
 
-    /// What a customer can spend may never go below zero.
+    /// What a customer can spend may never go below zero, nor deferred revenue: every
+    /// sale is posted to it (by the purchase's invoice) before any use recognises it.
     pub fn no_overdraft(self) -> bool {
         use CustomerAccount::*;
         matches!(
             self,
-            CreditBalance | TicketPending | TicketWallet | CreditLot(_) | AppointmentQuota { .. }
+            CreditBalance
+                | DeferredRevenue
+                | TicketPending
+                | TicketWallet
+                | CreditLot(_)
+                | AppointmentQuota { .. }
         )
     }
 
@@ -201,6 +207,7 @@ mod tests {
         let pack = Uuid::nil();
         assert!(CustomerAccount::TicketWallet.no_overdraft());
         assert!(CustomerAccount::CreditBalance.no_overdraft());
+        assert!(CustomerAccount::DeferredRevenue.no_overdraft());
         assert_eq!(CustomerAccount::CreditBalance.normal_side(), Side::Credit);
         assert!(CustomerAccount::AppointmentQuota { pack, period: 0 }.no_overdraft());
         assert!(!CustomerAccount::AppointmentOverage { pack, period: 0 }.no_overdraft());

@@ -14,6 +14,7 @@
 
 pub mod lots;
 pub mod store;
+pub mod tickets;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
@@ -59,6 +60,11 @@ pub struct CreditLotView {
     pub unit_price: DecimalString,
     pub granted_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
+    /// The invoice of a bought lot, issued with it (null for pack credits).
+    #[schema(value_type = Option<String>, format = Uuid)]
+    pub invoice_id: Option<Uuid>,
+    #[schema(example = "F2026-000001")]
+    pub invoice_number: Option<String>,
 }
 
 /// Why a wallet operation was refused.
@@ -87,6 +93,8 @@ pub enum WalletError {
     #[error("the credit lot was granted already")]
     AlreadyGranted,
     #[error(transparent)]
+    Invoicing(#[from] crate::invoicing::InvoicingError),
+    #[error(transparent)]
     Ledger(#[from] crate::ledger::LedgerError),
     #[error(transparent)]
     Database(#[from] diesel::result::Error),
@@ -103,6 +111,7 @@ impl crate::db::Retryable for WalletError {
         match self {
             WalletError::Database(e) => crate::db::is_retryable(e),
             WalletError::Ledger(e) => crate::db::Retryable::is_retryable(e),
+            WalletError::Invoicing(e) => crate::db::Retryable::is_retryable(e),
             _ => false,
         }
     }

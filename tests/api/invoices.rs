@@ -1,6 +1,6 @@
-//! Invoices issued by the `invoicing` job from real charges: DOMAIN.md's worked examples,
-//! mixed HT- and TTC-priced lines, numbers gapless under concurrency and across a rolled
-//! back issue, immutability in the database, the ledger's postings.
+//! Invoices issued by purchases (at once) and by the `invoicing` job: DOMAIN.md's worked
+//! examples, mixed HT- and TTC-priced lines, numbers gapless under concurrency and across a
+//! rolled back issue, immutability in the database, the ledger's postings.
 
 use chrono::Duration;
 use diesel_async::{RunQueryDsl, SimpleAsyncConnection};
@@ -17,7 +17,8 @@ use grandlivre::demo::{DEMO_CUSTOMER_1 as C1, DEMO_CUSTOMER_2 as C2};
 
 use crate::helpers::{balance, d, new_customer, paris, seeded, TestApp};
 
-async fn buy_tickets(app: &TestApp, key: &str, customer: Uuid, quantity: u32, idem: &str) {
+/// Buys tickets through the API: the purchase, with the invoice it issued at once.
+async fn buy_tickets(app: &TestApp, key: &str, customer: Uuid, quantity: u32, idem: &str) -> Value {
     let bought = app
         .post_json(
             key,
@@ -27,6 +28,26 @@ async fn buy_tickets(app: &TestApp, key: &str, customer: Uuid, quantity: u32, id
         )
         .await;
     assert_eq!(bought.status, 201, "{}", bought.text);
+    bought.body
+}
+
+/// A one-off charge of `customer` to invoice, 100.00 HT at 20 %.
+fn one_off(customer: Uuid, key: &str) -> NewCharge {
+    NewCharge {
+        customer_id: customer,
+        subscription_id: None,
+        offer_code: None,
+        source: ChargeSource::OneOff,
+        period_index: None,
+        description: format!("one-off {key}"),
+        quantity: dec!(1),
+        unit_price: dec!(100.00),
+        price_basis: PriceBasis::Ht,
+        vat_rate: dec!(0.20),
+        service_start: None,
+        service_end: None,
+        idempotency_key: Some(key.into()),
+    }
 }
 
 async fn run_invoicing(app: &TestApp, key: &str) -> Value {
@@ -63,36 +84,38 @@ async fn all_invoices(app: &TestApp, key: &str, query: &str) -> Vec<Value> {
 }
 
 #[actix_web::test]
-async fn tickets_bought_are_invoiced_as_domain_md_works_them_out() {
+async fn tickets_bought_are_invoiced_at_once_as_domain_md_works_them_out() {
     let (app, mut conn) = seeded().await;
     let finance = app.key(Role::Finance, None).await;
     let admin = app.admin().await;
     app.clock.set(paris("2026-11-20") + Duration::hours(10));
-    buy_tickets(&app, &finance, C1, 1, "one").await;
-    buy_tickets(&app, &finance, C2, 3, "three").await;
+    let bought = buy_tickets(&app, &finance, C1, 1, "one").await;
+    assert_eq!(bought["invoice_number"], "F2026-000001", "{bought}");
+    let bought3 = buy_tickets(&app, &finance, C2, 3, "three").await;
+    assert_eq!(bought3["invoice_number"], "F2026-000002", "{bought3}");
 
-    let first = run_invoicing(&app, &admin).await;
+    // the same request again: the same purchase and invoice, nothing issued
+    let again = app
+        .post_json(
+            &finance,
+            &format!("/v1/customers/{C1}/ticket-purchases"),
+            Some("one"),
+            &json!({ "quantity": 1 }),
+        )
+        .await;
+    assert_eq!((again.status, &again.body), (200, &bought));
+    // and the invoicing run finds nothing left to invoice
+    let run = run_invoicing(&app, &admin).await;
     assert_eq!(
-        (
-            &first["invoices_issued"],
-            &first["total_ht"],
-            &first["total_vat"],
-            &first["total_ttc"],
-            &first["failed"]
-        ),
-        (
-            &json!(2),
-            &json!("333.33"),
-            &json!("66.67"),
-            &json!("400.00"),
-            &json!([])
-        ),
-        "{first}"
+        (&run["invoices_issued"], &run["failed"]),
+        (&json!(0), &json!([])),
+        "{run}"
     );
     let mine = all_invoices(&app, &finance, &format!("customer_id={C1}")).await;
     assert_eq!(mine.len(), 1);
     let one = &mine[0];
     assert_eq!(one["number"], "F2026-000001");
+    assert_eq!(one["id"], bought["invoice_id"]);
     assert_eq!(
         (&one["issued_on"], &one["due_on"]),
         (&json!("2026-11-20"), &json!("2026-12-20"))
@@ -135,12 +158,6 @@ async fn tickets_bought_are_invoiced_as_domain_md_works_them_out() {
         );
     }
 
-    // a second run for the same instant issues nothing
-    let again = run_invoicing(&app, &admin).await;
-    assert_eq!(
-        (&again["invoices_issued"], &again["total_ttc"]),
-        (&json!(0), &json!("0.00"))
-    );
     assert_eq!(all_invoices(&app, &finance, "").await.len(), 2);
     assert_eq!(all_invoices(&app, &finance, "status=issued").await.len(), 2);
 
@@ -209,7 +226,11 @@ async fn a_mixed_invoice_takes_vat_per_rate_on_the_sum_of_its_nets() {
     let admin = app.admin().await;
     app.clock.set(paris("2026-11-20") + Duration::hours(10));
     let now = app.clock.now();
-    let ht = |description: &str, quantity: Decimal, unit_price: Decimal, rate: Decimal| NewCharge {
+    let charge = |description: &str,
+                  quantity: Decimal,
+                  unit_price: Decimal,
+                  price_basis: PriceBasis,
+                  rate: Decimal| NewCharge {
         customer_id: C1,
         subscription_id: None,
         offer_code: None,
@@ -218,20 +239,20 @@ async fn a_mixed_invoice_takes_vat_per_rate_on_the_sum_of_its_nets() {
         description: description.into(),
         quantity,
         unit_price,
-        price_basis: PriceBasis::Ht,
+        price_basis,
         vat_rate: rate,
         service_start: Some(d("2026-11-01")),
         service_end: Some(d("2026-11-30")),
         idempotency_key: Some(description.into()),
     };
-    // 3 × 0.20 HT and 10.00 HT at 5.5 %, then a ticket at 100.00 TTC
+    // 3 × 0.20 HT and 10.00 HT at 5.5 %, then a service at 100.00 TTC
     for c in [
-        ht("usage", dec!(3), dec!(0.20), dec!(0.20)),
-        ht("book", dec!(1), dec!(10.00), dec!(0.055)),
+        charge("usage", dec!(3), dec!(0.20), PriceBasis::Ht, dec!(0.20)),
+        charge("book", dec!(1), dec!(10.00), PriceBasis::Ht, dec!(0.055)),
+        charge("visit", dec!(1), dec!(100.00), PriceBasis::Ttc, dec!(0.20)),
     ] {
         assert!(charges::insert(&mut conn, &c, now).await.unwrap());
     }
-    buy_tickets(&app, &finance, C1, 1, "one").await;
 
     let ran = run_invoicing(&app, &admin).await;
     assert_eq!(ran["invoices_issued"], 1, "{ran}");
@@ -257,10 +278,10 @@ async fn a_mixed_invoice_takes_vat_per_rate_on_the_sum_of_its_nets() {
         .collect();
     assert_eq!(nets, [&json!("0.60"), &json!("10.00"), &json!("83.33")]);
     assert_eq!(invoice["lines"][0]["service_start"], "2026-11-01");
-    // services earned at once (706), tickets deferred (487), VAT collected
+    // services earned at once (706), nothing deferred (487), VAT collected
     assert_eq!(balance(&app, &finance, C1, "411").await, dec!(111.27));
-    assert_eq!(balance(&app, &finance, C1, "706").await, dec!(10.60));
-    assert_eq!(balance(&app, &finance, C1, "487").await, dec!(83.33));
+    assert_eq!(balance(&app, &finance, C1, "706").await, dec!(93.93));
+    assert_eq!(balance(&app, &finance, C1, "487").await, dec!(0.00));
     app.assert_ledger_verifies(&finance).await;
 }
 
@@ -273,10 +294,24 @@ async fn numbers_stay_gapless_under_concurrent_runs_and_a_rolled_back_issue() {
     let mut customers = Vec::new();
     for i in 0..20 {
         let c = new_customer(&app, &finance, &format!("c{i}")).await;
-        buy_tickets(&app, &finance, c, 1 + i % 3, &format!("t{i}")).await;
+        let charge = one_off(c, &format!("t{i}"));
+        assert!(charges::insert(&mut conn, &charge, app.clock.now())
+            .await
+            .unwrap());
         customers.push(c);
     }
-    let (a, b) = tokio::join!(run_invoicing(&app, &admin), run_invoicing(&app, &admin));
+    // two runs and five ticket purchases (invoiced at once) at the same time
+    let purchases = futures_util::future::join_all((0..5).map(|i| {
+        let finance = &finance;
+        let customer = customers[i * 4];
+        let app = &app;
+        async move { buy_tickets(app, finance, customer, 1, &format!("p{i}")).await }
+    }));
+    let (a, b, _) = tokio::join!(
+        run_invoicing(&app, &admin),
+        run_invoicing(&app, &admin),
+        purchases
+    );
     assert_eq!(
         a["invoices_issued"].as_u64().unwrap() + b["invoices_issued"].as_u64().unwrap(),
         20,
@@ -289,7 +324,7 @@ async fn numbers_stay_gapless_under_concurrent_runs_and_a_rolled_back_issue() {
         .map(|i| i["number"].as_str().unwrap().to_string())
         .collect();
     numbers.sort();
-    let expected: Vec<String> = (1..=20).map(|n| format!("F2026-{n:06}")).collect();
+    let expected: Vec<String> = (1..=25).map(|n| format!("F2026-{n:06}")).collect();
     assert_eq!(numbers, expected);
 
     // a customer whose invoice fails once its number is taken (its total does not fit an
@@ -314,8 +349,12 @@ async fn numbers_stay_gapless_under_concurrent_runs_and_a_rolled_back_issue() {
     assert!(charges::insert(&mut conn, &huge, app.clock.now())
         .await
         .unwrap());
-    buy_tickets(&app, &finance, customers[0], 1, "again-0").await;
-    buy_tickets(&app, &finance, customers[19], 1, "again-19").await;
+    for c in [customers[0], customers[19]] {
+        let charge = one_off(c, &format!("again-{c}"));
+        assert!(charges::insert(&mut conn, &charge, app.clock.now())
+            .await
+            .unwrap());
+    }
     let ran = run_invoicing(&app, &admin).await;
     assert_eq!(ran["invoices_issued"], 2, "{ran}");
     assert_eq!(ran["failed"][0]["id"], bad.to_string(), "{ran}");
@@ -330,13 +369,13 @@ async fn numbers_stay_gapless_under_concurrent_runs_and_a_rolled_back_issue() {
         })
         .collect();
     numbers.sort();
-    assert_eq!(numbers.len(), 22);
+    assert_eq!(numbers.len(), 27);
     for (n, (number, _)) in numbers.iter().enumerate() {
         assert_eq!(*number, format!("F2026-{:06}", n + 1));
     }
     // numbers and dates in the same order
     assert!(numbers.windows(2).all(|w| w[0].1 <= w[1].1), "{numbers:?}");
-    assert_eq!(numbers[21].1, "2026-11-21");
+    assert_eq!(numbers[26].1, "2026-11-21");
     // the failed customer's charge waits for the next run, and the ledger holds
     let again = run_invoicing(&app, &admin).await;
     assert_eq!(

@@ -20,6 +20,7 @@ mod ledger_core;
 mod ledger_http;
 mod migrations;
 mod payments;
+mod purchases;
 mod subscriptions;
 mod test_clock;
 mod wallets;

@@ -15,7 +15,7 @@ use grandlivre::charges::{self, ChargeSource};
 use grandlivre::clock::Clock;
 use grandlivre::demo::{DEMO_CUSTOMER_1 as C1, DEMO_CUSTOMER_2 as C2};
 use grandlivre::jobs::{self, Job};
-use grandlivre::money::{Amount, Unit};
+use grandlivre::money::{round_cents, Amount, Unit};
 use grandlivre::wallets::store as wallets;
 
 use crate::helpers::{
@@ -775,7 +775,10 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
 
     /// After any history, the balances endpoint's figures are the ledger's, and the ledger
-    /// verifies.
+    /// verifies. Deferred revenue (487) is never below zero and equals what is sold and not
+    /// yet used at its sale value: the unused tickets of each purchase (its net less what
+    /// its used tickets recognised, oldest paid purchase first), and once every lot expired,
+    /// nothing, revenue and breakage then adding up to the credits sold.
     #[test]
     fn balances_equal_the_ledger(ops in proptest::collection::vec((op(), 0i64..120), 1..16)) {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
@@ -784,11 +787,18 @@ proptest! {
             service_plus(&mut conn, C1, "2026-01-01").await;
             let mut now = paris("2026-01-02");
             let mut purchases = Vec::new();
+            // each ticket purchase in order: (quantity, paid, used)
+            let mut sold: Vec<(i32, bool, i32)> = Vec::new();
+            let mut credits_sold = Decimal::ZERO;
             let (mut tickets, mut paid_tickets, mut used_tickets) = (0i64, 0i64, 0i64);
             for (n, (op, days)) in ops.into_iter().enumerate() {
                 now += Duration::days(days);
                 match op {
-                    Op::Buy(c) => { wallets::buy_credits(&mut conn, C1, credits(Decimal::new(c as i64, 2)), None, now).await.unwrap(); }
+                    Op::Buy(c) => {
+                        let c = Decimal::new(c as i64, 2);
+                        wallets::buy_credits(&mut conn, C1, credits(c), None, now).await.unwrap();
+                        credits_sold += c * dec!(80.00);
+                    }
                     Op::Consume(c) => {
                         match use_credits(&mut conn, C1, Decimal::new(c as i64, 2), &format!("use-{n}"), now).await {
                             Ok(_) | Err(Reason::InsufficientCredits) => {}
@@ -798,27 +808,44 @@ proptest! {
                     Op::Expire => { job(&mut conn, Job::CreditExpiry, now).await; }
                     Op::BuyTickets(q) => {
                         let (p, _) = wallets::buy_tickets(&mut conn, C2, q, None, now).await.unwrap();
-                        purchases.push((p.id, q));
+                        purchases.push((p.id, q, sold.len()));
+                        sold.push((q, false, 0));
                         tickets += q as i64;
                     }
                     Op::PayTickets => {
                         // what C2 owes, paid through the API: every purchase so far
                         app.clock.set(now);
                         if pay_invoice_of(&app, C2, &format!("pay-{n}"), None).await.is_some() {
-                            paid_tickets += purchases.drain(..).map(|(_, q)| q as i64).sum::<i64>();
+                            for (_, q, i) in purchases.drain(..) {
+                                paid_tickets += q as i64;
+                                sold[i].1 = true;
+                            }
                         }
                     }
                     Op::UseTicket => {
                         let incident = authorization_request(C2, &format!("ticket-{n}"), "intervention", None, "ticket", now);
                         if authorize_and_capture(&mut conn, &incident, now).await.is_ok() {
                             used_tickets += 1;
+                            let oldest = sold.iter_mut().find(|(q, paid, used)| *paid && used < q).unwrap();
+                            oldest.2 += 1;
                         }
                     }
+                }
+                for customer in [C1, C2] {
+                    assert!(deferred(&mut conn, customer).await >= Decimal::ZERO);
                 }
             }
             let t = wallets::balances(&mut conn, C2, now).await.unwrap().tickets;
             assert_eq!(t.available, paid_tickets - used_tickets);
             assert_eq!(t.pending_payment, tickets - paid_tickets);
+            // 100.00 incl. 20 % VAT a ticket: the purchase's net, and what each ticket takes
+            let unused: Decimal = sold.iter().map(|(q, _, used)| {
+                let net = round_cents(Decimal::from(*q) * dec!(100.00) / dec!(1.2));
+                let each = round_cents(net / Decimal::from(*q));
+                let recognised = if used == q { net } else { each * Decimal::from(*used) };
+                net - recognised
+            }).sum();
+            assert_eq!(deferred(&mut conn, C2).await, unused);
             let b = wallets::balances(&mut conn, C1, now).await.unwrap();
             let lots = wallets::lots(&mut conn, C1).await.unwrap();
             let live: Decimal = lots.iter().filter(|l| l.expires_at > now).map(|l| l.remaining.0).sum();
@@ -829,8 +856,24 @@ proptest! {
             }
             let report = grandlivre::ledger::store::verify(&mut conn).await.unwrap();
             assert!(report.mismatches.is_empty() && report.unbalanced_transactions.is_empty());
+            // every lot expired: what was sold is recognised, to the cent
+            job(&mut conn, Job::CreditExpiry, now + Duration::days(800)).await;
+            assert_eq!(deferred(&mut conn, C1).await, Decimal::ZERO);
+            let breakage = grandlivre::ledger::store::get_account(&mut conn, grandlivre::ledger::chart::Platform::Breakage.id())
+                .await.unwrap().unwrap().balance.posted.0;
+            assert_eq!(revenue(&mut conn, C1).await + breakage, round_cents(credits_sold));
         });
     }
+}
+
+/// The customer's deferred revenue (487, EUR) as posted.
+async fn deferred(conn: &mut AsyncPgConnection, customer: Uuid) -> Decimal {
+    grandlivre::ledger::store::list_accounts(conn, Some(customer), None, 200)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|a| a.code == "487")
+        .map_or(Decimal::ZERO, |a| a.balance.posted.0)
 }
 
 /// A lot's figures as the API shows them: (granted, consumed, expired, held, remaining).

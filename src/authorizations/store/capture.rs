@@ -158,8 +158,30 @@ async fn plan_capture(
                 plan.appointment = Some((period, funding == Funding::Overage));
             }
             if funding != Funding::Overage {
-                let hold = ledger::get_holds(conn, &row.holds())
-                    .await?
+                let shared: &AsyncPgConnection = conn;
+                let holds = async {
+                    Ok::<_, AuthorizationError>(ledger::get_holds(shared, &row.holds()).await?)
+                };
+                // a ticket used recognises its share of its purchase's sale: one statement,
+                // sent with the holds' (no round trip of its own)
+                let revenue = async {
+                    match funding == Funding::Ticket && used {
+                        true => Ok(wallets::use_ticket(shared, row.customer_id).await?),
+                        false => Ok(Vec::new()),
+                    }
+                };
+                let (holds, revenue) = futures_util::try_join!(holds, revenue)?;
+                if !revenue.is_empty() {
+                    plan.revenue = Some(
+                        crate::ledger::NewTransaction::new(
+                            format!("authz:{id}:revenue"),
+                            "tickets.use",
+                            revenue,
+                        )?
+                        .effective_at(at),
+                    );
+                }
+                let hold = holds
                     .into_iter()
                     .next()
                     .ok_or_else(|| AuthorizationError::Invalid("no hold".into()))?;

@@ -1,6 +1,6 @@
 //! Credit lots: granted by packs, bought, allocated to holds, listed.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
@@ -11,12 +11,13 @@ use uuid::Uuid;
 use super::*;
 use crate::calendar::{paris_date, paris_midnight};
 use crate::catalog;
+use crate::catalog::PriceBasis;
 use crate::charges::{self, ChargeSource, NewCharge};
 use crate::idempotency::{self, IdempotencyKey};
 use crate::ledger::store as ledger;
 use crate::ledger::{AccountId, NewTransaction, Posting};
 use crate::money::{price, round_cents, Amount, Unit};
-use crate::schema::{balances, credit_lots, subscriptions};
+use crate::schema::{balances, credit_lots, invoices, subscriptions};
 use crate::subscriptions::schedule;
 use crate::wallets::lots::LotSale;
 
@@ -33,6 +34,7 @@ pub(super) struct LotRow {
     pub(super) granted_at: DateTime<Utc>,
     pub(super) expires_at: DateTime<Utc>,
     pub(super) expired_at: Option<DateTime<Utc>>,
+    pub(super) invoice_id: Option<Uuid>,
 }
 
 #[derive(Clone)]
@@ -90,7 +92,9 @@ pub(super) async fn grant_lot(
 }
 
 /// Buys unit credits at `now`, only while an active subscription allows it: a charge at the
-/// unit-credit price, and a lot at that price expiring 12 months on.
+/// unit-credit price, invoiced at once in the same transaction (the invoice posts the sale:
+/// receivable 411 / deferred revenue 487 / VAT), and a lot at that price excl. VAT expiring
+/// 12 months on. A replay answers the first lot and its invoice, and issues nothing.
 pub async fn buy_credits(
     conn: &mut AsyncPgConnection,
     customer: Uuid,
@@ -124,6 +128,16 @@ pub async fn buy_credits(
                 WalletError::NotFound(format!("the unit-credit offer of pack `{pack}`"))
             })?;
         let (offer, unit_price) = price_on(c, &sold_at, paris_date(now)).await?;
+        // a lot recognises its unit price excl. VAT: what its invoice line's net is made of
+        let unit_price_ht = match offer.price_basis {
+            PriceBasis::Ht => unit_price,
+            PriceBasis::Ttc => {
+                return Err(WalletError::Invalid(format!(
+                    "offer `{}` is priced incl. VAT: unit credits are sold at a price excl. VAT",
+                    offer.code
+                )))
+            }
+        };
         let id = grant_lot(
             c,
             NewLot {
@@ -131,12 +145,12 @@ pub async fn buy_credits(
                 origin: LotOrigin::Purchase,
                 subscription: None,
                 credits,
-                unit_price,
+                unit_price: unit_price_ht,
                 granted_at: now,
             },
         )
         .await?;
-        charges::insert(
+        let charge = charges::insert_returning_id(
             c,
             &NewCharge {
                 idempotency_key: Some(format!("credits:{id}")),
@@ -151,7 +165,24 @@ pub async fn buy_credits(
             },
             now,
         )
-        .await?;
+        .await?
+        .ok_or_else(|| WalletError::NotFound(format!("the charge of credit lot {id}")))?;
+        let (invoice, net) = invoice_at_once(c, customer, charge, now).await?;
+        if net
+            != (LotSale {
+                granted: credits.value(),
+                unit_price: unit_price_ht,
+            })
+            .value()
+        {
+            return Err(WalletError::Invalid(format!(
+                "lot {id}: its invoice line's net {net} is not its sale value"
+            )));
+        }
+        diesel::update(credit_lots::table.find(id))
+            .set(credit_lots::invoice_id.eq(invoice.id))
+            .execute(c)
+            .await?;
         let lot = lots(c, customer)
             .await?
             .into_iter()
@@ -413,6 +444,14 @@ pub async fn lots(
         .select(LotRow::as_select())
         .load(conn)
         .await?;
+    let invoiced: Vec<Uuid> = rows.iter().filter_map(|l| l.invoice_id).collect();
+    let numbers: HashMap<Uuid, String> = invoices::table
+        .filter(invoices::id.eq_any(&invoiced))
+        .select((invoices::id, invoices::number))
+        .load::<(Uuid, String)>(conn)
+        .await?
+        .into_iter()
+        .collect();
     let mut out = Vec::with_capacity(rows.len());
     for lot in rows {
         #[derive(QueryableByName)]
@@ -454,6 +493,8 @@ pub async fn lots(
             unit_price: price(lot.unit_price),
             granted_at: lot.granted_at,
             expires_at: lot.expires_at,
+            invoice_id: lot.invoice_id,
+            invoice_number: lot.invoice_id.and_then(|i| numbers.get(&i).cloned()),
         });
     }
     Ok(out)

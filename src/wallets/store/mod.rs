@@ -80,14 +80,14 @@ fn amount(value: Decimal, unit: Unit) -> Result<Amount, WalletError> {
     Amount::new(value, unit).map_err(|e| WalletError::Invalid(e.to_string()))
 }
 
-/// Refuses a write for a customer that does not exist or is closed; the customer's row
-/// stays share-locked to the end of the transaction (see
-/// [`crate::customers::store::status_for_write`]).
+/// Refuses a purchase for a customer that does not exist or is closed; the customer's row
+/// stays locked to the end of the transaction, first of the customer's rows, as the
+/// purchase's invoice locks it (see [`crate::customers::store::status_for_update`]).
 async fn require_open_customer(
     conn: &mut AsyncPgConnection,
     customer: Uuid,
 ) -> Result<(), WalletError> {
-    match crate::customers::store::status_for_write(conn, customer).await? {
+    match crate::customers::store::status_for_update(conn, customer).await? {
         None => Err(WalletError::UnknownCustomer(customer)),
         Some(CustomerStatus::Closed) => Err(WalletError::CustomerClosed(customer)),
         Some(_) => Ok(()),

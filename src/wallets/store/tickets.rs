@@ -12,6 +12,8 @@ use crate::calendar::paris_date;
 use crate::catalog::{self, CatalogRole};
 use crate::charges::{self, ChargeSource, NewCharge};
 use crate::idempotency::{self, IdempotencyKey};
+use crate::invoicing::store::Selection;
+use crate::invoicing::{self, InvoiceView};
 use crate::ledger::store as ledger;
 use crate::ledger::{NewTransaction, Posting};
 use crate::money::Unit;
@@ -32,6 +34,14 @@ pub struct TicketPurchaseView {
     pub status: String,
     pub created_at: DateTime<Utc>,
     pub paid_at: Option<DateTime<Utc>>,
+    /// The purchase's invoice, issued with it (null only for purchases made before
+    /// purchases were invoiced at once, until the invoicing job invoiced them).
+    #[schema(value_type = Option<String>, format = Uuid)]
+    pub invoice_id: Option<Uuid>,
+    #[schema(example = "F2026-000001")]
+    pub invoice_number: Option<String>,
+    /// Tickets of this purchase used so far (tickets are used oldest purchase first).
+    pub tickets_used: i32,
 }
 
 #[derive(Queryable, Selectable)]
@@ -44,24 +54,31 @@ pub(super) struct PurchaseRow {
     status: String,
     created_at: DateTime<Utc>,
     paid_at: Option<DateTime<Utc>>,
+    invoice_id: Option<Uuid>,
+    tickets_used: i32,
 }
 
-impl From<PurchaseRow> for TicketPurchaseView {
-    fn from(r: PurchaseRow) -> Self {
+impl PurchaseRow {
+    fn view(self, invoice_number: Option<String>) -> TicketPurchaseView {
         TicketPurchaseView {
-            id: r.id,
-            customer_id: r.customer_id,
-            quantity: r.quantity,
-            credited: r.credited,
-            status: r.status,
-            created_at: r.created_at,
-            paid_at: r.paid_at,
+            id: self.id,
+            customer_id: self.customer_id,
+            quantity: self.quantity,
+            credited: self.credited,
+            status: self.status,
+            created_at: self.created_at,
+            paid_at: self.paid_at,
+            invoice_id: self.invoice_id,
+            invoice_number,
+            tickets_used: self.tickets_used,
         }
     }
 }
 
-/// Buys `quantity` tickets at `now`: a charge for immediate invoicing, and the tickets
-/// pending until that invoice is paid. Refused while a subscription includes assistance.
+/// Buys `quantity` tickets at `now`: a charge, invoiced at once in the same transaction
+/// (the invoice posts the sale: receivable 411 / deferred revenue 487 / VAT), and the
+/// tickets pending until that invoice is paid. Refused while a subscription includes
+/// assistance. A replay answers the first purchase and its invoice, and issues nothing.
 pub async fn buy_tickets(
     conn: &mut AsyncPgConnection,
     customer: Uuid,
@@ -96,16 +113,6 @@ pub async fn buy_tickets(
             .ok_or_else(|| WalletError::NotFound("an offer with the role `ticket`".into()))?;
         let (offer, unit_price) = price_on(c, &ticket.code, paris_date(now)).await?;
         let id = Uuid::now_v7();
-        diesel::insert_into(ticket_purchases::table)
-            .values((
-                ticket_purchases::id.eq(id),
-                ticket_purchases::customer_id.eq(customer),
-                ticket_purchases::quantity.eq(quantity),
-                ticket_purchases::status.eq("pending_payment"),
-                ticket_purchases::created_at.eq(now),
-            ))
-            .execute(c)
-            .await?;
         let charge = charges::insert_returning_id(
             c,
             &NewCharge {
@@ -121,14 +128,25 @@ pub async fn buy_tickets(
             },
             now,
         )
-        .await?;
-        // the charge is new with the purchase: its invoice, once paid, releases the tickets
-        diesel::update(ticket_purchases::table.find(id))
-            .set(ticket_purchases::charge_id.eq(charge))
+        .await?
+        .ok_or_else(|| WalletError::NotFound(format!("the charge of ticket purchase {id}")))?;
+        // the purchase and its pending tickets first: the invoice, should the customer's
+        // credit balance pay it at once, releases them (found by `charge_id`)
+        diesel::insert_into(ticket_purchases::table)
+            .values((
+                ticket_purchases::id.eq(id),
+                ticket_purchases::customer_id.eq(customer),
+                ticket_purchases::quantity.eq(quantity),
+                ticket_purchases::status.eq("pending_payment"),
+                ticket_purchases::created_at.eq(now),
+                ticket_purchases::charge_id.eq(charge),
+            ))
             .execute(c)
             .await?;
         let issued = account(c, customer, CustomerAccount::TicketIssued).await?;
         let pending = account(c, customer, CustomerAccount::TicketPending).await?;
+        // opened now, so that using a ticket finds both revenue accounts in one statement
+        account(c, customer, CustomerAccount::Revenue).await?;
         let n = amount(Decimal::from(quantity), Unit::Ticket)?;
         let tx = NewTransaction::new(
             format!("tickets:buy:{id}"),
@@ -137,25 +155,50 @@ pub async fn buy_tickets(
         )?
         .effective_at(now);
         ledger::post_in_tx(c, &tx).await?;
-        let row: PurchaseRow = ticket_purchases::table
-            .find(id)
-            .select(PurchaseRow::as_select())
-            .first(c)
+        let (invoice, net) = invoice_at_once(c, customer, charge, now).await?;
+        let row: PurchaseRow = diesel::update(ticket_purchases::table.find(id))
+            .set((
+                ticket_purchases::invoice_id.eq(invoice.id),
+                ticket_purchases::net_ht.eq(net),
+            ))
+            .returning(PurchaseRow::as_returning())
+            .get_result(c)
             .await?;
-        let view = TicketPurchaseView::from(row);
+        let view = row.view(Some(invoice.number));
         idempotency::record(c, key, &view).await?;
         Ok((view, false))
     })
 }
 
+/// Issues, in the purchase's transaction, the invoice of its one charge; with the net
+/// excl. VAT of that charge's line (what the purchase was sold for).
+pub(super) async fn invoice_at_once(
+    c: &mut AsyncPgConnection,
+    customer: Uuid,
+    charge: Uuid,
+    now: DateTime<Utc>,
+) -> Result<(InvoiceView, Decimal), WalletError> {
+    let invoice =
+        invoicing::store::issue_in_tx(c, customer, &Selection::Charges(vec![charge]), now)
+            .await?
+            .ok_or_else(|| WalletError::NotFound(format!("uninvoiced charge {charge}")))?;
+    let net = invoice
+        .lines
+        .iter()
+        .find(|l| l.charge_id == charge)
+        .map(|l| l.net_ht.0)
+        .ok_or_else(|| WalletError::NotFound(format!("the invoice line of charge {charge}")))?;
+    Ok((invoice, net))
+}
+
 /// The invoice of a ticket purchase is paid: its tickets become usable, but for those a
-/// credit note took back, inside the caller's transaction (the payment's, which holds the
-/// customer's row). Idempotent.
+/// credit note took back, inside the caller's transaction (the payment's, or the invoice's
+/// when the credit balance pays it, which holds the customer's row). Idempotent.
 pub async fn ticket_purchase_paid_in_tx(
     c: &mut AsyncPgConnection,
     purchase: Uuid,
     at: DateTime<Utc>,
-) -> Result<TicketPurchaseView, WalletError> {
+) -> Result<(), WalletError> {
     let row: PurchaseRow = ticket_purchases::table
         .find(purchase)
         .select(PurchaseRow::as_select())
@@ -165,7 +208,7 @@ pub async fn ticket_purchase_paid_in_tx(
         .optional()?
         .ok_or_else(|| WalletError::NotFound(format!("ticket purchase {purchase}")))?;
     if row.status == "available" {
-        return Ok(row.into());
+        return Ok(());
     }
     if row.quantity > row.credited {
         let pending = account(c, row.customer_id, CustomerAccount::TicketPending).await?;
@@ -186,11 +229,7 @@ pub async fn ticket_purchase_paid_in_tx(
         ))
         .execute(c)
         .await?;
-    Ok(TicketPurchaseView {
-        status: "available".into(),
-        paid_at: Some(at),
-        ..row.into()
-    })
+    Ok(())
 }
 
 /// The ticket purchases, still pending payment, whose charges invoice `invoice` lists.
@@ -206,4 +245,100 @@ pub async fn pending_purchases_invoiced_on(
         .select(ticket_purchases::id)
         .load(c)
         .await
+}
+
+/// Uses one of the customer's paid tickets, inside a capture's transaction: the oldest
+/// paid purchase with a ticket left counts it used, and the ticket's share of the
+/// purchase's net ([`crate::wallets::tickets::TicketSale`]) is recognised, as the postings
+/// returned: deferred revenue 487 to the customer's revenue 706 (none when it comes to
+/// zero). One statement, which also finds both accounts (opened by the purchase); it locks
+/// that purchase's row, after the authorization's and before any balance.
+pub(crate) async fn use_ticket(
+    mut conn: &AsyncPgConnection,
+    customer: Uuid,
+) -> Result<Vec<Posting>, WalletError> {
+    #[derive(QueryableByName)]
+    struct Used {
+        #[diesel(sql_type = diesel::sql_types::Uuid)]
+        id: Uuid,
+        #[diesel(sql_type = diesel::sql_types::Integer)]
+        quantity: i32,
+        #[diesel(sql_type = diesel::sql_types::Integer)]
+        credited: i32,
+        #[diesel(sql_type = diesel::sql_types::Integer)]
+        tickets_used: i32,
+        #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Numeric>)]
+        net_ht: Option<Decimal>,
+        #[diesel(sql_type = diesel::sql_types::Numeric)]
+        recognized: Decimal,
+        #[diesel(sql_type = diesel::sql_types::Numeric)]
+        credited_net: Decimal,
+        #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Uuid>)]
+        deferred: Option<Uuid>,
+        #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Uuid>)]
+        revenue: Option<Uuid>,
+    }
+    // FOR UPDATE under the LIMIT: a purchase whose last ticket a concurrent capture took
+    // is skipped once that one commits, for the next purchase, never for no row at all
+    let used: Option<Used> = diesel::sql_query(
+        "WITH next AS (
+             SELECT id FROM ticket_purchases
+             WHERE customer_id = $1 AND status = 'available'
+               AND tickets_used + credited < quantity
+             ORDER BY created_at, id LIMIT 1 FOR UPDATE
+         ), used AS (
+             UPDATE ticket_purchases p SET tickets_used = p.tickets_used + 1
+             FROM next WHERE p.id = next.id
+             RETURNING p.id, p.quantity, p.credited, p.tickets_used, p.net_ht, p.recognized,
+                       p.charge_id
+         )
+         SELECT used.id, used.quantity, used.credited, used.tickets_used, used.net_ht,
+                used.recognized,
+                (SELECT COALESCE(sum(l.net_ht), 0) FROM credit_note_lines l
+                  WHERE l.charge_id = used.charge_id) AS credited_net,
+                (SELECT id FROM accounts WHERE customer_id = $1 AND code = $2) AS deferred,
+                (SELECT id FROM accounts WHERE customer_id = $1 AND code = $3) AS revenue
+         FROM used",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(customer)
+    .bind::<diesel::sql_types::Text, _>(CustomerAccount::DeferredRevenue.code())
+    .bind::<diesel::sql_types::Text, _>(CustomerAccount::Revenue.code())
+    .get_result(&mut conn)
+    .await
+    .optional()?;
+    // a ticket held in the wallet comes from a paid purchase with a ticket left
+    let used = used.ok_or_else(|| {
+        WalletError::NotFound(format!("a paid ticket purchase of customer {customer}"))
+    })?;
+    let Some(net) = used.net_ht else {
+        // bought before purchases were invoiced at once: its sale is posted by the invoicing
+        // job, whose 487 is not this ticket's to take
+        return Ok(Vec::new());
+    };
+    let sale = crate::wallets::tickets::TicketSale {
+        quantity: used.quantity,
+        net,
+        credited: used.credited,
+        credited_net: used.credited_net,
+    };
+    let eur = sale.use_eur(used.tickets_used, used.recognized);
+    if eur <= Decimal::ZERO {
+        return Ok(Vec::new());
+    }
+    diesel::update(ticket_purchases::table.find(used.id))
+        .set(ticket_purchases::recognized.eq(used.recognized + eur))
+        .execute(&mut conn)
+        .await?;
+    let (deferred, revenue) = match (used.deferred, used.revenue) {
+        (Some(d), Some(r)) => (AccountId(d), AccountId(r)),
+        _ => futures_util::try_join!(
+            account(conn, customer, CustomerAccount::DeferredRevenue),
+            account(conn, customer, CustomerAccount::Revenue),
+        )?,
+    };
+    let eur = amount(eur, Unit::Eur)?;
+    Ok(vec![
+        Posting::debit(deferred, eur),
+        Posting::credit(revenue, eur),
+    ])
 }

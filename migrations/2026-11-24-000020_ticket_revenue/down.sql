@@ -1,0 +1,1 @@
+ALTER TABLE ticket_purchases DROP COLUMN recognized;
