@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use grandlivre::auth::Role;
-use grandlivre::demo::DEMO_CUSTOMER_1 as C1;
+use grandlivre::demo::{DEMO_CUSTOMER_1 as C1, DEMO_CUSTOMER_2 as C2};
 
 use crate::helpers::{d, new_customer, paris, seeded, TestApp};
 
@@ -264,4 +264,113 @@ async fn a_suspension_set_by_hand_is_left_to_the_hand_that_set_it() {
             &json!({"overdue_amount": "0.00", "overdue_since": null, "notice": null})
         )
     );
+}
+
+/// Pays `amount` of C2's invoice `invoice` on `day`, the clock set there.
+async fn pay_on(app: &TestApp, key: &str, invoice: &Value, day: &str) {
+    app.clock.set(paris(day) + Duration::hours(12));
+    let paid = app
+        .post_json(
+            key,
+            "/v1/payments",
+            None,
+            &json!({
+                "customer_id": invoice["customer_id"],
+                "amount": invoice["amount_due"],
+                "method": "transfer",
+                "reference": format!("VIR-{}", invoice["number"].as_str().unwrap()),
+                "value_date": day,
+                "invoice_ids": [invoice["id"]],
+            }),
+        )
+        .await;
+    assert_eq!(paid.status, 201, "{}", paid.text);
+}
+
+/// Seed 001's cap: the assistance fees paid over the 12 months before a date — tickets
+/// count, a one-off service does not, a payment older than 12 months does not.
+#[actix_web::test]
+async fn the_liability_cap_is_the_assistance_fees_paid_over_twelve_months() {
+    let (app, mut conn) = seeded().await;
+    let admin = app.admin().await;
+    let finance = app.key(Role::Finance, None).await;
+    let buy = async |day: &str, quantity: u32| {
+        app.clock.set(paris(day) + Duration::hours(10));
+        let bought = app
+            .post_json(
+                &finance,
+                &format!("/v1/customers/{C2}/ticket-purchases"),
+                Some(&format!("cap-{day}")),
+                &json!({ "quantity": quantity }),
+            )
+            .await;
+        assert_eq!(bought.status, 201, "{}", bought.text);
+        let id = bought.body["invoice_id"].as_str().unwrap().to_string();
+        app.get(&finance, &format!("/v1/invoices/{id}")).await.body
+    };
+    let old = buy("2025-11-10", 1).await;
+    pay_on(&app, &finance, &old, "2025-11-10").await;
+    let recent = buy("2026-06-01", 2).await;
+    pay_on(&app, &finance, &recent, "2026-06-01").await;
+    // a one-off service, paid too: not an assistance fee
+    let setup = grandlivre::charges::NewCharge {
+        customer_id: C2,
+        subscription_id: None,
+        offer_code: None,
+        source: grandlivre::charges::ChargeSource::OneOff,
+        period_index: None,
+        description: "Configuration".into(),
+        quantity: 1.into(),
+        unit_price: 150.into(),
+        price_basis: grandlivre::catalog::PriceBasis::Ht,
+        vat_rate: "0.2".parse().unwrap(),
+        service_start: None,
+        service_end: None,
+        idempotency_key: Some("cap-setup".into()),
+    };
+    let now = paris("2026-06-02") + Duration::hours(10);
+    assert!(grandlivre::charges::insert(&mut conn, &setup, now)
+        .await
+        .unwrap());
+    app.clock.set(now);
+    let ran = app
+        .post_json(
+            &admin,
+            "/v1/jobs/invoicing/run",
+            None,
+            &json!({ "as_of": now }),
+        )
+        .await;
+    assert_eq!(ran.body["invoices_issued"], 1, "{}", ran.text);
+    let page = app
+        .get(
+            &finance,
+            &format!("/v1/invoices?customer_id={C2}&status=issued"),
+        )
+        .await;
+    pay_on(&app, &finance, &page.body["items"][0], "2026-06-02").await;
+
+    app.clock.set(paris("2026-11-24") + Duration::hours(10));
+    let path = format!("/v1/customers/{C2}/liability-cap");
+    let today = app.get(&finance, &path).await;
+    assert_eq!(
+        today.body,
+        json!({"customer_id": C2, "from": "2025-11-24", "to": "2026-11-24",
+               "amount": "200.00", "payments": 1}),
+        "{}",
+        today.text
+    );
+    let earlier = app.get(&finance, &format!("{path}?on=2026-05-31")).await;
+    assert_eq!(
+        (&earlier.body["amount"], &earlier.body["from"]),
+        (&json!("100.00"), &json!("2025-05-31"))
+    );
+    // the customer reads its own; another customer's key sees nothing; a bad date is named
+    let own = app.key(Role::Customer, Some(C2)).await;
+    assert_eq!(app.get(&own, &path).await.body["amount"], "200.00");
+    let other = app.key(Role::Customer, Some(C1)).await;
+    assert_eq!(app.get(&other, &path).await.status, 404);
+    app.get(&finance, &format!("{path}?on=2026-02-30"))
+        .await
+        .problem(400, "invalid_parameter");
 }

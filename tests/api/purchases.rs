@@ -14,28 +14,11 @@ use grandlivre::clock::Clock;
 use grandlivre::demo::{DEMO_CUSTOMER_1 as C1, DEMO_CUSTOMER_2 as C2};
 use grandlivre::jobs::{self, Job};
 
-use crate::helpers::{authorization_request, paris, seeded, subscribe, use_credits, TestApp};
+use crate::helpers::{
+    authorization_request, balance, paris, seeded, subscribe, use_credits, TestApp,
+};
 
 const BREAKAGE: &str = "/v1/ledger/accounts/00000000-0000-4000-8000-000000007088";
-
-/// The posted balance of the customer's account `code`, as the API shows it.
-async fn balance(app: &TestApp, key: &str, customer: Uuid, code: &str) -> Decimal {
-    let accounts = app
-        .get(
-            key,
-            &format!("/v1/ledger/accounts?customer_id={customer}&limit=200"),
-        )
-        .await;
-    assert_eq!(accounts.status, 200, "{}", accounts.text);
-    accounts.body["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|a| a["code"] == code)
-        .map_or(Decimal::ZERO, |a| {
-            a["balance"]["posted"].as_str().unwrap().parse().unwrap()
-        })
-}
 
 async fn invoice(app: &TestApp, key: &str, id: &Value) -> Value {
     let read = app
@@ -402,4 +385,61 @@ async fn invoices_filter_on_their_issue_period() {
         "{}",
         impossible.text
     );
+}
+
+/// A paid purchase of 3 tickets (250.00 net): one used, one taken back by a credit note (its
+/// 100.00 goes to the credit balance, the invoice being paid), the last used: 487 ends at
+/// 0.00 and 706 at what was not credited. The credit balance then pays the next purchase
+/// at once, whose ticket is usable without a payment.
+#[actix_web::test]
+async fn a_credit_note_between_ticket_uses_and_a_credit_balance_that_pays_a_purchase() {
+    let (app, _conn) = seeded().await;
+    let finance = app.key(Role::Finance, None).await;
+    let ticketing = app.key(Role::Ticketing, None).await;
+    app.clock.set(paris("2026-11-20") + Duration::hours(10));
+    let three = buy_tickets(&app, &finance, C2, 3, "three").await;
+    paid(&three, &app).await;
+    let first = authorize_ticket(&app, &ticketing, C2, "T-1").await;
+    capture(&app, &ticketing, &first).await;
+    assert_eq!(balance(&app, &finance, C2, "487").await, dec!(166.67));
+
+    let noted = app
+        .post_json(
+            &finance,
+            &format!(
+                "/v1/invoices/{}/credit-notes",
+                three["invoice_id"].as_str().unwrap()
+            ),
+            Some("one-back"),
+            &json!({"reason": "One ticket bought too many", "lines": [
+                {"charge_id": invoice(&app, &finance, &three["invoice_id"]).await["lines"][0]["charge_id"],
+                 "quantity": "1"}]}),
+        )
+        .await;
+    assert_eq!(noted.status, 201, "{}", noted.text);
+    assert_eq!(noted.body["totals"]["total_ttc"], "100.00");
+    assert_eq!(balance(&app, &finance, C2, "487").await, dec!(83.34));
+    assert_eq!(balance(&app, &finance, C2, "4191").await, dec!(100.00));
+
+    app.clock.advance(Duration::minutes(5));
+    let last = authorize_ticket(&app, &ticketing, C2, "T-2").await;
+    capture(&app, &ticketing, &last).await;
+    assert_eq!(balance(&app, &finance, C2, "487").await, dec!(0.00));
+    assert_eq!(balance(&app, &finance, C2, "706").await, dec!(166.67));
+    assert_eq!(balance(&app, &finance, C2, "TICKET-WALLET").await, dec!(0));
+
+    // the credit balance pays the next ticket at once
+    let next = buy_tickets(&app, &finance, C2, 1, "next").await;
+    assert_eq!(next["status"], "available", "{next}");
+    let paid_at_once = invoice(&app, &finance, &next["invoice_id"]).await;
+    assert_eq!(
+        (&paid_at_once["status"], &paid_at_once["amount_paid"]),
+        (&json!("paid"), &json!("100.00"))
+    );
+    assert_eq!(balance(&app, &finance, C2, "4191").await, dec!(0.00));
+    app.clock.advance(Duration::minutes(5));
+    let third = authorize_ticket(&app, &ticketing, C2, "T-3").await;
+    capture(&app, &ticketing, &third).await;
+    assert_eq!(balance(&app, &finance, C2, "487").await, dec!(0.00));
+    app.assert_ledger_verifies(&finance).await;
 }
