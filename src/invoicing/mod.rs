@@ -20,7 +20,9 @@ use crate::catalog::PriceBasis;
 use crate::charges::ChargeView;
 use crate::money::{fits_columns, price, round_cents, DecimalString};
 
+pub mod runs;
 pub mod store;
+pub mod store_runs;
 
 /// Days from issue to due date unless configured otherwise (DOMAIN.md).
 pub const DEFAULT_PAYMENT_DAYS: u32 = 30;
