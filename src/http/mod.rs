@@ -5,6 +5,7 @@ pub mod authorizations;
 pub mod customers;
 pub mod health;
 pub mod interventions;
+pub mod invoice_runs;
 pub mod invoices;
 pub mod jobs;
 pub mod ledger;
@@ -91,6 +92,9 @@ pub fn register(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
         .service(interventions::resolve_intervention)
         .service(invoices::list_invoices)
         .service(invoices::get_invoice)
+        .service(invoice_runs::post_invoice_run)
+        .service(invoice_runs::list_invoice_runs)
+        .service(invoice_runs::get_invoice_run)
         .service(jobs::run_job)
         .service(api_keys::post_api_key)
         .service(api_keys::list_api_keys)
