@@ -11,6 +11,7 @@ mod customers;
 mod errors;
 mod input;
 mod interventions;
+mod invoice_runs;
 mod invoices;
 mod keys;
 mod ledger_core;
