@@ -637,6 +637,8 @@ struct InvoiceRun {
     peak_rss_growth_kib: u64,
     vm_hwm_kib: u64,
     numbers: String,
+    /// Server time per invoice by statement.
+    statements: Vec<(f64, f64, String)>,
 }
 
 /// A field of /proc/self/status, in KiB.
@@ -683,6 +685,7 @@ async fn invoicing(urls: &Urls) -> InvoiceRun {
         grandlivre::invoicing::store_runs::WORKERS + 2,
     )
     .expect("pool");
+    urls.reset_statements().await;
     let baseline = proc_status_kib("VmRSS:");
     let sampling = Arc::new(AtomicBool::new(true));
     let sampler = {
@@ -749,6 +752,7 @@ async fn invoicing(urls: &Urls) -> InvoiceRun {
         peak_rss_growth_kib: peak.saturating_sub(baseline),
         vm_hwm_kib: proc_status_kib("VmHWM:"),
         numbers: format!("F{year}-000001..F{year}-{n:06}, no gap"),
+        statements: urls.statements(INVOICED_CUSTOMERS as usize).await,
     }
 }
 
@@ -916,6 +920,11 @@ fn main() {
             run.vm_hwm_kib as f64 / 1024.0
         );
         println!("  numbers {}", run.numbers);
+        println!("server time per invoice, by statement");
+        println!("{:>9} {:>7}  statement", "ms/op", "calls");
+        for (ms, calls, query) in &run.statements {
+            println!("{ms:>9.3} {calls:>7.2}  {query}");
+        }
     }
     if std::env::var_os("BENCH_KEEP_CLUSTER").is_none() {
         let _ = cluster.stop();

@@ -156,7 +156,14 @@ pub async fn issue_in_tx(
 ) -> Result<Option<InvoiceView>, InvoicingError> {
     match draft_in_tx(c, customer, selection, now).await? {
         Some(draft) => Ok(Some(
-            write_in_tx(c, draft, &mut InvoiceAccounts::default(), now).await?,
+            write_in_tx(
+                c,
+                draft,
+                &mut InvoiceAccounts::default(),
+                Numbering::Take,
+                now,
+            )
+            .await?,
         )),
         None => Ok(None),
     }
@@ -330,13 +337,25 @@ impl InvoiceAccounts {
     }
 }
 
+/// How [`write_in_tx`] numbers its invoice.
+#[derive(Debug, Clone, Copy)]
+pub enum Numbering {
+    /// Take the next number from the series' counter, then write.
+    Take,
+    /// A caller that holds the series' counter (it took the previous number in this
+    /// transaction) knows the next one: the counter's step is sent with the writes, in one
+    /// round trip, and checked to give this number.
+    Expect(DocumentNumber),
+}
+
 /// The second step of [`issue_in_tx`]: takes the number (as late as possible: the series'
 /// counter row stays locked until the transaction ends), then writes the invoice, its
 /// lines, its VAT, the charges' link and the ledger transaction, sent at once.
 pub async fn write_in_tx(
-    c: &mut AsyncPgConnection,
+    c: &AsyncPgConnection,
     draft: Draft,
     accounts: &mut InvoiceAccounts,
+    numbering: Numbering,
     now: DateTime<Utc>,
 ) -> Result<InvoiceView, InvoicingError> {
     let Draft {
@@ -352,7 +371,7 @@ pub async fn write_in_tx(
     let totals = &amounts.totals;
     let id = Uuid::now_v7();
     let postings = if totals.total_ttc.0 > Decimal::ZERO {
-        let shared: &AsyncPgConnection = c;
+        let shared = c;
         let mut postings = vec![Posting::debit(
             accounts
                 .id(shared, customer, CustomerAccount::Receivable)
@@ -382,7 +401,13 @@ pub async fn write_in_tx(
         None
     };
 
-    let number = next_number(c, DocumentKind::Invoice, chrono::Datelike::year(&issued_on)).await?;
+    let year = chrono::Datelike::year(&issued_on);
+    let (number, counter) = match numbering {
+        Numbering::Expect(n) if n.year() == year => {
+            (n, Some(next_number(c, DocumentKind::Invoice, year)))
+        }
+        _ => (next_number(c, DocumentKind::Invoice, year).await?, None),
+    };
     let ledger_tx = postings
         .map(|postings| {
             NewTransaction::new(format!("invoice:{id}"), "invoice", postings).map(|tx| {
@@ -425,8 +450,14 @@ pub async fn write_in_tx(
             )
         })
         .collect();
-    let shared: &AsyncPgConnection = c;
+    let shared = c;
     let (mut c1, mut c2, mut c3, mut c4) = (shared, shared, shared, shared);
+    let counted = async {
+        match counter {
+            Some(step) => step.await.map(Some),
+            None => Ok(None),
+        }
+    };
     // sent at once, run in this order: the invoice before what refers to it
     let invoice = diesel::insert_into(invoices::table)
         .values((
@@ -460,9 +491,16 @@ pub async fn write_in_tx(
             None => Ok(None),
         }
     };
-    let (invoice, lines, vat, linked, posted) =
-        futures_util::join!(invoice, lines, vat, linked, posted);
+    let (counted, invoice, lines, vat, linked, posted) =
+        futures_util::join!(counted, invoice, lines, vat, linked, posted);
     // the first failure is the cause; the statements after it only saw an aborted transaction
+    if let Some(got) = counted? {
+        if got != number {
+            return Err(InvoicingError::Invalid(format!(
+                "the series gave {got}, {number} was expected"
+            )));
+        }
+    }
     invoice?;
     lines?;
     vat?;

@@ -6,7 +6,7 @@
 //! first (customer rows then charges locked, amounts computed; sent at once), their
 //! accounts opened in two statements, then each customer numbered and written in a
 //! savepoint of its own, so that one customer's failure rolls back its own writes and its
-//! number and nothing else. The series' counter row is taken as late as possible and held
+//! number and nothing else (one round trip per customer once the page holds the counter). The series' counter row is taken as late as possible and held
 //! to the commit, so numbers stay gapless and in issue order; while one connection holds
 //! it, the others draft their next page. The run's figures and errors are updated in the
 //! same transaction. A page that fails as a whole (outside the savepoints) is issued again
@@ -17,15 +17,15 @@
 //! left by a process that stopped: [`mark_interrupted`] (at start-up, and before a run is
 //! read) marks it `interrupted`.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, Utc};
 use diesel::prelude::*;
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use rust_decimal::Decimal;
 use uuid::Uuid;
 
 use super::runs::{error_text, InvoiceRunView, Progress, RunError, RunStatus};
-use super::store::{draft_in_tx, write_in_tx, InvoiceAccounts, Selection};
-use super::InvoicingError;
+use super::store::{draft_in_tx, write_in_tx, InvoiceAccounts, Numbering, Selection};
+use super::{DocumentKind, DocumentNumber, InvoicingError};
 use crate::clock::ServiceClock;
 use crate::db::DbPool;
 use crate::money::Unit;
@@ -33,8 +33,10 @@ use crate::schema::{charges, invoice_run_errors, invoice_runs};
 
 /// Connections a run issues on in parallel.
 pub const WORKERS: usize = 3;
-/// Customers per transaction.
-pub const BATCH: i64 = 100;
+/// Customers per transaction: each is a subtransaction (a savepoint), and PostgreSQL
+/// keeps at most 64 of a transaction's subtransactions in shared memory before every
+/// snapshot of other sessions has to look them up on disk.
+pub const BATCH: i64 = 50;
 /// Errors a run's view lists.
 const ERRORS_SHOWN: i64 = 100;
 /// The advisory lock namespace of run leases ("INVR").
@@ -320,14 +322,38 @@ async fn issue_in_page(
     }
     let mut accounts = InvoiceAccounts::default();
     accounts.open_for(c, &drafts).await?;
+    // Each customer in a savepoint of its own. Once this transaction holds the series'
+    // counter, the next number is known: a customer is then one round trip (release of the
+    // previous savepoint, savepoint, counter step, writes), and two when it fails.
+    let shared: &AsyncPgConnection = c;
+    let (mut expected, mut open): (Option<DocumentNumber>, bool) = (None, false);
     for draft in drafts {
         let customer = draft.customer;
-        let accounts = &mut accounts;
-        match c
-            .transaction(async |s| write_in_tx(s, draft, accounts, now).await)
-            .await
-        {
+        let numbering = expected.map_or(Numbering::Take, Numbering::Expect);
+        let (mut c1, mut c2) = (shared, shared);
+        let release = async {
+            match open {
+                true => {
+                    diesel::sql_query("RELEASE SAVEPOINT invoice")
+                        .execute(&mut c1)
+                        .await
+                }
+                false => Ok(0),
+            }
+        };
+        let savepoint = diesel::sql_query("SAVEPOINT invoice").execute(&mut c2);
+        let written = write_in_tx(shared, draft, &mut accounts, numbering, now);
+        let (released, saved, written) = futures_util::join!(release, savepoint, written);
+        released?;
+        saved?;
+        open = true;
+        match written {
             Ok(invoice) => {
+                expected = Some(DocumentNumber::next_after(
+                    DocumentKind::Invoice,
+                    invoice.issued_on.year(),
+                    invoice.number.parse::<DocumentNumber>()?.seq(),
+                )?);
                 outcome.issued += 1;
                 outcome.ht += invoice.totals.total_ht.0;
                 outcome.vat += invoice.totals.total_vat.0;
@@ -335,6 +361,10 @@ async fn issue_in_page(
             }
             Err(e) if crate::db::Retryable::is_retryable(&e) => return Err(e),
             Err(e) => {
+                // its writes and its number go back; the next customer expects that number
+                diesel::sql_query("ROLLBACK TO SAVEPOINT invoice")
+                    .execute(&mut c1)
+                    .await?;
                 tracing::warn!(%customer, error = %e, "invoice not issued");
                 accounts.forget(customer);
                 outcome.failed.push((customer, e.to_string()));
