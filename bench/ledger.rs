@@ -4,6 +4,14 @@
 //!     cargo bench --bench ledger            # 20 s per measurement
 //!     BENCH_SECONDS=60 BENCH_CLIENTS=8 cargo bench --bench ledger
 //!     BENCH_ONLY=authz cargo bench --bench ledger   # pgbench and one measurement
+//!     BENCH_ONLY=invoicing cargo bench --bench ledger   # pgbench and the invoice run
+//!
+//! (d) an invoice run over 10,000 customers with three charges each (set up with SQL),
+//!     through the production run engine (`invoicing::store_runs::run_to_end`, what
+//!     `POST /v1/invoice-runs` and `jobs run invoicing` run): invoices per second, the
+//!     run's wall time, the process's peak RSS growth during the run (sampled every 2 ms)
+//!     and its VmHWM; then numbers are checked to be F<year>-000001..N, no gap, N the
+//!     invoices issued. Target: at least 500 invoices per second.
 //!
 //! (c) the authorization of a ticketing request (decision + hold) followed by its capture,
 //!     through the Rust API, over 1,000 customers with mixed entitlements; then over HTTP
@@ -639,6 +647,134 @@ impl NewSubscriptionReq {
     }
 }
 
+const INVOICED_CUSTOMERS: u32 = 10_000;
+
+/// What the invoice run measured.
+struct InvoiceRun {
+    invoices: i32,
+    seconds: f64,
+    peak_rss_growth_kib: u64,
+    vm_hwm_kib: u64,
+    numbers: String,
+    /// Server time per invoice by statement.
+    statements: Vec<(f64, f64, String)>,
+}
+
+/// A field of /proc/self/status, in KiB.
+fn proc_status_kib(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// 10,000 customers with three charges each (two services HT at 20 %, one at 5.5 %), then
+/// one invoice run over them on the run engine, timed, with its memory sampled.
+async fn invoicing(urls: &Urls) -> InvoiceRun {
+    db::run_migrations(&urls.owner).await.expect("migrate");
+    let now = chrono::Utc::now();
+    execute(
+        &urls.service,
+        &format!(
+            "INSERT INTO customers (id, legal_name, siren, billing_email, street, postcode, town, country)
+             SELECT ('00000000-0000-7000-8000-' || lpad(to_hex(i), 12, '0'))::uuid, 'Bench ' || i,
+                    '900000019', 'bench@example.org', 'Rue', '75001', 'Paris', 'FR'
+               FROM generate_series(1, {INVOICED_CUSTOMERS}) AS i"
+        ),
+    )
+    .await;
+    execute(
+        &urls.service,
+        &format!(
+            "INSERT INTO charges (id, customer_id, source, description, quantity, unit_price,
+                                  price_basis, vat_rate, created_at)
+             SELECT gen_random_uuid(), c.id, 'one_off', 'service ' || k, k, 10.05 * k, 'ht',
+                    CASE k WHEN 3 THEN 0.055 ELSE 0.2 END, '{}'
+               FROM customers c CROSS JOIN generate_series(1, 3) AS k",
+            (now - chrono::Duration::hours(1)).to_rfc3339()
+        ),
+    )
+    .await;
+    urls.vacuum().await;
+    let pool = db::pool(
+        &urls.service,
+        grandlivre::invoicing::store_runs::WORKERS + 2,
+    )
+    .expect("pool");
+    urls.reset_statements().await;
+    let baseline = proc_status_kib("VmRSS:");
+    let sampling = Arc::new(AtomicBool::new(true));
+    let sampler = {
+        let sampling = sampling.clone();
+        std::thread::spawn(move || {
+            let mut peak = 0;
+            while AtomicBool::load(&sampling, Ordering::Relaxed) {
+                peak = peak.max(proc_status_kib("VmRSS:"));
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            peak
+        })
+    };
+    let start = Instant::now();
+    let run = grandlivre::invoicing::store_runs::run_to_end(
+        &pool,
+        now,
+        &grandlivre::clock::ServiceClock::System,
+        &|_| {},
+    )
+    .await
+    .expect("the invoice run");
+    let seconds = start.elapsed().as_secs_f64();
+    sampling.store(false, Ordering::Relaxed);
+    let peak = sampler.join().expect("sampler");
+    assert_eq!(run.customers_failed, 0, "{:?}", run.errors);
+    #[derive(diesel::QueryableByName)]
+    struct Numbers {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        first: i64,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        last: i64,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        well_formed: i64,
+        #[diesel(sql_type = diesel::sql_types::Integer)]
+        year: i32,
+    }
+    let mut conn = AsyncPgConnection::establish(&urls.service)
+        .await
+        .expect("connect");
+    let year = chrono::Datelike::year(&grandlivre::calendar::paris_date(now));
+    let numbers: Numbers = diesel::sql_query(format!(
+        "SELECT count(*) AS n, coalesce(min(seq), 0) AS first, coalesce(max(seq), 0) AS last,
+                count(*) FILTER (WHERE number = 'F' || year || '-' || lpad(seq::text, 6, '0')) AS well_formed,
+                {year} AS year
+           FROM invoices WHERE series = 'F' AND year = {year}"
+    ))
+    .get_result(&mut conn)
+    .await
+    .expect("numbers");
+    let n = i64::from(run.invoices_issued);
+    assert_eq!(n, i64::from(INVOICED_CUSTOMERS), "one invoice per customer");
+    assert_eq!(
+        (numbers.n, numbers.first, numbers.last, numbers.well_formed),
+        (n, 1, n, n),
+        "numbers F{}-000001..{n:06}, no gap",
+        numbers.year
+    );
+    InvoiceRun {
+        invoices: run.invoices_issued,
+        seconds,
+        peak_rss_growth_kib: peak.saturating_sub(baseline),
+        vm_hwm_kib: proc_status_kib("VmHWM:"),
+        numbers: format!("F{year}-000001..F{year}-{n:06}, no gap"),
+        statements: urls.statements(INVOICED_CUSTOMERS as usize).await,
+    }
+}
+
 /// pg_stat_statements on the bench cluster (a restart when it is not loaded yet).
 fn track_statements(cluster: &Cluster) {
     #[derive(diesel::QueryableByName)]
@@ -701,13 +837,18 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
-    let (ledger_run, authz_runs) = runtime.block_on(async {
+    let (ledger_run, authz_runs, invoice_run) = runtime.block_on(async {
         let maintenance = cluster.connection_string("postgres");
         let mut conn = AsyncPgConnection::establish(&maintenance)
             .await
             .expect("connect");
         db::ensure_roles(&mut conn).await.expect("roles");
-        for name in ["bench_pgbench", "bench_ledger", "bench_authz"] {
+        for name in [
+            "bench_pgbench",
+            "bench_ledger",
+            "bench_authz",
+            "bench_invoicing",
+        ] {
             diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
                 .execute(&mut conn)
                 .await
@@ -736,7 +877,11 @@ fn main() {
             true => authorizations(&Urls::of(&cluster, "bench_authz"), clients, seconds).await,
             false => [Run::skipped(), Run::skipped(), Run::skipped()],
         };
-        (ledger_run, authz_runs)
+        let invoice_run = match wanted("invoicing") {
+            true => Some(invoicing(&Urls::of(&cluster, "bench_invoicing")).await),
+            false => None,
+        };
+        (ledger_run, authz_runs, invoice_run)
     });
     let pg = pgbench(&cluster, clients, seconds);
     let [direct, alone, pairs] = authz_runs;
@@ -769,6 +914,32 @@ fn main() {
         }
         println!();
         println!("server time per operation, by statement: {name}");
+        println!("{:>9} {:>7}  statement", "ms/op", "calls");
+        for (ms, calls, query) in &run.statements {
+            println!("{ms:>9.3} {calls:>7.2}  {query}");
+        }
+    }
+    if let Some(run) = invoice_run {
+        let per_s = f64::from(run.invoices) / run.seconds;
+        println!();
+        println!(
+            "invoice run, {INVOICED_CUSTOMERS} customers × 3 charges (run engine, {} connections, pages of {})",
+            grandlivre::invoicing::store_runs::WORKERS,
+            grandlivre::invoicing::store_runs::BATCH
+        );
+        println!(
+            "  {} invoices in {:.2} s: {per_s:.0} invoices/s (target ≥ 500), ratio to pgbench tps {:.2}",
+            run.invoices,
+            run.seconds,
+            per_s / pg.tps
+        );
+        println!(
+            "  peak RSS growth during the run {:.1} MiB; process VmHWM {:.1} MiB",
+            run.peak_rss_growth_kib as f64 / 1024.0,
+            run.vm_hwm_kib as f64 / 1024.0
+        );
+        println!("  numbers {}", run.numbers);
+        println!("server time per invoice, by statement");
         println!("{:>9} {:>7}  statement", "ms/op", "calls");
         for (ms, calls, query) in &run.statements {
             println!("{ms:>9.3} {calls:>7.2}  {query}");

@@ -256,6 +256,16 @@ async fn serve(
     db::check_service_role(&mut conn, allow_superuser).await?;
     drop(conn);
     let pool = db::pool(&database.url, pool_size)?;
+    let mut conn = pool.get().await?;
+    let interrupted =
+        crate::invoicing::store_runs::mark_interrupted(&mut conn, clock.now()).await?;
+    if interrupted > 0 {
+        tracing::warn!(
+            interrupted,
+            "invoice runs left running by a stopped process are marked interrupted"
+        );
+    }
+    drop(conn);
     let state = crate::startup::state(pool, clock);
     let (server, addr) = crate::startup::build(state, listen, workers)?;
     tracing::info!(%addr, "grandlivre listening; Ctrl-C or SIGTERM stops it");
@@ -400,14 +410,74 @@ async fn run_job(
         let names: Vec<&str> = crate::jobs::Job::ALL.iter().map(|j| j.name()).collect();
         anyhow::anyhow!("no job `{name}` ({})", names.join(", "))
     })?;
-    let mut conn = connect(database).await?;
+    drop(connect(database).await?);
     let now = clock.now();
     let as_of = as_of.unwrap_or(now);
     crate::jobs::check_horizon(as_of, now)
         .map_err(|reason| anyhow::anyhow!("--as-of: {reason}"))?;
-    let run = crate::jobs::run(&mut conn, job, as_of, now)
+    // the run engine's workers, its lease, and one to spare
+    let pool = db::pool(&database.url, crate::invoicing::store_runs::WORKERS + 2)?;
+    let shown = JobProgress::new();
+    let run = crate::jobs::run_on(&pool, job, as_of, clock, &|p| shown.show(p))
         .await
         .map_err(|e| anyhow::anyhow!("{}", e.detail))?;
+    shown.finish();
     println!("{}", serde_json::to_string_pretty(&run)?);
     Ok(())
+}
+
+/// The progress of `jobs run invoicing` on stderr: a bar on a terminal, otherwise a plain
+/// line at most every second (and the last one).
+struct JobProgress {
+    bar: Option<indicatif::ProgressBar>,
+    last: std::sync::Mutex<(Option<std::time::Instant>, Option<String>)>,
+}
+
+impl JobProgress {
+    fn new() -> JobProgress {
+        use std::io::IsTerminal;
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = indicatif::ProgressBar::new(0);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "invoicing {bar:40} {pos}/{len} customers, {msg} ({eta})",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            bar
+        });
+        JobProgress {
+            bar,
+            last: std::sync::Mutex::new((None, None)),
+        }
+    }
+
+    fn show(&self, p: &crate::invoicing::runs::Progress) {
+        if let Some(bar) = &self.bar {
+            bar.set_length(p.customers_total.max(0) as u64);
+            bar.set_position(p.customers_done.max(0) as u64);
+            bar.set_message(format!("{} invoices", p.invoices_issued));
+            return;
+        }
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        let due = last
+            .0
+            .is_none_or(|at| at.elapsed() >= std::time::Duration::from_secs(1));
+        if due {
+            eprintln!("{}", p.line());
+            *last = (Some(std::time::Instant::now()), None);
+        } else {
+            last.1 = Some(p.line());
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish();
+        }
+        let last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(line) = &last.1 {
+            eprintln!("{line}");
+        }
+    }
 }

@@ -8,11 +8,9 @@ use utoipa::ToSchema;
 
 use crate::authorizations::store as authorizations;
 use crate::error::ApiError;
-use crate::invoicing::store as invoicing;
-use crate::money::{DecimalString, Unit};
+use crate::money::DecimalString;
 use crate::subscriptions::store as subscriptions;
 use crate::wallets::store as wallets;
-use rust_decimal::Decimal;
 
 /// The jobs this build runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
@@ -116,6 +114,9 @@ pub enum JobReport {
 /// `invoicing`.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct InvoicingReport {
+    /// The invoice run that did it (`GET /v1/invoice-runs/{id}`).
+    #[schema(value_type = String, format = Uuid)]
+    pub run_id: uuid::Uuid,
     pub invoices_issued: u32,
     /// The sums of the invoices issued.
     #[schema(example = "83.33")]
@@ -158,43 +159,50 @@ pub struct CreditExpiryReport {
     pub lots_expired: u32,
 }
 
-/// `invoicing` at `as_of`: one invoice per customer with charges created up to `as_of` and
-/// not yet invoiced. One customer's failure does not stop the others.
-async fn run_invoicing(
-    conn: &mut AsyncPgConnection,
-    as_of: DateTime<Utc>,
-    now: DateTime<Utc>,
-) -> Result<InvoicingReport, ApiError> {
-    let (mut issued, mut failed) = (0, Vec::new());
-    let (mut ht, mut vat, mut ttc) = (Decimal::ZERO, Decimal::ZERO, Decimal::ZERO);
-    for customer in invoicing::customers_to_invoice(conn, as_of).await? {
-        match invoicing::issue_for_customer(conn, customer, as_of, now).await {
-            Ok(Some(invoice)) => {
-                issued += 1;
-                ht += invoice.totals.total_ht.0;
-                vat += invoice.totals.total_vat.0;
-                ttc += invoice.totals.total_ttc.0;
-            }
-            Ok(None) => {}
-            Err(e) => {
-                tracing::warn!(%customer, error = %e, "invoice not issued");
-                failed.push(Failure {
-                    id: customer,
-                    error: e.to_string(),
-                });
-            }
-        }
+/// The report of an invoice run (the `invoicing` job).
+fn invoicing_report(run: crate::invoicing::runs::InvoiceRunView) -> InvoicingReport {
+    InvoicingReport {
+        run_id: run.id,
+        invoices_issued: u32::try_from(run.invoices_issued).unwrap_or_default(),
+        total_ht: run.total_ht,
+        total_vat: run.total_vat,
+        total_ttc: run.total_ttc,
+        failed: run
+            .errors
+            .into_iter()
+            .map(|e| Failure {
+                id: e.customer_id,
+                error: e.error,
+            })
+            .collect(),
     }
-    Ok(InvoicingReport {
-        invoices_issued: issued,
-        total_ht: Unit::Eur.show(ht),
-        total_vat: Unit::Eur.show(vat),
-        total_ttc: Unit::Eur.show(ttc),
-        failed,
-    })
 }
 
-/// Runs `job` for `as_of`; `now` is the wall clock, when the rows it creates are created.
+/// Runs `job` for `as_of` at the time of `clock`, on connections of `pool`: the
+/// production entry (`POST /v1/jobs/{name}/run`, `grandlivre jobs run`). `invoicing` is an
+/// invoice run on the run engine (`invoicing::store_runs`), recorded like those of
+/// `POST /v1/invoice-runs`, calling `progress` after each page of customers.
+pub async fn run_on(
+    pool: &crate::db::DbPool,
+    job: Job,
+    as_of: DateTime<Utc>,
+    clock: &crate::clock::ServiceClock,
+    progress: &(dyn Fn(&crate::invoicing::runs::Progress) + Sync),
+) -> Result<JobRun, ApiError> {
+    if job != Job::Invoicing {
+        let mut conn = pool.get().await?;
+        return run(&mut conn, job, as_of, clock.now()).await;
+    }
+    let done = crate::invoicing::store_runs::run_to_end(pool, as_of, clock, progress)
+        .await
+        .map_err(|e| ApiError::internal(anyhow::anyhow!(e)))?;
+    let report = JobReport::Invoicing(invoicing_report(done));
+    tracing::info!(job = job.name(), %as_of, ?report, "job run");
+    Ok(JobRun { as_of, report })
+}
+
+/// Runs `job` (any but `invoicing`, see [`run_on`]) for `as_of` on one connection; `now` is
+/// the wall clock, when the rows it creates are created.
 pub async fn run(
     conn: &mut AsyncPgConnection,
     job: Job,
@@ -225,7 +233,12 @@ pub async fn run(
         Job::AssistancePeriodClose => JobReport::AssistancePeriodClose(
             wallets::close_appointment_periods(conn, as_of, now).await?,
         ),
-        Job::Invoicing => JobReport::Invoicing(run_invoicing(conn, as_of, now).await?),
+        // the run engine issues on several connections: `run_on`
+        Job::Invoicing => {
+            return Err(ApiError::internal(anyhow::anyhow!(
+                "the invoicing job runs on a pool (jobs::run_on)"
+            )))
+        }
         Job::Dunning => JobReport::Dunning(
             crate::dunning::store::run(conn, crate::dunning::Policy::default(), as_of, now).await?,
         ),

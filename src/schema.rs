@@ -273,6 +273,31 @@ diesel::table! {
 }
 
 diesel::table! {
+    invoice_run_errors (run_id, customer_id) {
+        run_id -> Uuid,
+        customer_id -> Uuid,
+        error -> Text,
+    }
+}
+
+diesel::table! {
+    invoice_runs (id) {
+        id -> Uuid,
+        as_of -> Timestamptz,
+        status -> Text,
+        customers_total -> Int4,
+        customers_done -> Int4,
+        customers_failed -> Int4,
+        invoices_issued -> Int4,
+        total_ht -> Numeric,
+        total_vat -> Numeric,
+        total_ttc -> Numeric,
+        started_at -> Timestamptz,
+        finished_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
     invoice_settlements (id) {
         id -> Uuid,
         invoice_id -> Uuid,
@@ -490,6 +515,8 @@ diesel::joinable!(interventions -> authorizations (authorization_id));
 diesel::joinable!(interventions -> customers (customer_id));
 diesel::joinable!(invoice_lines -> charges (charge_id));
 diesel::joinable!(invoice_lines -> invoices (invoice_id));
+diesel::joinable!(invoice_run_errors -> customers (customer_id));
+diesel::joinable!(invoice_run_errors -> invoice_runs (run_id));
 diesel::joinable!(invoice_settlements -> customers (customer_id));
 diesel::joinable!(invoice_settlements -> invoices (invoice_id));
 diesel::joinable!(invoice_vat -> invoices (invoice_id));
@@ -524,6 +551,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     idempotency_keys,
     interventions,
     invoice_lines,
+    invoice_run_errors,
+    invoice_runs,
     invoice_settlements,
     invoice_vat,
     invoices,

@@ -49,6 +49,6 @@ pub async fn run_job(
     let as_of = body.parse(caller)?.as_of.unwrap_or(now);
     jobs::check_horizon(as_of, now)
         .map_err(|reason| ApiError::field(ErrorCode::InvalidRequest, "as_of", reason))?;
-    let mut conn = state.pool.get().await?;
-    Ok(web::Json(jobs::run(&mut conn, job, as_of, now).await?))
+    let run = jobs::run_on(&state.pool, job, as_of, &state.clock, &|_| {}).await?;
+    Ok(web::Json(run))
 }

@@ -6,6 +6,7 @@ pub mod credit_notes;
 pub mod customers;
 pub mod health;
 pub mod interventions;
+pub mod invoice_runs;
 pub mod invoices;
 pub mod jobs;
 pub mod ledger;
@@ -101,6 +102,9 @@ pub fn register(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
         .service(credit_notes::post_credit_note)
         .service(credit_notes::list_credit_notes)
         .service(credit_notes::get_credit_note)
+        .service(invoice_runs::post_invoice_run)
+        .service(invoice_runs::list_invoice_runs)
+        .service(invoice_runs::get_invoice_run)
         .service(jobs::run_job)
         .service(api_keys::post_api_key)
         .service(api_keys::list_api_keys)

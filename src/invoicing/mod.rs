@@ -22,8 +22,10 @@ use crate::money::{fits_columns, price, round_cents, DecimalString};
 
 pub mod credit_notes;
 pub mod legal;
+pub mod runs;
 pub mod store;
 pub mod store_credit_notes;
+pub mod store_runs;
 
 pub use credit_notes::{CreditNoteError, CreditNoteRef, CreditNoteView};
 

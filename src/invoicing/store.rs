@@ -24,7 +24,7 @@ use crate::charges::ChargeSource;
 use crate::customers::Address;
 use crate::ledger::chart::{CustomerAccount, Platform};
 use crate::ledger::store as ledger;
-use crate::ledger::{NewTransaction, Posting};
+use crate::ledger::{AccountId, NewTransaction, Posting};
 use crate::money::{price, Amount, DecimalString, Unit};
 use crate::schema::{
     charges, customers, document_counters, invoice_lines, invoice_settlements, invoice_vat,
@@ -127,36 +127,28 @@ fn eur(value: Decimal) -> Result<Amount, InvoicingError> {
     Amount::new(value, Unit::Eur).map_err(|e| InvoicingError::Invalid(e.to_string()))
 }
 
-/// Takes the next number of `kind`'s series for `year` from its counter row, locked until
-/// the caller's transaction ends: a concurrent issue waits, a rollback gives it back.
+/// Takes the next number of `kind`'s series for `year` from its counter row (created on
+/// first use), in one statement: the row stays locked until the caller's transaction ends,
+/// so a concurrent issue waits and a rollback (or a rolled-back savepoint) gives it back.
 pub(super) async fn next_number(
-    conn: &mut AsyncPgConnection,
+    mut conn: &AsyncPgConnection,
     kind: DocumentKind,
     year: i32,
 ) -> Result<DocumentNumber, InvoicingError> {
-    diesel::insert_into(document_counters::table)
+    let seq: i64 = diesel::insert_into(document_counters::table)
         .values((
             document_counters::kind.eq(kind.as_str()),
             document_counters::year.eq(year),
-            document_counters::last_seq.eq(0i64),
+            document_counters::last_seq.eq(1i64),
         ))
-        .on_conflict_do_nothing()
-        .execute(conn)
+        .on_conflict((document_counters::kind, document_counters::year))
+        .do_update()
+        .set(document_counters::last_seq.eq(document_counters::last_seq + 1))
+        .returning(document_counters::last_seq)
+        .get_result(&mut conn)
         .await?;
-    let last: i64 = document_counters::table
-        .find((kind.as_str(), year))
-        .select(document_counters::last_seq)
-        .for_update()
-        .first(conn)
-        .await?;
-    let last = u64::try_from(last).map_err(|_| InvoicingError::Invalid("counter".into()))?;
-    let number = DocumentNumber::next_after(kind, year, last)?;
-    let seq = i64::try_from(number.seq()).map_err(|_| InvoicingError::Invalid("counter".into()))?;
-    diesel::update(document_counters::table.find((kind.as_str(), year)))
-        .set(document_counters::last_seq.eq(seq))
-        .execute(conn)
-        .await?;
-    Ok(number)
+    let last = u64::try_from(seq - 1).map_err(|_| InvoicingError::Invalid("counter".into()))?;
+    Ok(DocumentNumber::next_after(kind, year, last)?)
 }
 
 /// Which of a customer's uninvoiced charges an invoice takes.
@@ -187,36 +179,98 @@ pub async fn issue_for_customer(
 /// for tickets and credits bought / VAT 44571). `None` when nothing is left to invoice (a
 /// second run issues nothing). Locks the customer's row: a caller that holds other rows of
 /// the customer must have locked the customer first.
+///
+/// Two steps, which an invoice run calls apart (the drafts of a batch of customers first,
+/// then each one numbered and written in a savepoint): [`draft_in_tx`] then
+/// [`write_in_tx`].
 pub async fn issue_in_tx(
     c: &mut AsyncPgConnection,
     customer: Uuid,
     selection: &Selection,
     now: DateTime<Utc>,
 ) -> Result<Option<InvoiceView>, InvoicingError> {
-    let buyer: Party = customers::table
+    let Some(draft) = draft_in_tx(c, customer, selection, now).await? else {
+        return Ok(None);
+    };
+    let mut accounts = InvoiceAccounts::default();
+    let written = write_in_tx(c, draft, &mut accounts, Numbering::Take, now).await?;
+    Ok(Some(apply_credit_balance_in_tx(c, written, now).await?))
+}
+
+/// An invoice before its number: its customer's row and charges locked, its amounts
+/// computed. Nothing of it is written yet.
+#[derive(Debug)]
+pub struct Draft {
+    pub customer: Uuid,
+    /// The buyer's identity as the invoice freezes it.
+    buyer: Party,
+    charges: Vec<Uuid>,
+    amounts: super::DocumentAmounts,
+    /// Nets earned at issue (706) and deferred until used (487).
+    earned: Decimal,
+    deferred: Decimal,
+    issued_on: NaiveDate,
+    due_on: NaiveDate,
+    status: InvoiceStatus,
+}
+
+impl Draft {
+    /// The customer's accounts its ledger transaction posts to.
+    fn accounts(&self) -> Vec<CustomerAccount> {
+        let mut out = Vec::new();
+        if self.amounts.totals.total_ttc.0 > Decimal::ZERO {
+            out.push(CustomerAccount::Receivable);
+        }
+        if self.earned > Decimal::ZERO {
+            out.push(CustomerAccount::Revenue);
+        }
+        if self.deferred > Decimal::ZERO {
+            out.push(CustomerAccount::DeferredRevenue);
+        }
+        out
+    }
+}
+
+/// The first step of [`issue_in_tx`]: locks the customer's row, then the uninvoiced
+/// charges `selection` names, and computes the invoice's amounts. Takes a shared
+/// connection so that a run sends the drafts of a batch of customers at once (pipelined,
+/// each customer's statements in order).
+pub async fn draft_in_tx(
+    mut c: &AsyncPgConnection,
+    customer: Uuid,
+    selection: &Selection,
+    now: DateTime<Utc>,
+) -> Result<Option<Draft>, InvoicingError> {
+    let lock = customers::table
         .find(customer)
         .select(BuyerRow::as_select())
         .for_no_key_update()
-        .first::<BuyerRow>(c)
-        .await
-        .optional()?
-        .ok_or(InvoicingError::UnknownCustomer(customer))?
-        .into();
+        .first::<BuyerRow>(&mut c);
     let uninvoiced = charges::table
         .filter(charges::customer_id.eq(customer))
         .filter(charges::invoice_id.is_null())
         .order((charges::created_at, charges::id))
         .select(Uninvoiced::as_select());
-    let found: Vec<Uninvoiced> = match selection {
-        Selection::UpTo(as_of) => {
-            let due = uninvoiced.filter(charges::created_at.le(*as_of));
-            due.for_update().load(c).await?
-        }
-        Selection::Charges(ids) => {
-            let named = uninvoiced.filter(charges::id.eq_any(ids));
-            named.for_update().load(c).await?
+    let mut c2 = c;
+    let load = async {
+        match selection {
+            Selection::UpTo(as_of) => {
+                let due = uninvoiced.filter(charges::created_at.le(*as_of));
+                due.for_update().load::<Uninvoiced>(&mut c2).await
+            }
+            Selection::Charges(ids) => {
+                let named = uninvoiced.filter(charges::id.eq_any(ids));
+                named.for_update().load::<Uninvoiced>(&mut c2).await
+            }
         }
     };
+    // both sent at once; the customer's lock is taken first
+    let (locked, found) = futures_util::future::join(lock, load).await;
+    let buyer: Party = locked
+        .optional()?
+        .ok_or(InvoicingError::UnknownCustomer(customer))?
+        .into();
+    let found = found?;
     if found.is_empty() {
         return Ok(None);
     }
@@ -245,34 +299,160 @@ pub async fn issue_in_tx(
             earned += l.net_ht.0;
         }
     }
-    let totals = &amounts.totals;
-    let (_, status) = settled_status(totals.total_ttc.0, Decimal::ZERO, Decimal::ZERO, false);
+    let (_, status) = settled_status(
+        amounts.totals.total_ttc.0,
+        Decimal::ZERO,
+        Decimal::ZERO,
+        false,
+    );
+    Ok(Some(Draft {
+        customer,
+        buyer,
+        charges: found.iter().map(|ch| ch.id).collect(),
+        amounts,
+        earned,
+        deferred: deferred_net,
+        issued_on,
+        due_on,
+        status,
+    }))
+}
 
+/// The customer accounts invoices post to, found or opened once: a run opens those of a
+/// whole batch of drafts in two statements ([`InvoiceAccounts::open_for`]); otherwise each
+/// is found (or opened) on first use.
+#[derive(Debug, Default)]
+pub struct InvoiceAccounts(HashMap<(Uuid, CustomerAccount), AccountId>);
+
+impl InvoiceAccounts {
+    /// Finds the accounts the invoices of `drafts` post to and opens those missing, in two
+    /// statements for the whole batch.
+    pub async fn open_for(
+        &mut self,
+        conn: &AsyncPgConnection,
+        drafts: &[Draft],
+    ) -> Result<(), InvoicingError> {
+        let wanted: Vec<(Uuid, CustomerAccount)> = drafts
+            .iter()
+            .flat_map(|d| d.accounts().into_iter().map(move |w| (d.customer, w)))
+            .filter(|key| !self.0.contains_key(key))
+            .collect();
+        let new: Vec<_> = wanted.iter().map(|(c, w)| w.new_account(*c)).collect();
+        for (key, id) in wanted
+            .into_iter()
+            .zip(ledger::ensure_accounts(conn, &new).await?)
+        {
+            self.0.insert(key, id);
+        }
+        Ok(())
+    }
+
+    async fn id(
+        &mut self,
+        conn: &AsyncPgConnection,
+        customer: Uuid,
+        which: CustomerAccount,
+    ) -> Result<AccountId, InvoicingError> {
+        if let Some(id) = self.0.get(&(customer, which)) {
+            return Ok(*id);
+        }
+        let id = ledger::ensure_account(conn, &which.new_account(customer))
+            .await?
+            .id;
+        self.0.insert((customer, which), id);
+        Ok(id)
+    }
+
+    /// Forgets `customer`'s accounts (a rolled-back savepoint may have opened them).
+    pub fn forget(&mut self, customer: Uuid) {
+        self.0.retain(|(c, _), _| *c != customer);
+    }
+}
+
+/// How [`write_in_tx`] numbers its invoice.
+#[derive(Debug, Clone, Copy)]
+pub enum Numbering {
+    /// Take the next number from the series' counter, then write.
+    Take,
+    /// A caller that holds the series' counter (it took the previous number in this
+    /// transaction) knows the next one: the counter's step is sent with the writes, in one
+    /// round trip, and checked to give this number.
+    Expect(DocumentNumber),
+}
+
+/// The second step of [`issue_in_tx`]: takes the number (as late as possible: the series'
+/// counter row stays locked until the transaction ends), then writes the invoice, its
+/// lines, its VAT, the charges' link and the ledger transaction, sent at once.
+pub async fn write_in_tx(
+    c: &AsyncPgConnection,
+    draft: Draft,
+    accounts: &mut InvoiceAccounts,
+    numbering: Numbering,
+    now: DateTime<Utc>,
+) -> Result<InvoiceView, InvoicingError> {
+    let Draft {
+        customer,
+        buyer,
+        charges: charge_ids,
+        amounts,
+        earned,
+        deferred: deferred_net,
+        issued_on,
+        due_on,
+        status,
+    } = draft;
+    let totals = &amounts.totals;
+    let id = Uuid::now_v7();
     let mentions = legal::seller().mentions(buyer, DEFAULT_PAYMENT_DAYS);
     let mentions_json =
         serde_json::to_value(&mentions).map_err(|e| InvoicingError::Invalid(e.to_string()))?;
+    let postings = if totals.total_ttc.0 > Decimal::ZERO {
+        let shared = c;
+        let mut postings = vec![Posting::debit(
+            accounts
+                .id(shared, customer, CustomerAccount::Receivable)
+                .await?,
+            eur(totals.total_ttc.0)?,
+        )];
+        if earned > Decimal::ZERO {
+            let revenue = accounts
+                .id(shared, customer, CustomerAccount::Revenue)
+                .await?;
+            postings.push(Posting::credit(revenue, eur(earned)?));
+        }
+        if deferred_net > Decimal::ZERO {
+            let deferred = accounts
+                .id(shared, customer, CustomerAccount::DeferredRevenue)
+                .await?;
+            postings.push(Posting::credit(deferred, eur(deferred_net)?));
+        }
+        if totals.total_vat.0 > Decimal::ZERO {
+            postings.push(Posting::credit(
+                Platform::VatCollected.id(),
+                eur(totals.total_vat.0)?,
+            ));
+        }
+        Some(postings)
+    } else {
+        None
+    };
 
-    let number = next_number(c, DocumentKind::Invoice, chrono::Datelike::year(&issued_on)).await?;
-    let id = Uuid::now_v7();
-    diesel::insert_into(invoices::table)
-        .values((
-            invoices::id.eq(id),
-            invoices::number.eq(number.to_string()),
-            invoices::series.eq(DocumentKind::Invoice.prefix().to_string()),
-            invoices::year.eq(number.year()),
-            invoices::seq.eq(number.seq() as i64),
-            invoices::customer_id.eq(customer),
-            invoices::issued_on.eq(issued_on),
-            invoices::due_on.eq(due_on),
-            invoices::status.eq(status.as_str()),
-            invoices::total_ht.eq(totals.total_ht.0),
-            invoices::total_vat.eq(totals.total_vat.0),
-            invoices::total_ttc.eq(totals.total_ttc.0),
-            invoices::mentions.eq(&mentions_json),
-            invoices::created_at.eq(now),
-        ))
-        .execute(c)
-        .await?;
+    let year = chrono::Datelike::year(&issued_on);
+    let (number, counter) = match numbering {
+        Numbering::Expect(n) if n.year() == year => {
+            (n, Some(next_number(c, DocumentKind::Invoice, year)))
+        }
+        _ => (next_number(c, DocumentKind::Invoice, year).await?, None),
+    };
+    let ledger_tx = postings
+        .map(|postings| {
+            NewTransaction::new(format!("invoice:{id}"), "invoice", postings).map(|tx| {
+                tx.effective_at(now)
+                    .posted_at(now)
+                    .description(format!("invoice {number}"))
+            })
+        })
+        .transpose()?;
     let line_rows: Vec<_> = amounts
         .lines
         .iter()
@@ -294,10 +474,6 @@ pub async fn issue_in_tx(
             )
         })
         .collect();
-    diesel::insert_into(invoice_lines::table)
-        .values(line_rows)
-        .execute(c)
-        .await?;
     let vat_rows: Vec<_> = totals
         .vat_breakdown
         .iter()
@@ -310,70 +486,73 @@ pub async fn issue_in_tx(
             )
         })
         .collect();
-    diesel::insert_into(invoice_vat::table)
-        .values(vat_rows)
-        .execute(c)
-        .await?;
-    let ids: Vec<Uuid> = found.iter().map(|ch| ch.id).collect();
-    diesel::update(charges::table.filter(charges::id.eq_any(&ids)))
-        .set(charges::invoice_id.eq(id))
-        .execute(c)
-        .await?;
-
-    if totals.total_ttc.0 > Decimal::ZERO {
-        let account = |which: CustomerAccount| which.new_account(customer);
-        let mut postings = vec![Posting::debit(
-            ledger::ensure_account(c, &account(CustomerAccount::Receivable))
-                .await?
-                .id,
-            eur(totals.total_ttc.0)?,
-        )];
-        if earned > Decimal::ZERO {
-            let revenue = ledger::ensure_account(c, &account(CustomerAccount::Revenue)).await?;
-            postings.push(Posting::credit(revenue.id, eur(earned)?));
+    let shared = c;
+    let (mut c1, mut c2, mut c3, mut c4) = (shared, shared, shared, shared);
+    let counted = async {
+        match counter {
+            Some(step) => step.await.map(Some),
+            None => Ok(None),
         }
-        if deferred_net > Decimal::ZERO {
-            let deferred =
-                ledger::ensure_account(c, &account(CustomerAccount::DeferredRevenue)).await?;
-            postings.push(Posting::credit(deferred.id, eur(deferred_net)?));
-        }
-        if totals.total_vat.0 > Decimal::ZERO {
-            postings.push(Posting::credit(
-                Platform::VatCollected.id(),
-                eur(totals.total_vat.0)?,
-            ));
-        }
-        let tx = NewTransaction::new(format!("invoice:{id}"), "invoice", postings)?
-            .effective_at(now)
-            .posted_at(now)
-            .description(format!("invoice {number}"));
-        ledger::post_in_tx(c, &tx).await?;
-    }
-    // the customer's credit balance (4191) pays what it can of the new invoice
-    let applied = crate::payments::store::apply_credit_balance_in_tx(
-        c,
-        customer,
-        id,
-        totals.total_ttc.0,
-        issued_on,
-        now,
-    )
-    .await
-    .map_err(|e| InvoicingError::CreditBalance(Box::new(e)))?;
-    let (paid, due, status) = match applied {
-        Some((paid, settled)) => (paid, settled.due, settled.status),
-        None => (Decimal::ZERO, totals.total_ttc.0, status),
     };
-    Ok(Some(InvoiceView {
+    // sent at once, run in this order: the invoice before what refers to it
+    let invoice = diesel::insert_into(invoices::table)
+        .values((
+            invoices::id.eq(id),
+            invoices::number.eq(number.to_string()),
+            invoices::series.eq(DocumentKind::Invoice.prefix().to_string()),
+            invoices::year.eq(number.year()),
+            invoices::seq.eq(number.seq() as i64),
+            invoices::customer_id.eq(customer),
+            invoices::issued_on.eq(issued_on),
+            invoices::due_on.eq(due_on),
+            invoices::status.eq(status.as_str()),
+            invoices::total_ht.eq(totals.total_ht.0),
+            invoices::total_vat.eq(totals.total_vat.0),
+            invoices::total_ttc.eq(totals.total_ttc.0),
+            invoices::created_at.eq(now),
+            invoices::mentions.eq(&mentions_json),
+        ))
+        .execute(&mut c1);
+    let lines = diesel::insert_into(invoice_lines::table)
+        .values(line_rows)
+        .execute(&mut c2);
+    let vat = diesel::insert_into(invoice_vat::table)
+        .values(vat_rows)
+        .execute(&mut c3);
+    let linked = diesel::update(charges::table.filter(charges::id.eq_any(&charge_ids)))
+        .set(charges::invoice_id.eq(id))
+        .execute(&mut c4);
+    let posted = async {
+        match &ledger_tx {
+            Some(tx) => ledger::post_in_tx(shared, tx).await.map(Some),
+            None => Ok(None),
+        }
+    };
+    let (counted, invoice, lines, vat, linked, posted) =
+        futures_util::join!(counted, invoice, lines, vat, linked, posted);
+    // the first failure is the cause; the statements after it only saw an aborted transaction
+    if let Some(got) = counted? {
+        if got != number {
+            return Err(InvoicingError::Invalid(format!(
+                "the series gave {got}, {number} was expected"
+            )));
+        }
+    }
+    invoice?;
+    lines?;
+    vat?;
+    linked?;
+    posted?;
+    Ok(InvoiceView {
         id,
         number: number.to_string(),
         customer_id: customer,
         issued_on,
         due_on,
         status,
-        amount_paid: Unit::Eur.show(paid),
+        amount_paid: Unit::Eur.show(Decimal::ZERO),
         amount_credited: Unit::Eur.show(Decimal::ZERO),
-        amount_due: Unit::Eur.show(due),
+        amount_due: Unit::Eur.show(amounts.totals.total_ttc.0),
         lines: amounts.lines,
         totals: amounts.totals,
         credit_notes: Vec::new(),
@@ -381,7 +560,33 @@ pub async fn issue_in_tx(
         buyer: Some(mentions.buyer),
         legal: Some(mentions.legal),
         created_at: now,
-    }))
+    })
+}
+
+/// The customer's credit balance (4191) pays what it can of `invoice`, just issued in the
+/// caller's transaction (which holds the customer's row), and releases what waits on it
+/// when that pays it in full: the last step of issuing.
+pub async fn apply_credit_balance_in_tx(
+    c: &mut AsyncPgConnection,
+    mut invoice: InvoiceView,
+    now: DateTime<Utc>,
+) -> Result<InvoiceView, InvoicingError> {
+    let applied = crate::payments::store::apply_credit_balance_in_tx(
+        c,
+        invoice.customer_id,
+        invoice.id,
+        invoice.totals.total_ttc.0,
+        invoice.issued_on,
+        now,
+    )
+    .await
+    .map_err(|e| InvoicingError::CreditBalance(Box::new(e)))?;
+    if let Some((paid, settled)) = applied {
+        invoice.amount_paid = Unit::Eur.show(paid);
+        invoice.amount_due = Unit::Eur.show(settled.due);
+        invoice.status = settled.status;
+    }
+    Ok(invoice)
 }
 
 /// An amount that settles (part of) an invoice.

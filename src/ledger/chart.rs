@@ -57,7 +57,7 @@ impl Platform {
 
 /// A customer's own account. Balances of one customer live only in that customer's
 /// accounts, so that nothing on the hot path locks a row other customers share.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum CustomerAccount {
     /// 411 Receivable (EUR): what the customer's open invoices still ask.
     Receivable,

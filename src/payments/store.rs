@@ -61,6 +61,29 @@ pub async fn credit_balance(
     Ok(found.map_or(Decimal::ZERO, |(credits, debits)| credits - debits))
 }
 
+/// Which of `customers` hold a positive credit balance (4191), in one statement.
+pub async fn customers_in_credit(
+    conn: &mut AsyncPgConnection,
+    customers: &[Uuid],
+) -> Result<std::collections::HashSet<Uuid>, diesel::result::Error> {
+    let rows: Vec<(Option<Uuid>, Decimal, Decimal)> = accounts::table
+        .inner_join(balances::table)
+        .filter(accounts::customer_id.eq_any(customers))
+        .filter(accounts::code.eq(CustomerAccount::CreditBalance.code()))
+        .select((
+            accounts::customer_id,
+            balances::posted_credits,
+            balances::posted_debits,
+        ))
+        .load(conn)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .filter(|(_, credits, debits)| credits > debits)
+        .filter_map(|(customer, _, _)| customer)
+        .collect())
+}
+
 /// Locks the customer's row for a movement of its money (`FOR NO KEY UPDATE`): payments,
 /// refunds and the issue of its invoices take it one after the other.
 async fn lock_customer(

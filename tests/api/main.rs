@@ -14,6 +14,7 @@ mod errors;
 mod input;
 mod interventions;
 mod invoice_properties;
+mod invoice_runs;
 mod invoices;
 mod keys;
 mod ledger_core;

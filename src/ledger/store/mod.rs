@@ -250,6 +250,76 @@ pub async fn ensure_account(
     Ok(view)
 }
 
+/// [`ensure_account`] for many customer accounts at once: finds those that exist in one
+/// statement and opens the others in one more (one `ledger_open_account` call per row).
+/// Returns their ids in the order of `wanted`. For accounts of the chart, whose unit, side
+/// and overdraft rule are fixed, so an existing account is taken as it is.
+pub async fn ensure_accounts(
+    mut conn: &AsyncPgConnection,
+    wanted: &[NewAccount],
+) -> Result<Vec<AccountId>, LedgerError> {
+    let customers: Vec<Uuid> = wanted.iter().filter_map(|a| a.customer_id).collect();
+    let codes: Vec<&str> = wanted.iter().map(|a| a.code.as_str()).collect();
+    let found: Vec<(Uuid, String, Option<Uuid>)> = accounts::table
+        .filter(accounts::customer_id.eq_any(&customers))
+        .filter(accounts::code.eq_any(&codes))
+        .select((accounts::id, accounts::code, accounts::customer_id))
+        .load(&mut conn)
+        .await?;
+    let mut ids: std::collections::HashMap<(Option<Uuid>, String), Uuid> = found
+        .into_iter()
+        .map(|(id, code, customer)| ((customer, code), id))
+        .collect();
+    let missing: Vec<&NewAccount> = wanted
+        .iter()
+        .filter(|a| !ids.contains_key(&(a.customer_id, a.code.clone())))
+        .collect();
+    if !missing.is_empty() {
+        #[derive(QueryableByName)]
+        struct Opened {
+            #[diesel(sql_type = SqlUuid)]
+            id: Uuid,
+        }
+        let opened: Vec<Opened> = diesel::sql_query(
+            "SELECT ledger_open_account(x.id, x.code, x.name, x.unit, x.customer, x.side, x.no_overdraft) AS id
+               FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::uuid[], $6::text[], $7::boolean[])
+                    WITH ORDINALITY AS x(id, code, name, unit, customer, side, no_overdraft, n)
+              ORDER BY x.n",
+        )
+        .bind::<Array<SqlUuid>, _>(missing.iter().map(|_| Uuid::now_v7()).collect::<Vec<_>>())
+        .bind::<Array<Text>, _>(missing.iter().map(|a| a.code.as_str()).collect::<Vec<_>>())
+        .bind::<Array<Text>, _>(missing.iter().map(|a| a.name.as_str()).collect::<Vec<_>>())
+        .bind::<Array<Text>, _>(missing.iter().map(|a| a.unit.code()).collect::<Vec<_>>())
+        .bind::<Array<Nullable<SqlUuid>>, _>(
+            missing.iter().map(|a| a.customer_id).collect::<Vec<_>>(),
+        )
+        .bind::<Array<Text>, _>(
+            missing
+                .iter()
+                .map(|a| a.normal_side.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind::<Array<Bool>, _>(missing.iter().map(|a| a.no_overdraft).collect::<Vec<_>>())
+        .load(&mut conn)
+        .await
+        .map_err(refusal)?;
+        for (a, o) in missing.iter().zip(opened) {
+            ids.insert((a.customer_id, a.code.clone()), o.id);
+        }
+    }
+    wanted
+        .iter()
+        .map(|a| {
+            ids.get(&(a.customer_id, a.code.clone()))
+                .map(|id| AccountId(*id))
+                .ok_or_else(|| LedgerError::Invalid {
+                    field: "code",
+                    reason: format!("account {} could not be opened", a.code),
+                })
+        })
+        .collect()
+}
+
 pub async fn get_account(
     conn: &mut AsyncPgConnection,
     id: AccountId,

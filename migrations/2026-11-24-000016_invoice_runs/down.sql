@@ -1,0 +1,2 @@
+DROP TABLE invoice_run_errors;
+DROP TABLE invoice_runs;
