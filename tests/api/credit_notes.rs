@@ -18,7 +18,7 @@ use grandlivre::clock::Clock;
 use grandlivre::demo::{DEMO_CUSTOMER_1 as C1, DEMO_CUSTOMER_2 as C2};
 use grandlivre::ledger::chart::Platform;
 
-use crate::helpers::{paris, seeded, TestApp};
+use crate::helpers::{balance, paris, pay_invoice, seeded, TestApp};
 
 /// A one-off charge of `customer` priced excl. VAT.
 fn service(
@@ -131,25 +131,6 @@ fn totals(doc: &Value) -> [&str; 3] {
     ]
 }
 
-/// The posted balance of the customer's account `code`, as the API shows it.
-async fn balance(app: &TestApp, key: &str, customer: Uuid, code: &str) -> Decimal {
-    let accounts = app
-        .get(
-            key,
-            &format!("/v1/ledger/accounts?customer_id={customer}&limit=200"),
-        )
-        .await;
-    assert_eq!(accounts.status, 200, "{}", accounts.text);
-    accounts.body["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|a| a["code"] == code)
-        .map_or(Decimal::ZERO, |a| {
-            a["balance"]["posted"].as_str().unwrap().parse().unwrap()
-        })
-}
-
 /// 411, 706, 487 of the customer and 44571 (the platform's, this test's customers only).
 async fn books(app: &TestApp, key: &str, customer: Uuid) -> [Decimal; 4] {
     let vat = app
@@ -171,25 +152,10 @@ async fn books(app: &TestApp, key: &str, customer: Uuid) -> [Decimal; 4] {
     ]
 }
 
-/// Pays `amount` of `invoice` by bank transfer through `POST /v1/payments`, naming it.
+/// Pays `amount` of `invoice` by bank transfer today, naming it.
 async fn pay(app: &TestApp, invoice: &Value, amount: Decimal) {
-    let admin = app.admin().await;
-    let paid = app
-        .post_json(
-            &admin,
-            "/v1/payments",
-            None,
-            &json!({
-                "customer_id": invoice["customer_id"],
-                "amount": amount.to_string(),
-                "method": "transfer",
-                "reference": format!("VIR-{}-{amount}", invoice["number"].as_str().unwrap()),
-                "value_date": grandlivre::calendar::paris_date(app.clock.now()).to_string(),
-                "invoice_ids": [invoice["id"]],
-            }),
-        )
-        .await;
-    assert_eq!(paid.status, 201, "{}", paid.text);
+    let today = grandlivre::calendar::paris_date(app.clock.now()).to_string();
+    pay_invoice(app, invoice, &amount.to_string(), &today).await;
 }
 
 #[actix_web::test]

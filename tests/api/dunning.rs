@@ -10,7 +10,7 @@ use uuid::Uuid;
 use grandlivre::auth::Role;
 use grandlivre::demo::{DEMO_CUSTOMER_1 as C1, DEMO_CUSTOMER_2 as C2};
 
-use crate::helpers::{d, new_customer, paris, seeded, TestApp};
+use crate::helpers::{d, new_customer, paris, pay_invoice, seeded, TestApp};
 
 /// Runs `job` for 10:00 Paris on `day`, the clock set there too.
 async fn run(app: &TestApp, key: &str, job: &str, day: NaiveDate) -> Value {
@@ -266,25 +266,11 @@ async fn a_suspension_set_by_hand_is_left_to_the_hand_that_set_it() {
     );
 }
 
-/// Pays `amount` of C2's invoice `invoice` on `day`, the clock set there.
-async fn pay_on(app: &TestApp, key: &str, invoice: &Value, day: &str) {
+/// Pays what `invoice` asks on `day`, the clock set there.
+async fn pay_on(app: &TestApp, invoice: &Value, day: &str) {
     app.clock.set(paris(day) + Duration::hours(12));
-    let paid = app
-        .post_json(
-            key,
-            "/v1/payments",
-            None,
-            &json!({
-                "customer_id": invoice["customer_id"],
-                "amount": invoice["amount_due"],
-                "method": "transfer",
-                "reference": format!("VIR-{}", invoice["number"].as_str().unwrap()),
-                "value_date": day,
-                "invoice_ids": [invoice["id"]],
-            }),
-        )
-        .await;
-    assert_eq!(paid.status, 201, "{}", paid.text);
+    let due = invoice["amount_due"].as_str().unwrap().to_string();
+    pay_invoice(app, invoice, &due, day).await;
 }
 
 /// Seed 001's cap: the assistance fees paid over the 12 months before a date — tickets
@@ -309,9 +295,9 @@ async fn the_liability_cap_is_the_assistance_fees_paid_over_twelve_months() {
         app.get(&finance, &format!("/v1/invoices/{id}")).await.body
     };
     let old = buy("2025-11-10", 1).await;
-    pay_on(&app, &finance, &old, "2025-11-10").await;
+    pay_on(&app, &old, "2025-11-10").await;
     let recent = buy("2026-06-01", 2).await;
-    pay_on(&app, &finance, &recent, "2026-06-01").await;
+    pay_on(&app, &recent, "2026-06-01").await;
     // a one-off service, paid too: not an assistance fee
     let setup = grandlivre::charges::NewCharge {
         customer_id: C2,
@@ -348,7 +334,7 @@ async fn the_liability_cap_is_the_assistance_fees_paid_over_twelve_months() {
             &format!("/v1/invoices?customer_id={C2}&status=issued"),
         )
         .await;
-    pay_on(&app, &finance, &page.body["items"][0], "2026-06-02").await;
+    pay_on(&app, &page.body["items"][0], "2026-06-02").await;
 
     app.clock.set(paris("2026-11-24") + Duration::hours(10));
     let path = format!("/v1/customers/{C2}/liability-cap");

@@ -841,3 +841,27 @@ pub async fn pay_invoice_of(
     );
     Some(paid.body)
 }
+
+/// Pays `amount` of `invoice` (as the API shows it) by bank transfer with value date
+/// `value_date`, naming it, through `POST /v1/payments` as finance would; the reference
+/// is made of the invoice's number and the amount.
+pub async fn pay_invoice(app: &TestApp, invoice: &Value, amount: &str, value_date: &str) {
+    let admin = app.admin().await;
+    let number = invoice["number"].as_str().expect("an invoice number");
+    let paid = app
+        .post_json(
+            &admin,
+            "/v1/payments",
+            None,
+            &json!({
+                "customer_id": invoice["customer_id"],
+                "amount": amount,
+                "method": "transfer",
+                "reference": format!("VIR-{number}-{amount}"),
+                "value_date": value_date,
+                "invoice_ids": [invoice["id"]],
+            }),
+        )
+        .await;
+    assert_eq!(paid.status, 201, "{}", paid.text);
+}

@@ -14,7 +14,7 @@ use grandlivre::auth::Role;
 use grandlivre::clock::Clock;
 use grandlivre::demo::{DEMO_CUSTOMER_1 as C1, DEMO_CUSTOMER_2 as C2};
 
-use crate::helpers::{paris, seeded, TestApp};
+use crate::helpers::{balance, paris, seeded, TestApp};
 
 fn dec_of(v: &Value) -> Decimal {
     v.as_str()
@@ -89,23 +89,6 @@ async fn owed_and_credit(app: &TestApp, key: &str, customer: Uuid) -> (Decimal, 
     )
 }
 
-/// The posted balance of the customer's account `code` (zero without one).
-async fn ledger_balance(app: &TestApp, key: &str, customer: Uuid, code: &str) -> Decimal {
-    let accounts = app
-        .get(
-            key,
-            &format!("/v1/ledger/accounts?customer_id={customer}&limit=200"),
-        )
-        .await;
-    assert_eq!(accounts.status, 200, "{}", accounts.text);
-    accounts.body["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|a| a["code"] == code)
-        .map_or(Decimal::ZERO, |a| dec_of(&a["balance"]["posted"]))
-}
-
 async fn tickets_of(app: &TestApp, key: &str, customer: Uuid) -> Value {
     let b = app
         .get(key, &format!("/v1/customers/{customer}/balances"))
@@ -165,7 +148,7 @@ async fn a_ticket_bought_invoiced_and_paid_is_used_by_an_authorization() {
         json!({"available": 1, "pending_payment": 0})
     );
     assert_eq!(owed_and_credit(&app, &admin, C2).await, (dec!(0), dec!(0)));
-    assert_eq!(ledger_balance(&app, &admin, C2, "411").await, dec!(0));
+    assert_eq!(balance(&app, &admin, C2, "411").await, dec!(0));
 
     let used = app
         .post_json(&ticketing, "/v1/authorizations", None, &incident("INC-1"))
@@ -284,7 +267,7 @@ async fn a_partial_payment_leaves_the_invoice_open_with_less_due() {
         owed_and_credit(&app, &admin, C2).await,
         (dec!(60.00), dec!(0))
     );
-    assert_eq!(ledger_balance(&app, &admin, C2, "411").await, dec!(60.00));
+    assert_eq!(balance(&app, &admin, C2, "411").await, dec!(60.00));
     assert_eq!(
         tickets_of(&app, &admin, C2).await,
         json!({"available": 0, "pending_payment": 1}),
@@ -317,7 +300,7 @@ async fn an_overpayment_becomes_a_credit_balance_that_pays_the_next_invoices() {
         owed_and_credit(&app, &admin, C2).await,
         (dec!(0), dec!(150.00))
     );
-    assert_eq!(ledger_balance(&app, &admin, C2, "4191").await, dec!(150.00));
+    assert_eq!(balance(&app, &admin, C2, "4191").await, dec!(150.00));
 
     // the next invoice (100.00) is paid by the credit balance at issue: tickets usable
     buy_tickets(&app, &admin, C2, 1).await;
@@ -352,8 +335,8 @@ async fn an_overpayment_becomes_a_credit_balance_that_pays_the_next_invoices() {
         owed_and_credit(&app, &admin, C2).await,
         (dec!(150.00), dec!(0))
     );
-    assert_eq!(ledger_balance(&app, &admin, C2, "411").await, dec!(150.00));
-    assert_eq!(ledger_balance(&app, &admin, C2, "4191").await, dec!(0));
+    assert_eq!(balance(&app, &admin, C2, "411").await, dec!(150.00));
+    assert_eq!(balance(&app, &admin, C2, "4191").await, dec!(0));
     app.assert_ledger_verifies(&admin).await;
 }
 
@@ -457,7 +440,7 @@ async fn the_reference_replays_the_first_payment_and_refuses_another_body() {
         )
         .await;
     assert_eq!(one.body, first.body);
-    assert_eq!(ledger_balance(&app, &admin, C2, "411").await, dec!(0));
+    assert_eq!(balance(&app, &admin, C2, "411").await, dec!(0));
 
     // what a request may not hold
     for (body, field) in [
@@ -696,7 +679,7 @@ async fn concurrent_payments_of_one_customer_never_allocate_more_than_is_due() {
         owed_and_credit(&app, &admin, C2).await,
         (dec!(0), dec!(150.00))
     );
-    assert_eq!(ledger_balance(&app, &admin, C2, "411").await, dec!(0));
-    assert_eq!(ledger_balance(&app, &admin, C2, "4191").await, dec!(150.00));
+    assert_eq!(balance(&app, &admin, C2, "411").await, dec!(0));
+    assert_eq!(balance(&app, &admin, C2, "4191").await, dec!(150.00));
     app.assert_ledger_verifies(&admin).await;
 }

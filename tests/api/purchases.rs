@@ -15,7 +15,7 @@ use grandlivre::demo::{DEMO_CUSTOMER_1 as C1, DEMO_CUSTOMER_2 as C2};
 use grandlivre::jobs::{self, Job};
 
 use crate::helpers::{
-    authorization_request, balance, paris, seeded, subscribe, use_credits, TestApp,
+    authorization_request, balance, paris, pay_invoice, seeded, subscribe, use_credits, TestApp,
 };
 
 const BREAKAGE: &str = "/v1/ledger/accounts/00000000-0000-4000-8000-000000007088";
@@ -90,32 +90,13 @@ async fn tickets_used(conn: &mut diesel_async::AsyncPgConnection, purchase: &Val
         .tickets_used
 }
 
-/// A purchase's invoice is paid by bank transfer through `POST /v1/payments`, naming it.
+/// A purchase's invoice is paid in full by bank transfer today, naming it.
 async fn paid(purchase: &Value, app: &TestApp) {
     let admin = app.admin().await;
-    let invoice = app
-        .get(
-            &admin,
-            &format!("/v1/invoices/{}", purchase["invoice_id"].as_str().unwrap()),
-        )
-        .await
-        .body;
-    let payment = app
-        .post_json(
-            &admin,
-            "/v1/payments",
-            None,
-            &json!({
-                "customer_id": invoice["customer_id"],
-                "amount": invoice["amount_due"],
-                "method": "transfer",
-                "reference": format!("VIR-{}", invoice["number"].as_str().unwrap()),
-                "value_date": grandlivre::calendar::paris_date(app.clock.now()).to_string(),
-                "invoice_ids": [invoice["id"]],
-            }),
-        )
-        .await;
-    assert_eq!(payment.status, 201, "{}", payment.text);
+    let invoice = invoice(app, &admin, &purchase["invoice_id"]).await;
+    let today = grandlivre::calendar::paris_date(app.clock.now()).to_string();
+    let due = invoice["amount_due"].as_str().unwrap().to_string();
+    pay_invoice(app, &invoice, &due, &today).await;
 }
 
 #[actix_web::test]
