@@ -60,16 +60,7 @@ async fn buy_tickets(app: &TestApp, key: &str, customer: Uuid, quantity: u32) ->
 
 /// Runs the invoicing job now and returns the customer's only invoice.
 async fn invoice_of(app: &TestApp, key: &str, customer: Uuid) -> Value {
-    let admin = app.admin().await;
-    let ran = app
-        .post_json(
-            &admin,
-            "/v1/jobs/invoicing/run",
-            None,
-            &json!({ "as_of": app.clock.now() }),
-        )
-        .await;
-    assert_eq!(ran.status, 200, "{}", ran.text);
+    app.run_job("invoicing", app.clock.now()).await;
     let page = app
         .get(key, &format!("/v1/invoices?customer_id={customer}"))
         .await;

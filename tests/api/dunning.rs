@@ -13,19 +13,10 @@ use grandlivre::demo::{DEMO_CUSTOMER_1 as C1, DEMO_CUSTOMER_2 as C2};
 use crate::helpers::{d, new_customer, paris, pay_invoice, seeded, TestApp};
 
 /// Runs `job` for 10:00 Paris on `day`, the clock set there too.
-async fn run(app: &TestApp, key: &str, job: &str, day: NaiveDate) -> Value {
+async fn run(app: &TestApp, job: &str, day: NaiveDate) -> Value {
     let at: DateTime<Utc> = paris(&day.to_string()) + Duration::hours(10);
     app.clock.set(at);
-    let ran = app
-        .post_json(
-            key,
-            &format!("/v1/jobs/{job}/run"),
-            None,
-            &json!({ "as_of": at }),
-        )
-        .await;
-    assert_eq!(ran.status, 200, "{}", ran.text);
-    ran.body
+    app.run_job(job, at).await
 }
 
 /// What the ticketing system is told for an in-scope incident of `customer` on `day`.
@@ -76,8 +67,8 @@ async fn dunning_day_by_day_from_due_date_to_termination() {
         assert_eq!(sub.status, 201, "{}", sub.text);
         subs.push(sub.body["id"].as_str().unwrap().to_string());
     }
-    run(&app, &admin, "billing", d("2026-11-02")).await;
-    let issued = run(&app, &admin, "invoicing", d("2026-11-02")).await;
+    run(&app, "billing", d("2026-11-02")).await;
+    let issued = run(&app, "invoicing", d("2026-11-02")).await;
     assert_eq!(issued["invoices_issued"], 1, "{issued}");
     let invoices = app
         .get(&finance, &format!("/v1/invoices?customer_id={customer}"))
@@ -97,7 +88,7 @@ async fn dunning_day_by_day_from_due_date_to_termination() {
     let customer_path = format!("/v1/customers/{customer}");
 
     // due on 2 December: not overdue that day
-    let ran = run(&app, &admin, "dunning", d("2026-12-02")).await;
+    let ran = run(&app, "dunning", d("2026-12-02")).await;
     assert_eq!(
         (&ran["job"], &ran["invoices_overdue"]),
         (&json!("dunning"), &json!(0))
@@ -108,7 +99,7 @@ async fn dunning_day_by_day_from_due_date_to_termination() {
     );
 
     // the next day it is, and the customer shows what is overdue, still served
-    let ran = run(&app, &admin, "dunning", d("2026-12-03")).await;
+    let ran = run(&app, "dunning", d("2026-12-03")).await;
     assert_eq!(
         (&ran["invoices_overdue"], &ran["notices_sent"]),
         (&json!(1), &json!(0))
@@ -132,10 +123,10 @@ async fn dunning_day_by_day_from_due_date_to_termination() {
 
     // 14 days past due: nothing more; 15 days: the notice, and support suspended
     for day in ["2026-12-04", "2026-12-10", "2026-12-16"] {
-        let ran = run(&app, &admin, "dunning", d(day)).await;
+        let ran = run(&app, "dunning", d(day)).await;
         assert_eq!(ran["notices_sent"], 0, "{day}: {ran}");
     }
-    let ran = run(&app, &admin, "dunning", d("2026-12-17")).await;
+    let ran = run(&app, "dunning", d("2026-12-17")).await;
     assert_eq!(ran["notices_sent"], 1, "{ran}");
     let seen = app.get(&finance, &customer_path).await;
     assert_eq!(seen.body["status"], "suspended");
@@ -161,7 +152,7 @@ async fn dunning_day_by_day_from_due_date_to_termination() {
     );
 
     // the same instant again changes nothing
-    let again = run(&app, &admin, "dunning", d("2026-12-17")).await;
+    let again = run(&app, "dunning", d("2026-12-17")).await;
     assert_eq!(
         (
             &again["invoices_overdue"],
@@ -172,13 +163,13 @@ async fn dunning_day_by_day_from_due_date_to_termination() {
     );
 
     // 29 days after the notice the contract stands; on the 30th it is terminated
-    let ran = run(&app, &admin, "dunning", d("2027-01-15")).await;
+    let ran = run(&app, "dunning", d("2027-01-15")).await;
     assert_eq!(ran["notices_enforced"], 0, "{ran}");
     for sub in &subs {
         let seen = app.get(&admin, &format!("/v1/subscriptions/{sub}")).await;
         assert_eq!(seen.body["status"], "active");
     }
-    let ran = run(&app, &admin, "dunning", d("2027-01-16")).await;
+    let ran = run(&app, "dunning", d("2027-01-16")).await;
     assert_eq!(
         (
             &ran["notices_enforced"],
@@ -222,7 +213,7 @@ async fn dunning_day_by_day_from_due_date_to_termination() {
             &json!("2027-01-16")
         )
     );
-    let again = run(&app, &admin, "dunning", d("2027-01-16")).await;
+    let again = run(&app, "dunning", d("2027-01-16")).await;
     assert_eq!(
         (
             &again["notices_sent"],
@@ -249,7 +240,7 @@ async fn a_suspension_set_by_hand_is_left_to_the_hand_that_set_it() {
         )
         .await;
     assert_eq!(patched.status, 200, "{}", patched.text);
-    let ran = run(&app, &admin, "dunning", d("2027-06-01")).await;
+    let ran = run(&app, "dunning", d("2027-06-01")).await;
     assert_eq!(
         (&ran["notices_sent"], &ran["notices_cleared"]),
         (&json!(0), &json!(0))
@@ -278,7 +269,6 @@ async fn pay_on(app: &TestApp, invoice: &Value, day: &str) {
 #[actix_web::test]
 async fn the_liability_cap_is_the_assistance_fees_paid_over_twelve_months() {
     let (app, mut conn) = seeded().await;
-    let admin = app.admin().await;
     let finance = app.key(Role::Finance, None).await;
     let buy = async |day: &str, quantity: u32| {
         app.clock.set(paris(day) + Duration::hours(10));
@@ -319,15 +309,8 @@ async fn the_liability_cap_is_the_assistance_fees_paid_over_twelve_months() {
         .await
         .unwrap());
     app.clock.set(now);
-    let ran = app
-        .post_json(
-            &admin,
-            "/v1/jobs/invoicing/run",
-            None,
-            &json!({ "as_of": now }),
-        )
-        .await;
-    assert_eq!(ran.body["invoices_issued"], 1, "{}", ran.text);
+    let ran = app.run_job("invoicing", now).await;
+    assert_eq!(ran["invoices_issued"], 1, "{ran}");
     let page = app
         .get(
             &finance,

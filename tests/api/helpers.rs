@@ -800,15 +800,7 @@ pub async fn pay_invoice_of(
     let now = grandlivre::clock::Clock::now(&*app.clock);
     // charges made through the store at the wall clock's time are invoiced too
     let as_of = now.max(Utc::now()) + chrono::Duration::seconds(1);
-    let run = app
-        .post_json(
-            &admin,
-            "/v1/jobs/invoicing/run",
-            None,
-            &serde_json::json!({ "as_of": as_of }),
-        )
-        .await;
-    assert_eq!(run.status, 200, "invoicing: {}", run.text);
+    app.run_job("invoicing", as_of).await;
     let balances = app
         .get(&admin, &format!("/v1/customers/{customer}/balances"))
         .await;
@@ -864,4 +856,23 @@ pub async fn pay_invoice(app: &TestApp, invoice: &Value, amount: &str, value_dat
         )
         .await;
     assert_eq!(paid.status, 201, "{}", paid.text);
+}
+
+impl TestApp {
+    /// Runs the job `job` for `as_of` through `POST /v1/jobs/{job}/run` with an admin key,
+    /// and answers its report.
+    pub async fn run_job(&self, job: &str, as_of: chrono::DateTime<Utc>) -> Value {
+        let admin = self.admin().await;
+        let ran = self
+            .post_json(
+                &admin,
+                &format!("/v1/jobs/{job}/run"),
+                None,
+                &json!({ "as_of": as_of }),
+            )
+            .await;
+        assert_eq!(ran.status, 200, "{job}: {}", ran.text);
+        assert_eq!(ran.body["job"], job);
+        ran.body
+    }
 }

@@ -12,7 +12,7 @@ use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use proptest::test_runner::{Config, TestRunner};
 use rust_decimal::{Decimal, RoundingStrategy};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use grandlivre::auth::Role;
 use grandlivre::catalog::PriceBasis;
@@ -78,7 +78,6 @@ fn deferred(source: ChargeSource) -> bool {
 async fn random_charge_sets_invoice_and_post_as_the_rules_say() {
     let (app, mut conn) = seeded().await;
     let finance = app.key(Role::Finance, None).await;
-    let admin = app.admin().await;
     app.clock.set(paris("2026-11-20") + Duration::hours(10));
     let now = app.clock.now();
     let mut runner = TestRunner::new(Config::default());
@@ -106,15 +105,8 @@ async fn random_charge_sets_invoice_and_post_as_the_rules_say() {
             };
             assert!(charges::insert(&mut conn, &charge, now).await.unwrap());
         }
-        let ran = app
-            .post_json(
-                &admin,
-                "/v1/jobs/invoicing/run",
-                None,
-                &json!({ "as_of": now }),
-            )
-            .await;
-        assert_eq!(ran.body["invoices_issued"], 1, "case {case}: {}", ran.text);
+        let ran = app.run_job("invoicing", now).await;
+        assert_eq!(ran["invoices_issued"], 1, "case {case}: {ran}");
 
         // the model
         let nets: Vec<Decimal> = lines

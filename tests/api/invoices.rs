@@ -50,18 +50,8 @@ fn one_off(customer: Uuid, key: &str) -> NewCharge {
     }
 }
 
-async fn run_invoicing(app: &TestApp, key: &str) -> Value {
-    let ran = app
-        .post_json(
-            key,
-            "/v1/jobs/invoicing/run",
-            None,
-            &json!({ "as_of": app.clock.now() }),
-        )
-        .await;
-    assert_eq!(ran.status, 200, "{}", ran.text);
-    assert_eq!(ran.body["job"], "invoicing");
-    ran.body
+async fn run_invoicing(app: &TestApp) -> Value {
+    app.run_job("invoicing", app.clock.now()).await
 }
 
 /// Every invoice, through the API's pages.
@@ -87,7 +77,6 @@ async fn all_invoices(app: &TestApp, key: &str, query: &str) -> Vec<Value> {
 async fn tickets_bought_are_invoiced_at_once_as_domain_md_works_them_out() {
     let (app, mut conn) = seeded().await;
     let finance = app.key(Role::Finance, None).await;
-    let admin = app.admin().await;
     app.clock.set(paris("2026-11-20") + Duration::hours(10));
     let bought = buy_tickets(&app, &finance, C1, 1, "one").await;
     assert_eq!(bought["invoice_number"], "F2026-000001", "{bought}");
@@ -105,7 +94,7 @@ async fn tickets_bought_are_invoiced_at_once_as_domain_md_works_them_out() {
         .await;
     assert_eq!((again.status, &again.body), (200, &bought));
     // and the invoicing run finds nothing left to invoice
-    let run = run_invoicing(&app, &admin).await;
+    let run = run_invoicing(&app).await;
     assert_eq!(
         (&run["invoices_issued"], &run["failed"]),
         (&json!(0), &json!([])),
@@ -223,7 +212,6 @@ async fn tickets_bought_are_invoiced_at_once_as_domain_md_works_them_out() {
 async fn a_mixed_invoice_takes_vat_per_rate_on_the_sum_of_its_nets() {
     let (app, mut conn) = seeded().await;
     let finance = app.key(Role::Finance, None).await;
-    let admin = app.admin().await;
     app.clock.set(paris("2026-11-20") + Duration::hours(10));
     let now = app.clock.now();
     let charge = |description: &str,
@@ -254,7 +242,7 @@ async fn a_mixed_invoice_takes_vat_per_rate_on_the_sum_of_its_nets() {
         assert!(charges::insert(&mut conn, &c, now).await.unwrap());
     }
 
-    let ran = run_invoicing(&app, &admin).await;
+    let ran = run_invoicing(&app).await;
     assert_eq!(ran["invoices_issued"], 1, "{ran}");
     let invoice = &all_invoices(&app, &finance, &format!("customer_id={C1}")).await[0];
     // 20 %: 0.60 + 83.33 = 83.93 → VAT 16.786 → 16.79 (never 0.12 + 16.67 = 16.79 by luck:
@@ -289,7 +277,6 @@ async fn a_mixed_invoice_takes_vat_per_rate_on_the_sum_of_its_nets() {
 async fn numbers_stay_gapless_under_concurrent_runs_and_a_rolled_back_issue() {
     let (app, mut conn) = seeded().await;
     let finance = app.key(Role::Finance, None).await;
-    let admin = app.admin().await;
     app.clock.set(paris("2026-11-20") + Duration::hours(10));
     let mut customers = Vec::new();
     for i in 0..20 {
@@ -307,11 +294,7 @@ async fn numbers_stay_gapless_under_concurrent_runs_and_a_rolled_back_issue() {
         let app = &app;
         async move { buy_tickets(app, finance, customer, 1, &format!("p{i}")).await }
     }));
-    let (a, b, _) = tokio::join!(
-        run_invoicing(&app, &admin),
-        run_invoicing(&app, &admin),
-        purchases
-    );
+    let (a, b, _) = tokio::join!(run_invoicing(&app), run_invoicing(&app), purchases);
     assert_eq!(
         a["invoices_issued"].as_u64().unwrap() + b["invoices_issued"].as_u64().unwrap(),
         20,
@@ -355,7 +338,7 @@ async fn numbers_stay_gapless_under_concurrent_runs_and_a_rolled_back_issue() {
             .await
             .unwrap());
     }
-    let ran = run_invoicing(&app, &admin).await;
+    let ran = run_invoicing(&app).await;
     assert_eq!(ran["invoices_issued"], 2, "{ran}");
     assert_eq!(ran["failed"][0]["id"], bad.to_string(), "{ran}");
     let mut numbers: Vec<(String, String)> = all_invoices(&app, &finance, "")
@@ -377,7 +360,7 @@ async fn numbers_stay_gapless_under_concurrent_runs_and_a_rolled_back_issue() {
     assert!(numbers.windows(2).all(|w| w[0].1 <= w[1].1), "{numbers:?}");
     assert_eq!(numbers[26].1, "2026-11-21");
     // the failed customer's charge waits for the next run, and the ledger holds
-    let again = run_invoicing(&app, &admin).await;
+    let again = run_invoicing(&app).await;
     assert_eq!(
         (&again["invoices_issued"], &again["failed"][0]["id"]),
         (&json!(0), &json!(bad))

@@ -38,16 +38,8 @@ async fn buy_tickets(app: &TestApp, key: &str, customer: Uuid, quantity: u32) ->
 
 /// Runs the invoicing job at the clock's instant; then moves the clock a minute on, so
 /// that the next purchase lands on the next invoice.
-async fn invoice(app: &TestApp, key: &str) {
-    let ran = app
-        .post_json(
-            key,
-            "/v1/jobs/invoicing/run",
-            None,
-            &json!({ "as_of": app.clock.now() }),
-        )
-        .await;
-    assert_eq!(ran.status, 200, "{}", ran.text);
+async fn invoice(app: &TestApp) {
+    app.run_job("invoicing", app.clock.now()).await;
     app.clock.advance(chrono::Duration::minutes(1));
 }
 
@@ -104,7 +96,7 @@ async fn a_ticket_bought_invoiced_and_paid_is_used_by_an_authorization() {
     let admin = app.admin().await;
     let ticketing = app.key(Role::Ticketing, None).await;
     buy_tickets(&app, &admin, C2, 1).await;
-    invoice(&app, &admin).await;
+    invoice(&app).await;
     let invoices = invoices_of(&app, &admin, C2).await;
     assert_eq!(invoices.len(), 1);
     assert_eq!(invoices[0]["amount_due"], "100.00");
@@ -178,7 +170,7 @@ async fn a_support_vip_subscription_starts_on_its_payments_value_date() {
         .await;
     assert_eq!(created.status, 201, "{}", created.text);
     let sub = created.body["id"].as_str().unwrap().to_string();
-    invoice(&app, &admin).await;
+    invoice(&app).await;
     let invoices = invoices_of(&app, &admin, C2).await;
     assert_eq!(invoices[0]["amount_due"], "588.00", "490.00 + 20 % VAT");
 
@@ -255,7 +247,7 @@ async fn a_partial_payment_leaves_the_invoice_open_with_less_due() {
         .set(paris("2026-11-20") + chrono::Duration::hours(10));
     let admin = app.admin().await;
     buy_tickets(&app, &admin, C2, 1).await;
-    invoice(&app, &admin).await;
+    invoice(&app).await;
     let paid = pay(&app, &admin, payment(C2, "40.00", "VIR-P-1", "2026-11-20")).await;
     assert_eq!(paid.status, 201, "{}", paid.text);
     let inv = &invoices_of(&app, &admin, C2).await[0];
@@ -292,7 +284,7 @@ async fn an_overpayment_becomes_a_credit_balance_that_pays_the_next_invoices() {
         .set(paris("2026-11-20") + chrono::Duration::hours(10));
     let admin = app.admin().await;
     buy_tickets(&app, &admin, C2, 1).await;
-    invoice(&app, &admin).await;
+    invoice(&app).await;
     let paid = pay(&app, &admin, payment(C2, "250.00", "VIR-O-1", "2026-11-20")).await;
     assert_eq!(paid.status, 201, "{}", paid.text);
     assert_eq!(paid.body["to_credit_balance"], "150.00");
@@ -304,7 +296,7 @@ async fn an_overpayment_becomes_a_credit_balance_that_pays_the_next_invoices() {
 
     // the next invoice (100.00) is paid by the credit balance at issue: tickets usable
     buy_tickets(&app, &admin, C2, 1).await;
-    invoice(&app, &admin).await;
+    invoice(&app).await;
     let second = &invoices_of(&app, &admin, C2).await[1];
     assert_eq!(
         (
@@ -321,7 +313,7 @@ async fn an_overpayment_becomes_a_credit_balance_that_pays_the_next_invoices() {
     );
     // the one after (200.00) takes the 50.00 left and asks the rest
     buy_tickets(&app, &admin, C2, 2).await;
-    invoice(&app, &admin).await;
+    invoice(&app).await;
     let third = &invoices_of(&app, &admin, C2).await[2];
     assert_eq!(
         (
@@ -348,10 +340,10 @@ async fn a_payment_pays_the_invoices_it_names_in_their_order() {
     let admin = app.admin().await;
     for n in [1, 2, 3] {
         buy_tickets(&app, &admin, C2, n).await;
-        invoice(&app, &admin).await;
+        invoice(&app).await;
     }
     buy_tickets(&app, &admin, C1, 1).await;
-    invoice(&app, &admin).await;
+    invoice(&app).await;
     let invoices = invoices_of(&app, &admin, C2).await;
     let id = |i: usize| invoices[i]["id"].clone();
     let named = json!({
@@ -417,7 +409,7 @@ async fn the_reference_replays_the_first_payment_and_refuses_another_body() {
     let admin = app.admin().await;
     let finance = app.key(Role::Finance, None).await;
     buy_tickets(&app, &admin, C2, 1).await;
-    invoice(&app, &admin).await;
+    invoice(&app).await;
     let body = payment(C2, "100.00", "VIR-R-1", "2026-11-19");
     let first = pay(&app, &finance, body.clone()).await;
     assert_eq!(first.status, 201, "{}", first.text);
@@ -583,19 +575,12 @@ async fn paying_what_is_overdue_lifts_the_suspension_at_once() {
         .set(paris("2026-11-20") + chrono::Duration::hours(10));
     let admin = app.admin().await;
     buy_tickets(&app, &admin, C2, 1).await;
-    invoice(&app, &admin).await;
+    invoice(&app).await;
     // due 2026-12-20: the notice 15 days later
     let at = paris("2027-01-04") + chrono::Duration::hours(10);
     app.clock.set(at);
-    let ran = app
-        .post_json(
-            &admin,
-            "/v1/jobs/dunning/run",
-            None,
-            &json!({ "as_of": at }),
-        )
-        .await;
-    assert_eq!(ran.body["notices_sent"], 1, "{}", ran.text);
+    let ran = app.run_job("dunning", at).await;
+    assert_eq!(ran["notices_sent"], 1, "{ran}");
     let customer = || async { app.get(&admin, &format!("/v1/customers/{C2}")).await.body };
     assert_eq!(customer().await["status"], "suspended");
     pay(&app, &admin, payment(C2, "99.99", "VIR-S-1", "2027-01-04")).await;
@@ -626,7 +611,7 @@ async fn concurrent_payments_of_one_customer_never_allocate_more_than_is_due() {
     let admin = app.admin().await;
     for n in [1, 2, 3] {
         buy_tickets(&app, &admin, C2, n).await;
-        invoice(&app, &admin).await;
+        invoice(&app).await;
     }
     // 20 payments of 37.50 (750.00) on 600.00 of invoices, all at once on the customer row
     let payments = futures_util::future::join_all((0..20).map(|i| {
