@@ -46,7 +46,7 @@ pub struct InvoiceRunRequest {
 /// nothing new, so a retried request does no harm.
 #[utoipa::path(
     tag = "invoices",
-    request_body = InvoiceRunRequest,
+    request_body(content = Option<InvoiceRunRequest>, description = "Optional: no body, or `null`, runs for now"),
     responses(
         (status = 202, description = "The run, started", body = InvoiceRunView,
             headers(("Location" = String, description = "The run: /v1/invoice-runs/{id}"))),
