@@ -220,16 +220,7 @@ pub async fn list_credit_notes(
     auth: Auth,
     q: Query<CreditNoteListParams>,
 ) -> Result<web::Json<CreditNotePage>, ApiError> {
-    let customer = match (auth.0.role, q.customer_id) {
-        (Role::Customer, Some(c)) => {
-            Some(auth.require_customer(READERS, c)?.customer_id.unwrap_or(c))
-        }
-        (Role::Customer, None) => auth.0.customer_id,
-        (_, c) => {
-            auth.require(READERS)?;
-            c
-        }
-    };
+    let customer = auth.listing_customer(READERS, q.customer_id)?;
     let (after, limit) = page("credit-notes", q.cursor.as_deref(), q.limit)?;
     let mut conn = state.pool.get().await?;
     let items = store::list(&mut conn, customer, q.invoice_id, after, limit).await?;

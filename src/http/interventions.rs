@@ -89,18 +89,7 @@ pub async fn list_interventions(
     auth: Auth,
     q: Query<InterventionListParams>,
 ) -> Result<web::Json<InterventionPage>, ApiError> {
-    let customer = match (auth.0.role, q.customer_id) {
-        (Role::Customer, Some(c)) => Some(
-            auth.require_customer(DISPUTERS, c)?
-                .customer_id
-                .unwrap_or(c),
-        ),
-        (Role::Customer, None) => auth.0.customer_id,
-        (_, c) => {
-            auth.require(DISPUTERS)?;
-            c
-        }
-    };
+    let customer = auth.listing_customer(DISPUTERS, q.customer_id)?;
     let (after, limit) = page("interventions", q.cursor.as_deref(), q.limit)?;
     let mut conn = state.pool.get().await?;
     let items = store::list(&mut conn, customer, q.status, after, limit).await?;

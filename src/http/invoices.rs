@@ -108,16 +108,7 @@ pub async fn list_invoices(
     auth: Auth,
     q: Query<InvoiceListParams>,
 ) -> Result<web::Json<InvoicePage>, ApiError> {
-    let customer = match (auth.0.role, q.customer_id) {
-        (Role::Customer, Some(c)) => {
-            Some(auth.require_customer(READERS, c)?.customer_id.unwrap_or(c))
-        }
-        (Role::Customer, None) => auth.0.customer_id,
-        (_, c) => {
-            auth.require(READERS)?;
-            c
-        }
-    };
+    let customer = auth.listing_customer(READERS, q.customer_id)?;
     if let (Some(from), Some(to)) = (q.issued_from, q.issued_to) {
         if to < from {
             return Err(ApiError::field(

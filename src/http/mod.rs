@@ -211,6 +211,26 @@ impl Auth {
             _ => self.require(roles),
         }
     }
+
+    /// The customer a list is restricted to, `asked` by its query: a customer key sees its
+    /// own customer's items whether it names it or not (another customer answers 404); the
+    /// staff roles in `roles` (admin always) see the customer asked, or everyone's.
+    pub fn listing_customer(
+        &self,
+        roles: &[Role],
+        asked: Option<Uuid>,
+    ) -> Result<Option<Uuid>, ApiError> {
+        match (self.0.role, asked) {
+            (Role::Customer, Some(c)) => Ok(Some(
+                self.require_customer(roles, c)?.customer_id.unwrap_or(c),
+            )),
+            (Role::Customer, None) => Ok(self.0.customer_id),
+            (_, c) => {
+                self.require(roles)?;
+                Ok(c)
+            }
+        }
+    }
 }
 
 impl FromRequest for Auth {

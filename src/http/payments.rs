@@ -140,16 +140,7 @@ pub async fn list_payments(
     auth: Auth,
     q: Query<PaymentListParams>,
 ) -> Result<web::Json<PaymentPage>, ApiError> {
-    let customer = match (auth.0.role, q.customer_id) {
-        (Role::Customer, Some(c)) => {
-            Some(auth.require_customer(FINANCE, c)?.customer_id.unwrap_or(c))
-        }
-        (Role::Customer, None) => auth.0.customer_id,
-        (_, c) => {
-            auth.require(FINANCE)?;
-            c
-        }
-    };
+    let customer = auth.listing_customer(FINANCE, q.customer_id)?;
     let (after, limit) = page("payments", q.cursor.as_deref(), q.limit)?;
     let mut conn = state.pool.get().await?;
     let items = store::list(&mut conn, customer, after, limit).await?;

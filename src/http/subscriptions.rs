@@ -97,16 +97,7 @@ pub async fn list_subscriptions(
     auth: Auth,
     q: Query<SubscriptionListParams>,
 ) -> Result<web::Json<SubscriptionPage>, ApiError> {
-    let customer = match (auth.0.role, q.customer_id) {
-        (Role::Customer, Some(c)) => {
-            Some(auth.require_customer(STAFF, c)?.customer_id.unwrap_or(c))
-        }
-        (Role::Customer, None) => auth.0.customer_id,
-        (_, c) => {
-            auth.require(STAFF)?;
-            c
-        }
-    };
+    let customer = auth.listing_customer(STAFF, q.customer_id)?;
     let (after, limit) = page("subscriptions", q.cursor.as_deref(), q.limit)?;
     let mut conn = state.pool.get().await?;
     let items = store::list(&mut conn, customer, after, limit, state.clock.now()).await?;
