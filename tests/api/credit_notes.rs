@@ -18,7 +18,7 @@ use grandlivre::clock::Clock;
 use grandlivre::demo::{DEMO_CUSTOMER_1 as C1, DEMO_CUSTOMER_2 as C2};
 use grandlivre::ledger::chart::Platform;
 
-use crate::helpers::{balance, paris, pay_invoice, seeded, TestApp};
+use crate::helpers::{balance, buy_tickets, paris, pay_invoice, seeded, TestApp};
 
 /// A one-off charge of `customer` priced excl. VAT.
 fn service(
@@ -43,19 +43,6 @@ fn service(
         service_end: None,
         idempotency_key: Some(format!("{customer}:{name}")),
     }
-}
-
-async fn buy_tickets(app: &TestApp, key: &str, customer: Uuid, quantity: u32) -> Value {
-    let bought = app
-        .post_json(
-            key,
-            &format!("/v1/customers/{customer}/ticket-purchases"),
-            Some(&format!("tickets-{customer}-{quantity}")),
-            &json!({ "quantity": quantity }),
-        )
-        .await;
-    assert_eq!(bought.status, 201, "{}", bought.text);
-    bought.body
 }
 
 /// Runs the invoicing job now and returns the customer's only invoice.
@@ -427,7 +414,7 @@ async fn numbers_stay_gapless_under_concurrent_notes_and_never_credit_too_much()
     let (app, _conn) = seeded().await;
     let finance = app.key(Role::Finance, None).await;
     app.clock.set(paris("2026-11-20") + Duration::hours(10));
-    buy_tickets(&app, &finance, C2, 10).await;
+    buy_tickets(&app, &finance, C2, 10, Some("tickets-10")).await;
     let invoice = invoice_of(&app, &finance, C2).await;
     assert_eq!(totals(&invoice), ["833.33", "166.67", "1000.00"]);
     let one = json!({"reason": "One ticket", "lines": [{"charge_id": charge(&invoice, 0), "quantity": "1"}]});
@@ -494,7 +481,7 @@ async fn a_paid_ticket_purchase_credited_takes_back_unused_tickets_only() {
     let (app, _conn) = seeded().await;
     let finance = app.key(Role::Finance, None).await;
     app.clock.set(paris("2026-11-20") + Duration::hours(10));
-    buy_tickets(&app, &finance, C1, 3).await;
+    buy_tickets(&app, &finance, C1, 3, Some("tickets-3")).await;
     let invoice = invoice_of(&app, &finance, C1).await;
     pay(&app, &invoice, dec!(300.00)).await;
     assert_eq!(

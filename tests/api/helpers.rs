@@ -876,3 +876,24 @@ impl TestApp {
         ran.body
     }
 }
+
+/// `customer` buys `quantity` tickets through the API (201), under the idempotency key
+/// `idem` when given; answers the purchase.
+pub async fn buy_tickets(
+    app: &TestApp,
+    key: &str,
+    customer: Uuid,
+    quantity: u32,
+    idem: Option<&str>,
+) -> Value {
+    let bought = app
+        .post_json(
+            key,
+            &format!("/v1/customers/{customer}/ticket-purchases"),
+            idem,
+            &json!({ "quantity": quantity }),
+        )
+        .await;
+    assert_eq!(bought.status, 201, "{}", bought.text);
+    bought.body
+}

@@ -14,26 +14,13 @@ use grandlivre::auth::Role;
 use grandlivre::clock::Clock;
 use grandlivre::demo::{DEMO_CUSTOMER_1 as C1, DEMO_CUSTOMER_2 as C2};
 
-use crate::helpers::{balance, paris, seeded, TestApp};
+use crate::helpers::{balance, buy_tickets, paris, seeded, TestApp};
 
 fn dec_of(v: &Value) -> Decimal {
     v.as_str()
         .unwrap_or_else(|| panic!("a decimal string: {v}"))
         .parse()
         .unwrap()
-}
-
-async fn buy_tickets(app: &TestApp, key: &str, customer: Uuid, quantity: u32) -> Value {
-    let bought = app
-        .post_json(
-            key,
-            &format!("/v1/customers/{customer}/ticket-purchases"),
-            None,
-            &json!({ "quantity": quantity }),
-        )
-        .await;
-    assert_eq!(bought.status, 201, "{}", bought.text);
-    bought.body
 }
 
 /// Runs the invoicing job at the clock's instant; then moves the clock a minute on, so
@@ -95,7 +82,7 @@ async fn a_ticket_bought_invoiced_and_paid_is_used_by_an_authorization() {
         .set(paris("2026-11-20") + chrono::Duration::hours(10));
     let admin = app.admin().await;
     let ticketing = app.key(Role::Ticketing, None).await;
-    buy_tickets(&app, &admin, C2, 1).await;
+    buy_tickets(&app, &admin, C2, 1, None).await;
     invoice(&app).await;
     let invoices = invoices_of(&app, &admin, C2).await;
     assert_eq!(invoices.len(), 1);
@@ -246,7 +233,7 @@ async fn a_partial_payment_leaves_the_invoice_open_with_less_due() {
     app.clock
         .set(paris("2026-11-20") + chrono::Duration::hours(10));
     let admin = app.admin().await;
-    buy_tickets(&app, &admin, C2, 1).await;
+    buy_tickets(&app, &admin, C2, 1, None).await;
     invoice(&app).await;
     let paid = pay(&app, &admin, payment(C2, "40.00", "VIR-P-1", "2026-11-20")).await;
     assert_eq!(paid.status, 201, "{}", paid.text);
@@ -283,7 +270,7 @@ async fn an_overpayment_becomes_a_credit_balance_that_pays_the_next_invoices() {
     app.clock
         .set(paris("2026-11-20") + chrono::Duration::hours(10));
     let admin = app.admin().await;
-    buy_tickets(&app, &admin, C2, 1).await;
+    buy_tickets(&app, &admin, C2, 1, None).await;
     invoice(&app).await;
     let paid = pay(&app, &admin, payment(C2, "250.00", "VIR-O-1", "2026-11-20")).await;
     assert_eq!(paid.status, 201, "{}", paid.text);
@@ -295,7 +282,7 @@ async fn an_overpayment_becomes_a_credit_balance_that_pays_the_next_invoices() {
     assert_eq!(balance(&app, &admin, C2, "4191").await, dec!(150.00));
 
     // the next invoice (100.00) is paid by the credit balance at issue: tickets usable
-    buy_tickets(&app, &admin, C2, 1).await;
+    buy_tickets(&app, &admin, C2, 1, None).await;
     invoice(&app).await;
     let second = &invoices_of(&app, &admin, C2).await[1];
     assert_eq!(
@@ -312,7 +299,7 @@ async fn an_overpayment_becomes_a_credit_balance_that_pays_the_next_invoices() {
         json!({"available": 2, "pending_payment": 0})
     );
     // the one after (200.00) takes the 50.00 left and asks the rest
-    buy_tickets(&app, &admin, C2, 2).await;
+    buy_tickets(&app, &admin, C2, 2, None).await;
     invoice(&app).await;
     let third = &invoices_of(&app, &admin, C2).await[2];
     assert_eq!(
@@ -339,10 +326,10 @@ async fn a_payment_pays_the_invoices_it_names_in_their_order() {
         .set(paris("2026-11-20") + chrono::Duration::hours(10));
     let admin = app.admin().await;
     for n in [1, 2, 3] {
-        buy_tickets(&app, &admin, C2, n).await;
+        buy_tickets(&app, &admin, C2, n, None).await;
         invoice(&app).await;
     }
-    buy_tickets(&app, &admin, C1, 1).await;
+    buy_tickets(&app, &admin, C1, 1, None).await;
     invoice(&app).await;
     let invoices = invoices_of(&app, &admin, C2).await;
     let id = |i: usize| invoices[i]["id"].clone();
@@ -408,7 +395,7 @@ async fn the_reference_replays_the_first_payment_and_refuses_another_body() {
         .set(paris("2026-11-20") + chrono::Duration::hours(10));
     let admin = app.admin().await;
     let finance = app.key(Role::Finance, None).await;
-    buy_tickets(&app, &admin, C2, 1).await;
+    buy_tickets(&app, &admin, C2, 1, None).await;
     invoice(&app).await;
     let body = payment(C2, "100.00", "VIR-R-1", "2026-11-19");
     let first = pay(&app, &finance, body.clone()).await;
@@ -574,7 +561,7 @@ async fn paying_what_is_overdue_lifts_the_suspension_at_once() {
     app.clock
         .set(paris("2026-11-20") + chrono::Duration::hours(10));
     let admin = app.admin().await;
-    buy_tickets(&app, &admin, C2, 1).await;
+    buy_tickets(&app, &admin, C2, 1, None).await;
     invoice(&app).await;
     // due 2026-12-20: the notice 15 days later
     let at = paris("2027-01-04") + chrono::Duration::hours(10);
@@ -610,7 +597,7 @@ async fn concurrent_payments_of_one_customer_never_allocate_more_than_is_due() {
         .set(paris("2026-11-20") + chrono::Duration::hours(10));
     let admin = app.admin().await;
     for n in [1, 2, 3] {
-        buy_tickets(&app, &admin, C2, n).await;
+        buy_tickets(&app, &admin, C2, n, None).await;
         invoice(&app).await;
     }
     // 20 payments of 37.50 (750.00) on 600.00 of invoices, all at once on the customer row

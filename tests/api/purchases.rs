@@ -15,7 +15,8 @@ use grandlivre::demo::{DEMO_CUSTOMER_1 as C1, DEMO_CUSTOMER_2 as C2};
 use grandlivre::jobs::{self, Job};
 
 use crate::helpers::{
-    authorization_request, balance, paris, pay_invoice, seeded, subscribe, use_credits, TestApp,
+    authorization_request, balance, buy_tickets, paris, pay_invoice, seeded, subscribe,
+    use_credits, TestApp,
 };
 
 const BREAKAGE: &str = "/v1/ledger/accounts/00000000-0000-4000-8000-000000007088";
@@ -26,19 +27,6 @@ async fn invoice(app: &TestApp, key: &str, id: &Value) -> Value {
         .await;
     assert_eq!(read.status, 200, "{}", read.text);
     read.body
-}
-
-async fn buy_tickets(app: &TestApp, key: &str, customer: Uuid, n: u32, idem: &str) -> Value {
-    let bought = app
-        .post_json(
-            key,
-            &format!("/v1/customers/{customer}/ticket-purchases"),
-            Some(idem),
-            &json!({ "quantity": n }),
-        )
-        .await;
-    assert_eq!(bought.status, 201, "{}", bought.text);
-    bought.body
 }
 
 /// An incident of `customer` authorized on a ticket over HTTP, at the clock's instant.
@@ -105,9 +93,9 @@ async fn tickets_used_one_by_one_recognise_their_purchase_oldest_first() {
     let finance = app.key(Role::Finance, None).await;
     let ticketing = app.key(Role::Ticketing, None).await;
     app.clock.set(paris("2026-11-20") + Duration::hours(10));
-    let one = buy_tickets(&app, &finance, C2, 1, "one").await;
+    let one = buy_tickets(&app, &finance, C2, 1, Some("one")).await;
     app.clock.set(paris("2026-11-20") + Duration::hours(11));
-    let three = buy_tickets(&app, &finance, C2, 3, "three").await;
+    let three = buy_tickets(&app, &finance, C2, 3, Some("three")).await;
     let totals = invoice(&app, &finance, &three["invoice_id"]).await["totals"].clone();
     assert_eq!(
         (
@@ -154,9 +142,9 @@ async fn concurrent_ticket_uses_take_one_purchase_each() {
     let finance = app.key(Role::Finance, None).await;
     let ticketing = app.key(Role::Ticketing, None).await;
     app.clock.set(paris("2026-11-20") + Duration::hours(10));
-    let first = buy_tickets(&app, &finance, C2, 1, "first").await;
+    let first = buy_tickets(&app, &finance, C2, 1, Some("first")).await;
     app.clock.set(paris("2026-11-20") + Duration::hours(11));
-    let second = buy_tickets(&app, &finance, C2, 1, "second").await;
+    let second = buy_tickets(&app, &finance, C2, 1, Some("second")).await;
     paid(&first, &app).await;
     paid(&second, &app).await;
     let a = authorize_ticket(&app, &ticketing, C2, "INC-A").await;
@@ -263,7 +251,7 @@ async fn invoices_carry_legal_mentions_frozen_at_issue() {
     let finance = app.key(Role::Finance, None).await;
     let admin = app.admin().await;
     app.clock.set(paris("2026-11-20") + Duration::hours(10));
-    let bought = buy_tickets(&app, &finance, C1, 1, "one").await;
+    let bought = buy_tickets(&app, &finance, C1, 1, Some("one")).await;
     let issued = invoice(&app, &finance, &bought["invoice_id"]).await;
     assert_eq!(
         issued["seller"],
@@ -299,7 +287,7 @@ async fn invoices_carry_legal_mentions_frozen_at_issue() {
         .await;
     assert_eq!(patched.status, 200, "{}", patched.text);
     assert_eq!(invoice(&app, &finance, &bought["invoice_id"]).await, issued);
-    let next = buy_tickets(&app, &finance, C1, 1, "two").await;
+    let next = buy_tickets(&app, &finance, C1, 1, Some("two")).await;
     let later = invoice(&app, &finance, &next["invoice_id"]).await;
     assert_eq!(later["buyer"]["address"], moved);
     assert_eq!(later["buyer"]["legal_name"], "Atelier Démo SAS");
@@ -317,7 +305,7 @@ async fn invoices_filter_on_their_issue_period() {
         // 23:30 Paris: still that Paris day, the next one in UTC
         app.clock
             .set(paris(day) + Duration::hours(23) + Duration::minutes(30));
-        buy_tickets(&app, &finance, C1, 1, idem).await;
+        buy_tickets(&app, &finance, C1, 1, Some(idem)).await;
     }
     let issued = async |query: &str| -> Vec<String> {
         let page = app.get(&finance, &format!("/v1/invoices?{query}")).await;
@@ -378,7 +366,7 @@ async fn a_credit_note_between_ticket_uses_and_a_credit_balance_that_pays_a_purc
     let finance = app.key(Role::Finance, None).await;
     let ticketing = app.key(Role::Ticketing, None).await;
     app.clock.set(paris("2026-11-20") + Duration::hours(10));
-    let three = buy_tickets(&app, &finance, C2, 3, "three").await;
+    let three = buy_tickets(&app, &finance, C2, 3, Some("three")).await;
     paid(&three, &app).await;
     let first = authorize_ticket(&app, &ticketing, C2, "T-1").await;
     capture(&app, &ticketing, &first).await;
@@ -410,7 +398,7 @@ async fn a_credit_note_between_ticket_uses_and_a_credit_balance_that_pays_a_purc
     assert_eq!(balance(&app, &finance, C2, "TICKET-WALLET").await, dec!(0));
 
     // the credit balance pays the next ticket at once
-    let next = buy_tickets(&app, &finance, C2, 1, "next").await;
+    let next = buy_tickets(&app, &finance, C2, 1, Some("next")).await;
     assert_eq!(next["status"], "available", "{next}");
     let paid_at_once = invoice(&app, &finance, &next["invoice_id"]).await;
     assert_eq!(
