@@ -151,7 +151,20 @@ pub async fn lift_if_cleared_in_tx(
         return Ok(false);
     };
     let open = open_invoices(c, customer).await?;
-    if overdue(&open).any(|i| i.due > Decimal::ZERO) {
+    clear_if_nothing_overdue(c, customer, &notice, &open, on, now).await
+}
+
+/// Clears the open `notice` on `on` and reinstates a suspended customer when none of its
+/// `open` invoices is overdue any more; whether it did.
+async fn clear_if_nothing_overdue(
+    c: &mut AsyncPgConnection,
+    customer: Uuid,
+    notice: &NoticeRow,
+    open: &[OpenInvoice],
+    on: NaiveDate,
+    now: DateTime<Utc>,
+) -> Result<bool, diesel::result::Error> {
+    if overdue(open).any(|i| i.due > Decimal::ZERO) {
         return Ok(false);
     }
     close_notice(c, notice.id, NoticeStatus::Cleared, on.max(notice.sent_on)).await?;
@@ -195,11 +208,14 @@ async fn step(
     if status == CustomerStatus::Closed {
         return Ok(done);
     }
-    if lift_if_cleared_in_tx(c, customer, today, now).await? {
-        done.cleared = true;
-        return Ok(done);
-    }
     let open = open_invoices(c, customer).await?;
+    let notice = open_notice(c, customer).await?;
+    if let Some(notice) = &notice {
+        if clear_if_nothing_overdue(c, customer, notice, &open, today, now).await? {
+            done.cleared = true;
+            return Ok(done);
+        }
+    }
     let owed: Decimal = overdue(&open).map(|i| i.due).sum();
     let Some(oldest) = overdue(&open).map(|i| i.due_on).min() else {
         return Ok(done);
@@ -212,7 +228,7 @@ async fn step(
         .count()
         .get_result(c)
         .await?;
-    match open_notice(c, customer).await? {
+    match notice {
         None if enforced == 0 && policy.notice_due(oldest, today) => {
             diesel::insert_into(formal_notices::table)
                 .values((
