@@ -547,12 +547,13 @@ async fn authorizations(urls: &Urls, clients: u64, seconds: u64) -> [Run; 3] {
                 grandlivre::invoicing::store::issue_for_customer(&mut conn, id, now, now)
                     .await
                     .expect("invoice");
-                let due: Decimal = grandlivre::invoicing::store::open_invoices(&mut conn, id)
-                    .await
-                    .expect("open invoices")
-                    .iter()
-                    .map(|i| i.due)
-                    .sum();
+                let due: Decimal =
+                    grandlivre::invoicing::store_settlements::open_invoices(&mut conn, id)
+                        .await
+                        .expect("open invoices")
+                        .iter()
+                        .map(|i| i.due)
+                        .sum();
                 let payment = grandlivre::payments::NewPayment {
                     customer_id: id,
                     amount: grandlivre::money::DecimalString(due),

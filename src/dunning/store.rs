@@ -16,7 +16,7 @@ use super::{
 use crate::calendar::paris_date;
 use crate::charges::ChargeSource;
 use crate::customers::CustomerStatus;
-use crate::invoicing::store::{open_invoices, OpenInvoice};
+use crate::invoicing::store_settlements::{open_invoices, OpenInvoice};
 use crate::invoicing::{InvoiceStatus, SettlementKind};
 use crate::jobs::Failure;
 use crate::money::{DecimalString, Unit};

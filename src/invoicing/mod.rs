@@ -26,6 +26,7 @@ pub mod runs;
 pub mod store;
 pub mod store_credit_notes;
 pub mod store_runs;
+pub mod store_settlements;
 
 pub use credit_notes::{CreditNoteError, CreditNoteRef, CreditNoteView};
 

@@ -16,7 +16,8 @@ use super::credit_notes::{
     credit, split, Ask, CreditAmounts, CreditNoteError, CreditNoteLine, CreditNoteRef,
     CreditNoteView, CreditableLine, CreditableRate, LineAsk, LineKind,
 };
-use super::store::{next_number, settle_in_tx, settled_amounts, Settlement};
+use super::store::next_number;
+use super::store_settlements::{settle_in_tx, settled_amounts, Settlement};
 use super::{DocumentKind, InvoicingError, SettlementKind, Totals, VatSubtotal};
 use crate::calendar::paris_date;
 use crate::catalog::PriceBasis;

@@ -17,7 +17,7 @@ use super::*;
 use crate::calendar::{paris_date, paris_midnight};
 use crate::customers::CustomerStatus;
 use crate::idempotency::{self, IdempotencyKey};
-use crate::invoicing::store::{open_invoices, settle_in_tx, Settled, Settlement};
+use crate::invoicing::store_settlements::{open_invoices, settle_in_tx, Settled, Settlement};
 use crate::invoicing::{InvoiceStatus, SettlementKind};
 use crate::ledger::chart::{CustomerAccount, Platform};
 use crate::ledger::store as ledger;

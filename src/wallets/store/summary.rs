@@ -130,7 +130,7 @@ pub async fn balances(
             overage,
         });
     }
-    let owed: Decimal = crate::invoicing::store::open_invoices(conn, customer)
+    let owed: Decimal = crate::invoicing::store_settlements::open_invoices(conn, customer)
         .await?
         .iter()
         .map(|i| i.due)
