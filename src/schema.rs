@@ -193,6 +193,7 @@ diesel::table! {
         kind -> Text,
         year -> Int4,
         last_seq -> Int8,
+        last_issued_on -> Nullable<Date>,
     }
 }
 

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use diesel::prelude::*;
+use diesel::sql_types::{Array, Uuid as SqlUuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use rust_decimal::Decimal;
 use uuid::Uuid;
@@ -22,7 +23,7 @@ use crate::calendar::paris_date;
 use crate::catalog::PriceBasis;
 use crate::charges::ChargeSource;
 use crate::customers::Address;
-use crate::ledger::chart::{CustomerAccount, Platform};
+use crate::ledger::chart::CustomerAccount;
 use crate::ledger::store as ledger;
 use crate::ledger::{AccountId, NewTransaction, Posting};
 use crate::money::{price, Amount, DecimalString, Unit};
@@ -124,28 +125,44 @@ pub(super) fn eur(value: Decimal) -> Result<Amount, InvoicingError> {
     Amount::new(value, Unit::Eur).map_err(|e| InvoicingError::Invalid(e.to_string()))
 }
 
-/// Takes the next number of `kind`'s series for `year` from its counter row (created on
-/// first use), in one statement: the row stays locked until the caller's transaction ends,
-/// so a concurrent issue waits and a rollback (or a rolled-back savepoint) gives it back.
-pub(super) async fn next_number(
+/// Takes the next `count` numbers of `kind`'s series for `year` from its counter row
+/// (created on first use), in one statement, and the date they are issued on: `on`, or
+/// the series' last issue date when another transaction issued later (so that dates never
+/// go backwards as numbers go forwards). The row stays locked until the caller's
+/// transaction ends, so a concurrent issue waits and a rollback gives the numbers back.
+pub(super) async fn take_numbers(
     mut conn: &AsyncPgConnection,
     kind: DocumentKind,
-    year: i32,
-) -> Result<DocumentNumber, InvoicingError> {
-    let seq: i64 = diesel::insert_into(document_counters::table)
+    on: NaiveDate,
+    count: usize,
+) -> Result<(DocumentNumber, NaiveDate), InvoicingError> {
+    use document_counters::dsl as d;
+    let year = chrono::Datelike::year(&on);
+    let count = i64::try_from(count).map_err(|_| InvoicingError::Invalid("count".into()))?;
+    let (last, issued_on): (i64, Option<NaiveDate>) = diesel::insert_into(d::document_counters)
         .values((
-            document_counters::kind.eq(kind.as_str()),
-            document_counters::year.eq(year),
-            document_counters::last_seq.eq(1i64),
+            d::kind.eq(kind.as_str()),
+            d::year.eq(year),
+            d::last_seq.eq(count),
+            d::last_issued_on.eq(on),
         ))
-        .on_conflict((document_counters::kind, document_counters::year))
+        .on_conflict((d::kind, d::year))
         .do_update()
-        .set(document_counters::last_seq.eq(document_counters::last_seq + 1))
-        .returning(document_counters::last_seq)
+        .set((
+            d::last_seq.eq(d::last_seq + count),
+            d::last_issued_on.eq(diesel::dsl::sql::<
+                diesel::sql_types::Nullable<diesel::sql_types::Date>,
+            >(
+                "greatest(document_counters.last_issued_on, excluded.last_issued_on)",
+            )),
+        ))
+        .returning((d::last_seq, d::last_issued_on))
         .get_result(&mut conn)
         .await?;
-    let last = u64::try_from(seq - 1).map_err(|_| InvoicingError::Invalid("counter".into()))?;
-    Ok(DocumentNumber::next_after(kind, year, last)?)
+    let before =
+        u64::try_from(last - count).map_err(|_| InvoicingError::Invalid("counter".into()))?;
+    let first = DocumentNumber::next_after(kind, year, before)?;
+    Ok((first, issued_on.unwrap_or(on).max(on)))
 }
 
 /// Which of a customer's uninvoiced charges an invoice takes.
@@ -173,25 +190,28 @@ pub async fn issue_for_customer(
 /// Issues, inside the caller's transaction, the customer's invoice for the uninvoiced
 /// charges `selection` names, dated the Paris date of `now` and due 30 days later, with
 /// its ledger transaction (receivable 411 / revenue 706 for services, deferred revenue 487
-/// for tickets and credits bought / VAT 44571). `None` when nothing is left to invoice (a
-/// second run issues nothing). Locks the customer's row: a caller that holds other rows of
-/// the customer must have locked the customer first.
+/// for tickets and credits bought / VAT 44571, all the customer's sub-accounts), then lets
+/// the customer's credit balance pay it. `None` when nothing is left to invoice (a second
+/// run issues nothing). Locks the customer's row: a caller that holds other rows of the
+/// customer must have locked the customer first.
 ///
-/// Two steps, which an invoice run calls apart (the drafts of a batch of customers first,
-/// then each one numbered and written in a savepoint): [`draft_in_tx`] then
-/// [`write_in_tx`].
+/// The same two steps as an invoice run's page of customers, for one: [`draft_in_tx`]
+/// then [`write_in_tx`].
 pub async fn issue_in_tx(
     c: &mut AsyncPgConnection,
     customer: Uuid,
     selection: &Selection,
     now: DateTime<Utc>,
 ) -> Result<Option<InvoiceView>, InvoicingError> {
-    let Some(draft) = draft_in_tx(c, customer, selection, now).await? else {
+    let Some(draft) = draft_in_tx(c, customer, selection).await? else {
         return Ok(None);
     };
-    let mut accounts = InvoiceAccounts::default();
-    let written = write_in_tx(c, draft, &mut accounts, Numbering::Take, now).await?;
-    Ok(Some(apply_credit_balance_in_tx(c, written, now).await?))
+    let written = write_in_tx(c, vec![draft], now).await?;
+    let invoice = written
+        .into_iter()
+        .next()
+        .ok_or_else(|| InvoicingError::Invalid("no invoice written".into()))?;
+    Ok(Some(apply_credit_balance_in_tx(c, invoice, now).await?))
 }
 
 /// An invoice before its number: its customer's row and charges locked, its amounts
@@ -206,8 +226,6 @@ pub struct Draft {
     /// Nets earned at issue (706) and deferred until used (487).
     earned: Decimal,
     deferred: Decimal,
-    issued_on: NaiveDate,
-    due_on: NaiveDate,
     status: InvoiceStatus,
 }
 
@@ -224,7 +242,34 @@ impl Draft {
         if self.deferred > Decimal::ZERO {
             out.push(CustomerAccount::DeferredRevenue);
         }
+        if self.amounts.totals.total_vat.0 > Decimal::ZERO {
+            out.push(CustomerAccount::VatCollected);
+        }
         out
+    }
+
+    /// Its ledger transaction's postings: receivable 411 / revenue 706, deferred revenue
+    /// 487, VAT 44571; none for an invoice of nothing.
+    fn postings(&self, accounts: &InvoiceAccounts) -> Result<Option<Vec<Posting>>, InvoicingError> {
+        let totals = &self.amounts.totals;
+        if totals.total_ttc.0 <= Decimal::ZERO {
+            return Ok(None);
+        }
+        let c = self.customer;
+        let mut postings = vec![Posting::debit(
+            accounts.id(c, CustomerAccount::Receivable)?,
+            eur(totals.total_ttc.0)?,
+        )];
+        for (which, amount) in [
+            (CustomerAccount::Revenue, self.earned),
+            (CustomerAccount::DeferredRevenue, self.deferred),
+            (CustomerAccount::VatCollected, totals.total_vat.0),
+        ] {
+            if amount > Decimal::ZERO {
+                postings.push(Posting::credit(accounts.id(c, which)?, eur(amount)?));
+            }
+        }
+        Ok(Some(postings))
     }
 }
 
@@ -236,7 +281,6 @@ pub async fn draft_in_tx(
     mut c: &AsyncPgConnection,
     customer: Uuid,
     selection: &Selection,
-    now: DateTime<Utc>,
 ) -> Result<Option<Draft>, InvoicingError> {
     let lock = customers::table
         .find(customer)
@@ -285,9 +329,6 @@ pub async fn draft_in_tx(
         })
         .collect();
     let amounts = compute(DocumentKind::Invoice, &lines)?;
-    let issued_on = paris_date(now);
-    let due_on = due_date(issued_on, DEFAULT_PAYMENT_DAYS)
-        .ok_or_else(|| InvoicingError::Invalid("no due date".into()))?;
     let (mut earned, mut deferred_net) = (Decimal::ZERO, Decimal::ZERO);
     for (ch, l) in found.iter().zip(&amounts.lines) {
         if deferred(ch.source) {
@@ -309,152 +350,64 @@ pub async fn draft_in_tx(
         amounts,
         earned,
         deferred: deferred_net,
-        issued_on,
-        due_on,
         status,
     }))
 }
 
-/// The customer accounts invoices post to, found or opened once: a run opens those of a
-/// whole batch of drafts in two statements ([`InvoiceAccounts::open_for`]); otherwise each
-/// is found (or opened) on first use.
-#[derive(Debug, Default)]
-pub struct InvoiceAccounts(HashMap<(Uuid, CustomerAccount), AccountId>);
+/// The customer accounts a batch of invoices posts to, found or opened at once.
+struct InvoiceAccounts(HashMap<(Uuid, CustomerAccount), AccountId>);
 
 impl InvoiceAccounts {
     /// Finds the accounts the invoices of `drafts` post to and opens those missing, in two
     /// statements for the whole batch.
-    pub async fn open_for(
-        &mut self,
+    async fn open_for(
         conn: &AsyncPgConnection,
         drafts: &[Draft],
-    ) -> Result<(), InvoicingError> {
-        let wanted: Vec<(Uuid, CustomerAccount)> = drafts
+    ) -> Result<InvoiceAccounts, InvoicingError> {
+        let mut wanted: Vec<(Uuid, CustomerAccount)> = drafts
             .iter()
             .flat_map(|d| d.accounts().into_iter().map(move |w| (d.customer, w)))
-            .filter(|key| !self.0.contains_key(key))
             .collect();
+        wanted.sort_by_key(|(c, w)| (*c, w.code()));
+        wanted.dedup();
         let new: Vec<_> = wanted.iter().map(|(c, w)| w.new_account(*c)).collect();
-        for (key, id) in wanted
-            .into_iter()
-            .zip(ledger::ensure_accounts(conn, &new).await?)
-        {
-            self.0.insert(key, id);
-        }
-        Ok(())
+        let ids = ledger::ensure_accounts(conn, &new).await?;
+        Ok(InvoiceAccounts(wanted.into_iter().zip(ids).collect()))
     }
 
-    async fn id(
-        &mut self,
-        conn: &AsyncPgConnection,
-        customer: Uuid,
-        which: CustomerAccount,
-    ) -> Result<AccountId, InvoicingError> {
-        if let Some(id) = self.0.get(&(customer, which)) {
-            return Ok(*id);
-        }
-        let id = ledger::ensure_account(conn, &which.new_account(customer))
-            .await?
-            .id;
-        self.0.insert((customer, which), id);
-        Ok(id)
-    }
-
-    /// Forgets `customer`'s accounts (a rolled-back savepoint may have opened them).
-    pub fn forget(&mut self, customer: Uuid) {
-        self.0.retain(|(c, _), _| *c != customer);
+    fn id(&self, customer: Uuid, which: CustomerAccount) -> Result<AccountId, InvoicingError> {
+        self.0.get(&(customer, which)).copied().ok_or_else(|| {
+            InvoicingError::Invalid(format!("account {} of {customer} not opened", which.code()))
+        })
     }
 }
 
-/// How [`write_in_tx`] numbers its invoice.
-#[derive(Debug, Clone, Copy)]
-pub enum Numbering {
-    /// Take the next number from the series' counter, then write.
-    Take,
-    /// A caller that holds the series' counter (it took the previous number in this
-    /// transaction) knows the next one: the counter's step is sent with the writes, in one
-    /// round trip, and checked to give this number.
-    Expect(DocumentNumber),
-}
-
-/// The second step of [`issue_in_tx`]: takes the number (as late as possible: the series'
-/// counter row stays locked until the transaction ends), then writes the invoice, its
-/// lines, its VAT, the charges' link and the ledger transaction, sent at once.
+/// The second step of [`issue_in_tx`], for one customer's draft or a run's page of them:
+/// writes the invoices' lines, VAT, the charges' link and ledger transactions (sent at
+/// once), then numbers them all in one step of the series' counter and writes the invoice
+/// rows (the lines' references to them are checked at commit). The counter row is taken
+/// last, so that it stays locked (until the transaction ends) only for the invoice rows
+/// and the commit: concurrent pages write everything else in parallel, and every other
+/// row they lock is their own customers'.
 pub async fn write_in_tx(
     c: &AsyncPgConnection,
-    draft: Draft,
-    accounts: &mut InvoiceAccounts,
-    numbering: Numbering,
+    drafts: Vec<Draft>,
     now: DateTime<Utc>,
-) -> Result<InvoiceView, InvoicingError> {
-    let Draft {
-        customer,
-        buyer,
-        charges: charge_ids,
-        amounts,
-        earned,
-        deferred: deferred_net,
-        issued_on,
-        due_on,
-        status,
-    } = draft;
-    let totals = &amounts.totals;
-    let id = Uuid::now_v7();
-    let mentions = legal::seller().mentions(buyer, DEFAULT_PAYMENT_DAYS);
-    let mentions_json =
-        serde_json::to_value(&mentions).map_err(|e| InvoicingError::Invalid(e.to_string()))?;
-    let postings = if totals.total_ttc.0 > Decimal::ZERO {
-        let shared = c;
-        let mut postings = vec![Posting::debit(
-            accounts
-                .id(shared, customer, CustomerAccount::Receivable)
-                .await?,
-            eur(totals.total_ttc.0)?,
-        )];
-        if earned > Decimal::ZERO {
-            let revenue = accounts
-                .id(shared, customer, CustomerAccount::Revenue)
-                .await?;
-            postings.push(Posting::credit(revenue, eur(earned)?));
+) -> Result<Vec<InvoiceView>, InvoicingError> {
+    if drafts.is_empty() {
+        return Ok(Vec::new());
+    }
+    let accounts = InvoiceAccounts::open_for(c, &drafts).await?;
+    let ids: Vec<Uuid> = drafts.iter().map(|_| Uuid::now_v7()).collect();
+    let mut ledger_txs = Vec::new();
+    let (mut line_rows, mut vat_rows) = (Vec::new(), Vec::new());
+    let (mut linked_charges, mut linked_to) = (Vec::new(), Vec::new());
+    for (d, &id) in drafts.iter().zip(&ids) {
+        if let Some(postings) = d.postings(&accounts)? {
+            let tx = NewTransaction::new(format!("invoice:{id}"), "invoice", postings)?;
+            ledger_txs.push(tx.effective_at(now).posted_at(now).description("invoice"));
         }
-        if deferred_net > Decimal::ZERO {
-            let deferred = accounts
-                .id(shared, customer, CustomerAccount::DeferredRevenue)
-                .await?;
-            postings.push(Posting::credit(deferred, eur(deferred_net)?));
-        }
-        if totals.total_vat.0 > Decimal::ZERO {
-            postings.push(Posting::credit(
-                Platform::VatCollected.id(),
-                eur(totals.total_vat.0)?,
-            ));
-        }
-        Some(postings)
-    } else {
-        None
-    };
-
-    let year = chrono::Datelike::year(&issued_on);
-    let (number, counter) = match numbering {
-        Numbering::Expect(n) if n.year() == year => {
-            (n, Some(next_number(c, DocumentKind::Invoice, year)))
-        }
-        _ => (next_number(c, DocumentKind::Invoice, year).await?, None),
-    };
-    let ledger_tx = postings
-        .map(|postings| {
-            NewTransaction::new(format!("invoice:{id}"), "invoice", postings).map(|tx| {
-                tx.effective_at(now)
-                    .posted_at(now)
-                    .description(format!("invoice {number}"))
-            })
-        })
-        .transpose()?;
-    let line_rows: Vec<_> = amounts
-        .lines
-        .iter()
-        .enumerate()
-        .map(|(i, l)| {
+        line_rows.extend(d.amounts.lines.iter().enumerate().map(|(i, l)| {
             (
                 invoice_lines::invoice_id.eq(id),
                 invoice_lines::position.eq(i as i32),
@@ -469,95 +422,134 @@ pub async fn write_in_tx(
                 invoice_lines::service_start.eq(l.service_start),
                 invoice_lines::service_end.eq(l.service_end),
             )
-        })
-        .collect();
-    let vat_rows: Vec<_> = totals
-        .vat_breakdown
-        .iter()
-        .map(|v| {
+        }));
+        vat_rows.extend(d.amounts.totals.vat_breakdown.iter().map(|v| {
             (
                 invoice_vat::invoice_id.eq(id),
                 invoice_vat::vat_rate.eq(v.vat_rate.0),
                 invoice_vat::base_ht.eq(v.base_ht.0),
                 invoice_vat::vat.eq(v.vat.0),
             )
-        })
-        .collect();
+        }));
+        linked_charges.extend(d.charges.iter().copied());
+        linked_to.extend(d.charges.iter().map(|_| id));
+    }
+
     let shared = c;
-    let (mut c1, mut c2, mut c3, mut c4) = (shared, shared, shared, shared);
-    let counted = async {
-        match counter {
-            Some(step) => step.await.map(Some),
-            None => Ok(None),
+    let (mut c1, mut c2, mut c3) = (shared, shared, shared);
+    // one statement each unless a page has more rows than a statement takes
+    let lines = async {
+        for rows in chunked(line_rows) {
+            diesel::insert_into(invoice_lines::table)
+                .values(rows)
+                .execute(&mut c1)
+                .await?;
         }
+        Ok::<_, diesel::result::Error>(())
     };
-    // sent at once, run in this order: the invoice before what refers to it
-    let invoice = diesel::insert_into(invoices::table)
-        .values((
+    let vat = async {
+        for rows in chunked(vat_rows) {
+            diesel::insert_into(invoice_vat::table)
+                .values(rows)
+                .execute(&mut c2)
+                .await?;
+        }
+        Ok::<_, diesel::result::Error>(())
+    };
+    let linked = diesel::sql_query(
+        "UPDATE charges SET invoice_id = v.invoice_id \
+           FROM unnest($1::uuid[], $2::uuid[]) AS v (charge_id, invoice_id) \
+          WHERE charges.id = v.charge_id AND charges.invoice_id IS NULL",
+    )
+    .bind::<Array<SqlUuid>, _>(&linked_charges)
+    .bind::<Array<SqlUuid>, _>(&linked_to)
+    .execute(&mut c3);
+    let posted = futures_util::future::try_join_all(
+        ledger_txs.iter().map(|tx| ledger::post_in_tx(shared, tx)),
+    );
+    // sent at once; the first failure is the cause, the others saw an aborted transaction
+    let (lines, vat, linked, posted) = futures_util::join!(lines, vat, linked, posted);
+    lines?;
+    vat?;
+    if linked? != linked_charges.len() {
+        return Err(InvoicingError::Invalid(
+            "a charge was invoiced by another transaction".into(),
+        ));
+    }
+    posted?;
+
+    let (first, issued_on) =
+        take_numbers(shared, DocumentKind::Invoice, paris_date(now), drafts.len()).await?;
+    let due_on = due_date(issued_on, DEFAULT_PAYMENT_DAYS)
+        .ok_or_else(|| InvoicingError::Invalid("no due date".into()))?;
+    let seller = legal::seller();
+    let mut views = Vec::with_capacity(drafts.len());
+    let mut invoice_rows = Vec::with_capacity(drafts.len());
+    for (i, (d, id)) in drafts.into_iter().zip(ids).enumerate() {
+        let number =
+            DocumentNumber::new(DocumentKind::Invoice, first.year(), first.seq() + i as u64)?;
+        let mentions = seller.mentions(d.buyer, DEFAULT_PAYMENT_DAYS);
+        let mentions_json =
+            serde_json::to_value(&mentions).map_err(|e| InvoicingError::Invalid(e.to_string()))?;
+        let totals = &d.amounts.totals;
+        invoice_rows.push((
             invoices::id.eq(id),
             invoices::number.eq(number.to_string()),
             invoices::series.eq(DocumentKind::Invoice.prefix().to_string()),
             invoices::year.eq(number.year()),
             invoices::seq.eq(number.seq() as i64),
-            invoices::customer_id.eq(customer),
+            invoices::customer_id.eq(d.customer),
             invoices::issued_on.eq(issued_on),
             invoices::due_on.eq(due_on),
-            invoices::status.eq(status.as_str()),
+            invoices::status.eq(d.status.as_str()),
             invoices::total_ht.eq(totals.total_ht.0),
             invoices::total_vat.eq(totals.total_vat.0),
             invoices::total_ttc.eq(totals.total_ttc.0),
             invoices::created_at.eq(now),
-            invoices::mentions.eq(&mentions_json),
-        ))
-        .execute(&mut c1);
-    let lines = diesel::insert_into(invoice_lines::table)
-        .values(line_rows)
-        .execute(&mut c2);
-    let vat = diesel::insert_into(invoice_vat::table)
-        .values(vat_rows)
-        .execute(&mut c3);
-    let linked = diesel::update(charges::table.filter(charges::id.eq_any(&charge_ids)))
-        .set(charges::invoice_id.eq(id))
-        .execute(&mut c4);
-    let posted = async {
-        match &ledger_tx {
-            Some(tx) => ledger::post_in_tx(shared, tx).await.map(Some),
-            None => Ok(None),
-        }
-    };
-    let (counted, invoice, lines, vat, linked, posted) =
-        futures_util::join!(counted, invoice, lines, vat, linked, posted);
-    // the first failure is the cause; the statements after it only saw an aborted transaction
-    if let Some(got) = counted? {
-        if got != number {
-            return Err(InvoicingError::Invalid(format!(
-                "the series gave {got}, {number} was expected"
-            )));
+            invoices::mentions.eq(mentions_json),
+        ));
+        views.push(InvoiceView {
+            id,
+            number: number.to_string(),
+            customer_id: d.customer,
+            issued_on,
+            due_on,
+            status: d.status,
+            amount_paid: Unit::Eur.show(Decimal::ZERO),
+            amount_credited: Unit::Eur.show(Decimal::ZERO),
+            amount_due: Unit::Eur.show(d.amounts.totals.total_ttc.0),
+            lines: d.amounts.lines,
+            totals: d.amounts.totals,
+            credit_notes: Vec::new(),
+            seller: Some(mentions.seller),
+            buyer: Some(mentions.buyer),
+            legal: Some(mentions.legal),
+            created_at: now,
+        });
+    }
+    let mut c4 = shared;
+    for rows in chunked(invoice_rows) {
+        diesel::insert_into(invoices::table)
+            .values(rows)
+            .execute(&mut c4)
+            .await?;
+    }
+    Ok(views)
+}
+
+/// Rows per INSERT: a statement takes at most 65,535 parameters (an invoice line has 12).
+const ROWS_PER_INSERT: usize = 2_000;
+
+/// `rows` in INSERTs of at most [`ROWS_PER_INSERT`].
+fn chunked<T>(rows: Vec<T>) -> Vec<Vec<T>> {
+    let mut out: Vec<Vec<T>> = Vec::new();
+    for row in rows {
+        match out.last_mut() {
+            Some(last) if last.len() < ROWS_PER_INSERT => last.push(row),
+            _ => out.push(vec![row]),
         }
     }
-    invoice?;
-    lines?;
-    vat?;
-    linked?;
-    posted?;
-    Ok(InvoiceView {
-        id,
-        number: number.to_string(),
-        customer_id: customer,
-        issued_on,
-        due_on,
-        status,
-        amount_paid: Unit::Eur.show(Decimal::ZERO),
-        amount_credited: Unit::Eur.show(Decimal::ZERO),
-        amount_due: Unit::Eur.show(amounts.totals.total_ttc.0),
-        lines: amounts.lines,
-        totals: amounts.totals,
-        credit_notes: Vec::new(),
-        seller: Some(mentions.seller),
-        buyer: Some(mentions.buyer),
-        legal: Some(mentions.legal),
-        created_at: now,
-    })
+    out
 }
 
 /// The customer's credit balance (4191) pays what it can of `invoice`, just issued in the

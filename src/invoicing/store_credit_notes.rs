@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use chrono::{DateTime, Datelike, NaiveDate, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use rust_decimal::Decimal;
@@ -16,14 +16,14 @@ use super::credit_notes::{
     credit, split, Ask, CreditAmounts, CreditNoteError, CreditNoteLine, CreditNoteRef,
     CreditNoteView, CreditableLine, CreditableRate, LineAsk, LineKind,
 };
-use super::store::next_number;
+use super::store::take_numbers;
 use super::store_settlements::{settle_in_tx, settled_amounts, Settlement};
 use super::{DocumentKind, InvoicingError, SettlementKind, Totals, VatSubtotal};
 use crate::calendar::paris_date;
 use crate::catalog::PriceBasis;
 use crate::charges::ChargeSource;
 use crate::idempotency::{self, IdempotencyKey};
-use crate::ledger::chart::{CustomerAccount, Platform};
+use crate::ledger::chart::CustomerAccount;
 use crate::ledger::store as ledger;
 use crate::ledger::{AccountId, NewTransaction, Posting};
 use crate::money::{price, round_cents, Amount, DecimalString, Unit};
@@ -338,6 +338,11 @@ async fn post_reversal(
         (CustomerAccount::DeferredRevenue, deferred, true),
         (CustomerAccount::Receivable, applied, false),
         (CustomerAccount::CreditBalance, to_balance, false),
+        (
+            CustomerAccount::VatCollected,
+            amounts.totals.total_vat.0,
+            true,
+        ),
     ] {
         if value > Decimal::ZERO {
             let id = account(c, customer, which).await?;
@@ -346,10 +351,6 @@ async fn post_reversal(
                 false => Posting::credit(id, eur(value)?),
             });
         }
-    }
-    let vat = amounts.totals.total_vat.0;
-    if vat > Decimal::ZERO {
-        postings.push(Posting::debit(Platform::VatCollected.id(), eur(vat)?));
     }
     if postings.is_empty() {
         return Ok(());
@@ -446,8 +447,8 @@ pub async fn create(
             }
         }
 
-        let issued_on = paris_date(now);
-        let number = next_number(c, DocumentKind::CreditNote, issued_on.year()).await?;
+        let (number, issued_on) =
+            take_numbers(c, DocumentKind::CreditNote, paris_date(now), 1).await?;
         let (paid, credited) = settled_amounts(c, &[invoice])
             .await?
             .remove(&invoice)

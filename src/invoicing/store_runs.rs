@@ -3,29 +3,30 @@
 //!
 //! Customers are taken in pages of [`BATCH`] (by id, never all loaded) by [`WORKERS`]
 //! connections in parallel. A page is one transaction: the drafts of all its customers
-//! first (customer rows then charges locked, amounts computed; sent at once), their
-//! accounts opened in two statements, then each customer numbered and written in a
-//! savepoint of its own, so that one customer's failure rolls back its own writes and its
-//! number and nothing else (one round trip per customer once the page holds the counter). The series' counter row is taken as late as possible and held
-//! to the commit, so numbers stay gapless and in issue order; while one connection holds
-//! it, the others draft their next page. The run's figures and errors are updated in the
-//! same transaction. A page that fails as a whole (outside the savepoints) is issued again
-//! customer by customer.
+//! (customer rows then charges locked, amounts computed; sent at once), then their
+//! invoices written together ([`write_in_tx`]: accounts opened, lines, VAT, charge links
+//! and ledger transactions sent at once, then the whole page numbered in one step of the
+//! series' counter). Every row a page locks is its own customers', but for that counter
+//! row, taken last and held to the commit: numbers stay gapless and in issue order, and
+//! the other connections write their pages meanwhile. The run's figures and errors are
+//! updated in the same transaction. A customer whose draft is refused is recorded as
+//! failed; a page that fails as a whole is issued again customer by customer, so one
+//! customer's failure rolls back nothing but its own invoice and number.
 //!
 //! A running run is leased: the process running it holds a PostgreSQL advisory lock keyed
 //! on the run's id on a connection of its own. A `running` run whose lock nobody holds was
 //! left by a process that stopped: [`mark_interrupted`] (at start-up, and before a run is
 //! read) marks it `interrupted`.
 
-use chrono::{DateTime, Datelike, Utc};
+use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use rust_decimal::Decimal;
 use uuid::Uuid;
 
 use super::runs::{error_text, InvoiceRunView, Progress, RunError, RunStatus};
-use super::store::{draft_in_tx, write_in_tx, InvoiceAccounts, Numbering, Selection};
-use super::{DocumentKind, DocumentNumber, InvoicingError};
+use super::store::{draft_in_tx, write_in_tx, Selection};
+use super::InvoicingError;
 use crate::clock::ServiceClock;
 use crate::db::DbPool;
 use crate::money::Unit;
@@ -33,9 +34,7 @@ use crate::schema::{charges, invoice_run_errors, invoice_runs};
 
 /// Connections a run issues on in parallel.
 pub const WORKERS: usize = 3;
-/// Customers per transaction: each is a subtransaction (a savepoint), and PostgreSQL
-/// keeps at most 64 of a transaction's subtransactions in shared memory before every
-/// snapshot of other sessions has to look them up on disk.
+/// Customers per transaction.
 pub const BATCH: i64 = 50;
 /// Errors a run's view lists.
 const ERRORS_SHOWN: i64 = 100;
@@ -292,8 +291,10 @@ async fn issue_page(
     Ok(p)
 }
 
-/// Drafts every customer of the page, opens their accounts, then numbers and writes each
-/// in a savepoint. An error here (outside a savepoint) fails the whole page.
+/// Drafts every customer of the page (sent at once), writes and numbers their invoices
+/// together, then lets the credit balance of those who have one pay theirs. A customer
+/// whose draft is refused is recorded as failed; any other error fails the whole page,
+/// which [`issue_page`] then issues customer by customer.
 async fn issue_in_page(
     c: &mut AsyncPgConnection,
     customers: &[Uuid],
@@ -306,7 +307,7 @@ async fn issue_in_page(
         futures_util::future::join_all(
             customers
                 .iter()
-                .map(|&customer| draft_in_tx(shared, customer, &selection, now)),
+                .map(|&customer| draft_in_tx(shared, customer, &selection)),
         )
         .await
     };
@@ -320,64 +321,16 @@ async fn issue_in_page(
             Err(e) => outcome.failed.push((*customer, e.to_string())),
         }
     }
-    let mut accounts = InvoiceAccounts::default();
-    accounts.open_for(c, &drafts).await?;
-    // Each customer in a savepoint of its own. Once this transaction holds the series'
-    // counter, the next number is known: a customer is then one round trip (release of the
-    // previous savepoint, savepoint, counter step, writes), and two when it fails.
-    // customers with a credit balance: it pays their new invoice, in its savepoint
     let in_credit = crate::payments::store::customers_in_credit(c, customers).await?;
-    let (mut expected, mut open): (Option<DocumentNumber>, bool) = (None, false);
-    for draft in drafts {
-        let shared: &AsyncPgConnection = c;
-        let customer = draft.customer;
-        let numbering = expected.map_or(Numbering::Take, Numbering::Expect);
-        let (mut c1, mut c2) = (shared, shared);
-        let release = async {
-            match open {
-                true => {
-                    diesel::sql_query("RELEASE SAVEPOINT invoice")
-                        .execute(&mut c1)
-                        .await
-                }
-                false => Ok(0),
-            }
+    for invoice in write_in_tx(c, drafts, now).await? {
+        let invoice = match in_credit.contains(&invoice.customer_id) {
+            true => super::store::apply_credit_balance_in_tx(c, invoice, now).await?,
+            false => invoice,
         };
-        let savepoint = diesel::sql_query("SAVEPOINT invoice").execute(&mut c2);
-        let written = write_in_tx(shared, draft, &mut accounts, numbering, now);
-        let (released, saved, written) = futures_util::join!(release, savepoint, written);
-        released?;
-        saved?;
-        open = true;
-        let written = match written {
-            Ok(invoice) if in_credit.contains(&customer) => {
-                super::store::apply_credit_balance_in_tx(c, invoice, now).await
-            }
-            other => other,
-        };
-        match written {
-            Ok(invoice) => {
-                expected = Some(DocumentNumber::next_after(
-                    DocumentKind::Invoice,
-                    invoice.issued_on.year(),
-                    invoice.number.parse::<DocumentNumber>()?.seq(),
-                )?);
-                outcome.issued += 1;
-                outcome.ht += invoice.totals.total_ht.0;
-                outcome.vat += invoice.totals.total_vat.0;
-                outcome.ttc += invoice.totals.total_ttc.0;
-            }
-            Err(e) if crate::db::Retryable::is_retryable(&e) => return Err(e),
-            Err(e) => {
-                // its writes and its number go back; the next customer expects that number
-                diesel::sql_query("ROLLBACK TO SAVEPOINT invoice")
-                    .execute(c)
-                    .await?;
-                tracing::warn!(%customer, error = %e, "invoice not issued");
-                accounts.forget(customer);
-                outcome.failed.push((customer, e.to_string()));
-            }
-        }
+        outcome.issued += 1;
+        outcome.ht += invoice.totals.total_ht.0;
+        outcome.vat += invoice.totals.total_vat.0;
+        outcome.ttc += invoice.totals.total_ttc.0;
     }
     Ok(outcome)
 }

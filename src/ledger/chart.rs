@@ -23,7 +23,9 @@ pub enum Platform {
     Revenue,
     /// 7088 Breakage revenue (expired credits).
     Breakage,
-    /// 44571 VAT collected.
+    /// 44571 VAT collected, as a whole: invoices post to the customers' 44571
+    /// sub-accounts ([`CustomerAccount::VatCollected`]); this one holds what was posted
+    /// before they existed.
     VatCollected,
 }
 
@@ -68,6 +70,9 @@ pub enum CustomerAccount {
     DeferredRevenue,
     /// 706 Services revenue, the customer's sub-account (EUR).
     Revenue,
+    /// 44571 VAT collected on the customer's invoices, its sub-account (EUR): one row per
+    /// customer, so that invoices of different customers never wait on a shared balance.
+    VatCollected,
     /// Where the customer's tickets come from.
     TicketIssued,
     /// Bought, invoice unpaid.
@@ -108,6 +113,7 @@ impl CustomerAccount {
             CreditBalance => "4191".into(),
             DeferredRevenue => "487".into(),
             Revenue => "706".into(),
+            VatCollected => "44571".into(),
             TicketIssued => "TICKET-ISSUED".into(),
             TicketPending => "TICKET-PENDING".into(),
             TicketWallet => "TICKET-WALLET".into(),
@@ -126,7 +132,7 @@ impl CustomerAccount {
     pub fn unit(self) -> Unit {
         use CustomerAccount::*;
         match self {
-            Receivable | CreditBalance | DeferredRevenue | Revenue => Unit::Eur,
+            Receivable | CreditBalance | DeferredRevenue | Revenue | VatCollected => Unit::Eur,
             TicketIssued | TicketPending | TicketWallet | TicketUsed => Unit::Ticket,
             CreditIssued | CreditLot(_) | CreditUsed | CreditExpired => Unit::Credit,
             AppointmentIssued { .. }

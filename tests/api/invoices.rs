@@ -351,5 +351,23 @@ async fn numbers_stay_gapless_under_concurrent_runs_and_a_rolled_back_issue() {
         (&again["invoices_issued"], &again["failed"][0]["id"]),
         (&json!(0), &json!(bad))
     );
+    // an issue whose transaction began before the series' last issue date (a page that
+    // started before midnight, numbered after): dated as the number it takes, never before
+    app.clock.set(paris("2026-11-20") + Duration::hours(23));
+    let late = one_off(customers[1], "late");
+    assert!(charges::insert(&mut conn, &late, app.clock.now())
+        .await
+        .unwrap());
+    let ran = run_invoicing(&app).await;
+    assert_eq!(ran["invoices_issued"], 1, "{ran}");
+    let last = all_invoices(&app, &finance, "")
+        .await
+        .into_iter()
+        .find(|i| i["number"] == "F2026-000028")
+        .expect("F2026-000028");
+    assert_eq!(
+        (&last["issued_on"], &last["due_on"]),
+        (&json!("2026-11-21"), &json!("2026-12-21"))
+    );
     app.assert_ledger_verifies(&finance).await;
 }
