@@ -178,7 +178,8 @@ async fn creditable(
     Ok((lines, rates))
 }
 
-/// Takes `quantity` tickets of ticket purchase `purchase` back to the customer's issuer
+/// Takes `quantity` tickets of ticket purchase `purchase` (its credit notes having reversed
+/// `credited_net` of its net with this one) to the customer's issuer
 /// account: from TICKET-PENDING while its invoice is unpaid, else from TICKET-WALLET, as
 /// long as they were not used. Tickets are used oldest purchase first: those of newer
 /// purchases are taken to be the ones still in the wallet.
@@ -186,11 +187,20 @@ async fn take_back_tickets(
     c: &mut AsyncPgConnection,
     customer: Uuid,
     purchase: Uuid,
-    quantity: Decimal,
+    (quantity, credited_net): (Decimal, Decimal),
     note: Uuid,
     now: DateTime<Utc>,
 ) -> Result<(), CreditNoteError> {
-    let (status, bought, credited, used, created_at): (String, i32, i32, i32, DateTime<Utc>) =
+    type Row = (
+        String,
+        i32,
+        i32,
+        i32,
+        DateTime<Utc>,
+        Option<Decimal>,
+        Decimal,
+    );
+    let (status, bought, credited, used, created_at, net, recognized): Row =
         ticket_purchases::table
             .find(purchase)
             .select((
@@ -199,6 +209,8 @@ async fn take_back_tickets(
                 ticket_purchases::credited,
                 ticket_purchases::tickets_used,
                 ticket_purchases::created_at,
+                ticket_purchases::net_ht,
+                ticket_purchases::recognized,
             ))
             .for_update()
             .first(c)
@@ -250,8 +262,33 @@ async fn take_back_tickets(
     .effective_at(now)
     .posted_at(now);
     ledger::post_in_tx(c, &tx).await?;
+    // the note that takes a purchase's last unused tickets leaves nothing deferred: the
+    // cents its used tickets and its notes rounded away are earned (487 → 706)
+    let rest = match bought - credited - n - used {
+        0 => (net.unwrap_or_default() - recognized - credited_net).max(Decimal::ZERO),
+        _ => Decimal::ZERO,
+    };
+    if rest > Decimal::ZERO {
+        let deferred = account(c, customer, CustomerAccount::DeferredRevenue).await?;
+        let revenue = account(c, customer, CustomerAccount::Revenue).await?;
+        let tx = NewTransaction::new(
+            format!("credit_note:{note}:rest:{purchase}"),
+            "tickets.recognized",
+            vec![
+                Posting::debit(deferred, eur(rest)?),
+                Posting::credit(revenue, eur(rest)?),
+            ],
+        )?
+        .effective_at(now)
+        .posted_at(now)
+        .description("the rest of a ticket purchase whose last tickets were credited");
+        ledger::post_in_tx(c, &tx).await?;
+    }
     diesel::update(ticket_purchases::table.find(purchase))
-        .set(ticket_purchases::credited.eq(credited + n))
+        .set((
+            ticket_purchases::credited.eq(credited + n),
+            ticket_purchases::recognized.eq(recognized + rest),
+        ))
         .execute(c)
         .await?;
     Ok(())
@@ -429,16 +466,15 @@ pub async fn create(
 
         let id = Uuid::now_v7();
         for (l, kind) in &amounts.lines {
-            let charge_key = lines
-                .iter()
-                .find(|(x, _)| x.charge_id == l.charge_id)
-                .and_then(|(_, k)| k.as_deref());
+            let of_line = lines.iter().find(|(x, _)| x.charge_id == l.charge_id);
+            let charge_key = of_line.and_then(|(_, k)| k.as_deref());
+            let credited_net = of_line.map_or(Decimal::ZERO, |(x, _)| x.credited_net) + l.net_ht.0;
             match kind {
                 LineKind::Service => {}
                 LineKind::Tickets => {
                     let purchase = purchase_of(charge_key, "tickets:")?;
                     let q = l.quantity.map(|q| q.0).unwrap_or_default();
-                    take_back_tickets(c, customer, purchase, q, id, now).await?;
+                    take_back_tickets(c, customer, purchase, (q, credited_net), id, now).await?;
                 }
                 LineKind::Credits => {
                     let lot = purchase_of(charge_key, "credits:")?;

@@ -412,3 +412,55 @@ async fn a_credit_note_between_ticket_uses_and_a_credit_balance_that_pays_a_purc
     assert_eq!(balance(&app, &finance, C2, "487").await, dec!(0.00));
     app.assert_ledger_verifies(&finance).await;
 }
+
+/// A paid purchase of 3 tickets (250.00 net): two used (83.33 each), the last taken back by
+/// a credit note (83.33): the cent the rounding left in 487 is earned, so 487 ends at 0.00
+/// and 706 at 250.00 less the note.
+#[actix_web::test]
+async fn a_credit_note_that_takes_a_purchases_last_tickets_leaves_nothing_deferred() {
+    let (app, _conn) = seeded().await;
+    let finance = app.key(Role::Finance, None).await;
+    let ticketing = app.key(Role::Ticketing, None).await;
+    app.clock.set(paris("2026-11-20") + Duration::hours(10));
+    let three = buy_tickets(&app, &finance, C2, 3, Some("three")).await;
+    paid(&three, &app).await;
+    for t in ["T-1", "T-2"] {
+        let used = authorize_ticket(&app, &ticketing, C2, t).await;
+        capture(&app, &ticketing, &used).await;
+        app.clock.advance(Duration::minutes(5));
+    }
+    assert_eq!(balance(&app, &finance, C2, "487").await, dec!(83.34));
+    let charge =
+        invoice(&app, &finance, &three["invoice_id"]).await["lines"][0]["charge_id"].clone();
+    let noted = app
+        .post_json(
+            &finance,
+            &format!(
+                "/v1/invoices/{}/credit-notes",
+                three["invoice_id"].as_str().unwrap()
+            ),
+            Some("last-back"),
+            &json!({"reason": "The last ticket was not needed",
+                    "lines": [{"charge_id": charge, "quantity": "1"}]}),
+        )
+        .await;
+    assert_eq!(noted.status, 201, "{}", noted.text);
+    assert_eq!(noted.body["totals"]["total_ht"], "83.33");
+    assert_eq!(balance(&app, &finance, C2, "487").await, dec!(0.00));
+    assert_eq!(balance(&app, &finance, C2, "706").await, dec!(166.67));
+    assert_eq!(balance(&app, &finance, C2, "TICKET-WALLET").await, dec!(0));
+    // nothing is left to take back
+    let again = app
+        .post_json(
+            &finance,
+            &format!(
+                "/v1/invoices/{}/credit-notes",
+                three["invoice_id"].as_str().unwrap()
+            ),
+            Some("more-back"),
+            &json!({"reason": "again", "lines": [{"charge_id": charge, "quantity": "1"}]}),
+        )
+        .await;
+    assert_eq!(again.status, 409, "{}", again.text);
+    app.assert_ledger_verifies(&finance).await;
+}
