@@ -48,10 +48,13 @@ pub struct CreditLotView {
     #[schema(value_type = Option<String>, format = Uuid)]
     pub subscription_id: Option<Uuid>,
     pub granted: DecimalString,
-    /// Used by captured authorizations. granted = consumed + expired + held + remaining.
+    /// Used by captured authorizations. granted = consumed + expired + credited + held +
+    /// remaining.
     pub consumed: DecimalString,
     /// Sent to breakage: the remainder at expiry, and what a hold released after it.
     pub expired: DecimalString,
+    /// Taken back by a credit note on the lot's invoice (a bought lot, whole).
+    pub credited: DecimalString,
     /// Held by open authorizations.
     pub held: DecimalString,
     /// Still usable (excluding credits held by open authorizations).

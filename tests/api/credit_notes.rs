@@ -653,7 +653,11 @@ async fn bought_credits_are_taken_back_whole_and_only_while_untouched() {
         .iter()
         .find(|l| l["id"] == lots[1]["id"])
         .unwrap();
-    assert_eq!(lot["remaining"], "0.00", "{lot}");
+    assert_eq!(
+        (&lot["remaining"], &lot["credited"], &lot["consumed"]),
+        (&json!("0.00"), &lot["granted"], &json!("0.00")),
+        "{lot}"
+    );
     // 7 credits issued, 2 back to the issuer
     assert_eq!(
         balance(&app, &finance, C1, "CREDIT-ISSUED").await,

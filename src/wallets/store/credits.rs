@@ -460,10 +460,13 @@ pub async fn lots(
             consumed: Decimal,
             #[diesel(sql_type = diesel::sql_types::Numeric)]
             expired: Decimal,
+            #[diesel(sql_type = diesel::sql_types::Numeric)]
+            credited: Decimal,
         }
         let moves: Moves = diesel::sql_query(
             "SELECT coalesce(sum(p.amount) FILTER (WHERE t.kind IN ('credits.use', 'hold.capture')), 0) AS consumed,
-                    coalesce(sum(p.amount) FILTER (WHERE t.kind = 'credits.expire'), 0) AS expired
+                    coalesce(sum(p.amount) FILTER (WHERE t.kind = 'credits.expire'), 0) AS expired,
+                    coalesce(sum(p.amount) FILTER (WHERE t.kind = 'credits.credited'), 0) AS credited
              FROM postings p JOIN transactions t ON t.id = p.transaction_id
              WHERE p.account_id = $1 AND p.side = 'debit'",
         )
@@ -485,6 +488,7 @@ pub async fn lots(
             granted: two(lot.granted),
             consumed: two(moves.consumed),
             expired: two(moves.expired),
+            credited: two(moves.credited),
             held: two(balance
                 .as_ref()
                 .map(|b| b.pending_debits.0)
