@@ -107,6 +107,11 @@ pub enum Command {
         #[command(subcommand)]
         command: ApikeyCommand,
     },
+    /// Export the books.
+    Export {
+        #[command(subcommand)]
+        command: ExportCommand,
+    },
     /// The embedded cluster under --data-dir (whatever DATABASE_URL says).
     Db {
         #[command(subcommand)]
@@ -121,6 +126,20 @@ pub enum DbCommand {
     /// Stop the embedded cluster, e.g. one left running by a killed service (fast
     /// shutdown: sessions end, committed work is kept).
     Stop,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ExportCommand {
+    /// The FEC (Fichier des Écritures Comptables) of a period to standard output, as
+    /// `GET /v1/ledger/fec` sends it: `export fec --from 2026-01-01 --to 2026-12-31 > FEC.txt`.
+    Fec {
+        /// First day (Paris date, YYYY-MM-DD).
+        #[arg(long, value_parser = crate::input::parse_date)]
+        from: chrono::NaiveDate,
+        /// Last day, included.
+        #[arg(long, value_parser = crate::input::parse_date)]
+        to: chrono::NaiveDate,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -238,6 +257,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Jobs {
             command: JobsCommand::Run { name, as_of },
         } => run_job(&database, &name, as_of, &clock).await,
+        Command::Export {
+            command: ExportCommand::Fec { from, to },
+        } => export_fec(&database, from, to).await,
         Command::Openapi | Command::Db { .. } => Ok(()),
     };
     let closed = database.close(owner).await;
@@ -370,6 +392,26 @@ async fn revoke_key(database: &Database, id: Uuid) -> anyhow::Result<()> {
 }
 
 /// Migrates (as the schema owner), then connects as the service.
+/// Writes the FEC of `from`..=`to` to standard output, a chunk at a time.
+async fn export_fec(
+    database: &Database,
+    from: chrono::NaiveDate,
+    to: chrono::NaiveDate,
+) -> anyhow::Result<()> {
+    use std::io::Write;
+    anyhow::ensure!(from <= to, "--to ({to}) is before --from ({from})");
+    let conn = connect(database).await?;
+    let mut chunks = std::pin::pin!(crate::ledger::store::fec::open(conn, from, to)
+        .await?
+        .into_stream());
+    let mut out = std::io::stdout().lock();
+    while let Some(chunk) = futures_util::StreamExt::next(&mut chunks).await {
+        out.write_all(&chunk?)?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
 async fn connect(database: &Database) -> anyhow::Result<diesel_async::AsyncPgConnection> {
     let ran = db::run_migrations(&database.owner_url).await?;
     tracing::info!(ran, "migrations current");

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use actix_web::{get, post, web, HttpRequest, HttpResponse};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use serde::{Deserialize, Serialize};
@@ -371,4 +371,74 @@ pub async fn get_ledger_verify(
     auth.require(STAFF)?;
     let mut conn = state.pool.get().await?;
     Ok(web::Json(store::verify(&mut conn).await?))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct FecParams {
+    /// The first day of the period (Paris date, YYYY-MM-DD), usually the fiscal year's.
+    #[serde(deserialize_with = "crate::input::date")]
+    #[param(value_type = String, format = Date, example = "2026-01-01")]
+    pub from: NaiveDate,
+    /// The last day of the period, included.
+    #[serde(deserialize_with = "crate::input::date")]
+    #[param(value_type = String, format = Date, example = "2026-12-31")]
+    pub to: NaiveDate,
+}
+
+/// The Fichier des Écritures Comptables of a period: every EUR posting of the transactions
+/// effective from `from` to `to` (Paris dates), one line each, with the 18 statutory
+/// columns tab-separated, in ISO 8859-15. Entries are numbered from 1 without gaps in date
+/// order, in the journals VE (invoices, credit notes), BQ (payments, refunds) and OD (the
+/// rest); each entry balances, so the file does. A customer's 411 and 4191 carry it as
+/// auxiliary account (`CompAuxNum`: its id, `CompAuxLib`: its name). Streamed from one
+/// snapshot of the books.
+#[utoipa::path(
+    tag = "ledger",
+    params(FecParams),
+    responses(
+        (status = 200, description = "The FEC, named `<seller SIREN>FEC<to, YYYYMMDD>.txt`",
+            content_type = "text/tab-separated-values; charset=ISO-8859-15", body = String,
+            headers(("Content-Disposition" = String, description = "attachment; filename=\"123456789FEC20261231.txt\"")),
+            example = json!("JournalCode\tJournalLib\tEcritureNum\tEcritureDate\tCompteNum\tCompteLib\tCompAuxNum\tCompAuxLib\tPieceRef\tPieceDate\tEcritureLib\tDebit\tCredit\tEcritureLet\tDateLet\tValidDate\tMontantdevise\tIdevise\nVE\tVentes\t1\t20261120\t411\tClients\t0193e0a000007000800000000000c001\tAtelier Démo SARL\tF2026-000001\t20261120\tinvoice F2026-000001\t120,00\t0,00\t\t\t20261120\t\t\n")),
+        ReadErrors
+    ),
+    security(("bearer" = ["admin", "finance"]))
+)]
+#[get("/v1/ledger/fec")]
+pub async fn get_ledger_fec(
+    state: State,
+    auth: Auth,
+    q: Query<FecParams>,
+) -> Result<HttpResponse, ApiError> {
+    auth.require(STAFF)?;
+    if q.to < q.from {
+        return Err(ApiError::field(
+            ErrorCode::InvalidParameter,
+            "to",
+            format!("not before from ({})", q.from),
+        ));
+    }
+    // off the pool: the export's snapshot lives as long as its reader, and goes with it
+    let conn = deadpool::managed::Object::take(state.pool.get().await?);
+    let export = store::fec::open(conn, q.from, q.to).await?;
+    let filename = format!(
+        "{}FEC{}.txt",
+        crate::invoicing::legal::seller().party.siren,
+        ledger::fec::date(q.to)
+    );
+    let body = futures_util::StreamExt::map(export.into_stream(), |chunk| {
+        chunk.map(web::Bytes::from).map_err(|e| {
+            tracing::error!(error = %e, "the FEC export stopped");
+            e
+        })
+    });
+    Ok(HttpResponse::Ok()
+        .content_type("text/tab-separated-values; charset=ISO-8859-15")
+        .insert_header((
+            "Content-Disposition",
+            format!("attachment; filename=\"{filename}\""),
+        ))
+        .streaming(body))
 }

@@ -65,6 +65,7 @@ pub fn register(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
         .service(ledger::get_transaction)
         .service(ledger::reverse_transaction)
         .service(ledger::get_ledger_verify)
+        .service(ledger::get_ledger_fec)
         .service(customers::post_customer)
         .service(customers::list_customers)
         .service(customers::get_customer)

@@ -4,6 +4,7 @@
 //! invariant again (see the first migration).
 
 pub mod chart;
+pub mod fec;
 pub mod store;
 
 use std::collections::BTreeMap;

@@ -11,6 +11,7 @@ mod credit_notes;
 mod customers;
 mod dunning;
 mod errors;
+mod fec;
 mod input;
 mod interventions;
 mod invoice_properties;

@@ -617,6 +617,7 @@ pub async fn balance_as_of(
     )))
 }
 
+pub mod fec;
 mod reservations;
 mod verify;
 
