@@ -171,18 +171,46 @@ pub async fn get_credit_note(
     auth: Auth,
     id: web::Path<Uuid>,
 ) -> Result<web::Json<CreditNoteView>, ApiError> {
-    let id = id.into_inner();
+    Ok(web::Json(visible(&state, &auth, id.into_inner()).await?))
+}
+
+/// Credit note `id`, for a staff key or the key of its own customer; another customer's
+/// note answers as an unknown one.
+async fn visible(state: &State, auth: &Auth, id: Uuid) -> Result<CreditNoteView, ApiError> {
     if auth.0.role != Role::Customer {
         auth.require(READERS)?;
     }
     let mut conn = state.pool.get().await?;
-    // another customer's note answers as an unknown one
     match store::get(&mut conn, id).await? {
-        Some(view) if auth.require_customer(READERS, view.customer_id).is_ok() => {
-            Ok(web::Json(view))
-        }
+        Some(view) if auth.require_customer(READERS, view.customer_id).is_ok() => Ok(view),
         _ => Err(CreditNoteError::NotFound(format!("credit note {id}")).into()),
     }
+}
+
+/// The credit note as an EN 16931 document in UN/CEFACT CII (type 381), referring to its
+/// invoice (BG-3), with the invoice's seller, buyer and terms. Checked against the EN 16931
+/// rules before it is sent.
+#[utoipa::path(
+    tag = "invoices",
+    params(("id" = Uuid, Path, description = "Credit note id")),
+    responses(
+        (status = 200, description = "The CII document", content_type = "application/xml", body = String,
+            example = json!("<?xml version=\"1.0\" encoding=\"UTF-8\"?><rsm:CrossIndustryInvoice …>…</rsm:CrossIndustryInvoice>")),
+        ReadErrors
+    ),
+    security(("bearer" = ["admin", "finance", "customer"]))
+)]
+#[get("/v1/credit-notes/{id}/cii")]
+pub async fn get_credit_note_cii(
+    state: State,
+    auth: Auth,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let note = visible(&state, &auth, id.into_inner()).await?;
+    let invoice = super::invoices::visible(&state, &auth, note.invoice_id).await?;
+    Ok(HttpResponse::Ok()
+        .content_type("application/xml")
+        .body(crate::invoicing::cii::credit_note(&note, &invoice)?))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

@@ -1,6 +1,6 @@
 //! `/v1/invoices`: issued invoices, read one or by page; a customer key sees its own only.
 
-use actix_web::{get, web};
+use actix_web::{get, web, HttpResponse};
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -9,6 +9,7 @@ use uuid::Uuid;
 use super::{next_cursor, page, Auth, Query, State};
 use crate::auth::Role;
 use crate::error::{ApiError, ErrorCode};
+use crate::invoicing::cii::{self, CiiError};
 use crate::invoicing::{store, InvoiceStatus, InvoiceView, InvoicingError};
 use crate::openapi::ReadErrors;
 
@@ -48,19 +49,59 @@ pub async fn get_invoice(
     auth: Auth,
     id: web::Path<Uuid>,
 ) -> Result<web::Json<InvoiceView>, ApiError> {
-    let id = id.into_inner();
+    Ok(web::Json(visible(&state, &auth, id.into_inner()).await?))
+}
+
+/// Invoice `id`, for a staff key or the key of its own customer; another customer's
+/// invoice answers as an unknown one.
+pub(super) async fn visible(state: &State, auth: &Auth, id: Uuid) -> Result<InvoiceView, ApiError> {
     if auth.0.role != Role::Customer {
         auth.require(READERS)?;
     }
     let mut conn = state.pool.get().await?;
-    let found = store::get(&mut conn, id).await?;
-    // another customer's invoice answers as an unknown one
-    match found {
-        Some(view) if auth.require_customer(READERS, view.customer_id).is_ok() => {
-            Ok(web::Json(view))
-        }
+    match store::get(&mut conn, id).await? {
+        Some(view) if auth.require_customer(READERS, view.customer_id).is_ok() => Ok(view),
         _ => Err(InvoicingError::NotFound(id).into()),
     }
+}
+
+impl From<CiiError> for ApiError {
+    fn from(e: CiiError) -> Self {
+        match e {
+            CiiError::NoMentions(_) => ApiError::new(ErrorCode::InvalidState, e.to_string()),
+            CiiError::Value(_) | CiiError::Rules { .. } => {
+                ApiError::internal(anyhow::Error::new(e))
+            }
+        }
+    }
+}
+
+/// The invoice as an EN 16931 document in UN/CEFACT CII (the `factur-x.xml` of its
+/// Factur-X PDF): seller and buyer with their SIREN (scheme 0002) and VAT numbers, lines
+/// with their service periods, VAT per rate, totals, due date, the French mandatory
+/// mentions as notes (PMD, PMT, AAB) and the operation category (BT-23 `S1`, services).
+/// Checked against the EN 16931 rules before it is sent. 409 `invalid_state` for an
+/// invoice issued before invoices froze their legal mentions.
+#[utoipa::path(
+    tag = "invoices",
+    params(("id" = Uuid, Path, description = "Invoice id")),
+    responses(
+        (status = 200, description = "The CII document", content_type = "application/xml", body = String,
+            example = json!("<?xml version=\"1.0\" encoding=\"UTF-8\"?><rsm:CrossIndustryInvoice …>…</rsm:CrossIndustryInvoice>")),
+        ReadErrors
+    ),
+    security(("bearer" = ["admin", "finance", "customer"]))
+)]
+#[get("/v1/invoices/{id}/cii")]
+pub async fn get_invoice_cii(
+    state: State,
+    auth: Auth,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let view = visible(&state, &auth, id.into_inner()).await?;
+    Ok(HttpResponse::Ok()
+        .content_type("application/xml")
+        .body(cii::invoice(&view)?))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

@@ -20,6 +20,7 @@ use crate::catalog::PriceBasis;
 use crate::charges::ChargeView;
 use crate::money::{fits_columns, price, round_cents, DecimalString};
 
+pub mod cii;
 pub mod credit_notes;
 pub mod legal;
 pub mod runs;

@@ -9,6 +9,7 @@ mod cli;
 mod contract;
 mod credit_notes;
 mod customers;
+mod documents;
 mod dunning;
 mod errors;
 mod fec;
