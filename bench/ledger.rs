@@ -5,6 +5,7 @@
 //!     BENCH_SECONDS=60 BENCH_CLIENTS=8 cargo bench --bench ledger
 //!     BENCH_ONLY=authz cargo bench --bench ledger   # pgbench and one measurement
 //!     BENCH_ONLY=invoicing cargo bench --bench ledger   # pgbench and the invoice run
+//!     BENCH_ONLY=invoicing,documents cargo bench --bench ledger   # and the PDFs
 //!
 //! (d) an invoice run over 10,000 customers with three charges each (set up with SQL),
 //!     through the production run engine (`invoicing::store_runs::run_to_end`, what
@@ -12,6 +13,9 @@
 //!     run's wall time, the process's peak RSS growth during the run (sampled every 2 ms)
 //!     and its VmHWM; then numbers are checked to be F<year>-000001..N, no gap, N the
 //!     invoices issued. Target: at least 500 invoices per second.
+//! (e) after (d): the Factur-X PDFs of 200 of its invoices (`invoicing::pdf::invoice`, what
+//!     `GET /v1/invoices/{id}/pdf` answers: typst layout, PDF/A-3b, CII embedded), on one
+//!     thread per core for BENCH_SECONDS: PDFs per second. Target: at least 50.
 //!
 //! (c) the authorization of a ticketing request (decision + hold) followed by its capture,
 //!     through the Rust API, over 1,000 customers with mixed entitlements; then over HTTP
@@ -838,7 +842,7 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
-    let (ledger_run, authz_runs, invoice_run) = runtime.block_on(async {
+    let (ledger_run, authz_runs, (invoice_run, documents)) = runtime.block_on(async {
         let maintenance = cluster.connection_string("postgres");
         let mut conn = AsyncPgConnection::establish(&maintenance)
             .await
@@ -882,7 +886,13 @@ fn main() {
             true => Some(invoicing(&Urls::of(&cluster, "bench_invoicing")).await),
             false => None,
         };
-        (ledger_run, authz_runs, invoice_run)
+        let documents = match (wanted("documents"), &invoice_run) {
+            (true, Some(_)) => {
+                Some(documents(&Urls::of(&cluster, "bench_invoicing"), seconds).await)
+            }
+            _ => None,
+        };
+        (ledger_run, authz_runs, (invoice_run, documents))
     });
     let pg = pgbench(&cluster, clients, seconds);
     let [direct, alone, pairs] = authz_runs;
@@ -946,7 +956,71 @@ fn main() {
             println!("{ms:>9.3} {calls:>7.2}  {query}");
         }
     }
+    if let Some((pdfs, elapsed, bytes)) = documents {
+        let per_s = pdfs as f64 / elapsed;
+        println!();
+        println!(
+            "Factur-X PDFs of the run's invoices, {} threads: {pdfs} in {elapsed:.1} s, {per_s:.0} PDFs/s (target ≥ 50), {:.0} KiB each, ratio to pgbench tps {:.3}",
+            threads(),
+            bytes as f64 / 1024.0,
+            per_s / pg.tps
+        );
+    }
     if std::env::var_os("BENCH_KEEP_CLUSTER").is_none() {
         let _ = cluster.stop();
     }
+}
+
+/// Render threads: one per core.
+fn threads() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
+}
+
+/// (e): renders the PDFs of 200 invoices of the run over and over on [`threads`] threads
+/// for `seconds`: (PDFs, seconds, bytes of the last one).
+async fn documents(urls: &Urls, seconds: u64) -> (u64, f64, usize) {
+    use diesel::QueryDsl;
+    use grandlivre::schema::invoices;
+    let mut conn = AsyncPgConnection::establish(&urls.service)
+        .await
+        .expect("connect");
+    let ids: Vec<uuid::Uuid> = invoices::table
+        .select(invoices::id)
+        .order(invoices::id)
+        .limit(200)
+        .load(&mut conn)
+        .await
+        .expect("invoices");
+    let mut views = Vec::with_capacity(ids.len());
+    for id in ids {
+        let view = grandlivre::invoicing::store::get(&mut conn, id)
+            .await
+            .expect("invoice")
+            .expect("exists");
+        views.push(view);
+    }
+    let views = Arc::new(views);
+    // the first one outside the clock: fonts and typst's library are read once per process
+    let first = grandlivre::invoicing::pdf::invoice(&views[0]).expect("a PDF");
+    let stop = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let workers: Vec<_> = (0..threads())
+        .map(|t| {
+            let (views, stop) = (views.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut done = 0u64;
+                let mut i = t;
+                while !AtomicBool::load(&stop, Ordering::Relaxed) {
+                    grandlivre::invoicing::pdf::invoice(&views[i % views.len()]).expect("a PDF");
+                    done += 1;
+                    i += threads();
+                }
+                done
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    stop.store(true, Ordering::Relaxed);
+    let pdfs: u64 = workers.into_iter().map(|w| w.join().expect("worker")).sum();
+    (pdfs, started.elapsed().as_secs_f64(), first.len())
 }

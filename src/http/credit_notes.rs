@@ -187,6 +187,32 @@ async fn visible(state: &State, auth: &Auth, id: Uuid) -> Result<CreditNoteView,
     }
 }
 
+/// The credit note as a Factur-X PDF (A4, PDF/A-3b, French), referring to its invoice,
+/// with its EN 16931 CII (type 381) embedded as `factur-x.xml`.
+#[utoipa::path(
+    tag = "invoices",
+    params(("id" = Uuid, Path, description = "Credit note id")),
+    responses(
+        (status = 200, description = "The PDF", content_type = "application/pdf", body = Vec<u8>,
+            headers(("Content-Disposition" = String, description = "inline; filename=\"A2026-000001.pdf\""))),
+        ReadErrors
+    ),
+    security(("bearer" = ["admin", "finance", "customer"]))
+)]
+#[get("/v1/credit-notes/{id}/pdf")]
+pub async fn get_credit_note_pdf(
+    state: State,
+    auth: Auth,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let note = visible(&state, &auth, id.into_inner()).await?;
+    let invoice = super::invoices::visible(&state, &auth, note.invoice_id).await?;
+    super::invoices::pdf_response(note.number.clone(), move || {
+        crate::invoicing::pdf::credit_note(&note, &invoice)
+    })
+    .await
+}
+
 /// The credit note as an EN 16931 document in UN/CEFACT CII (type 381), referring to its
 /// invoice (BG-3), with the invoice's seller, buyer and terms. Checked against the EN 16931
 /// rules before it is sent.

@@ -10,6 +10,7 @@ use super::{next_cursor, page, Auth, Query, State};
 use crate::auth::Role;
 use crate::error::{ApiError, ErrorCode};
 use crate::invoicing::cii::{self, CiiError};
+use crate::invoicing::pdf::{self, PdfError};
 use crate::invoicing::{store, InvoiceStatus, InvoiceView, InvoicingError};
 use crate::openapi::ReadErrors;
 
@@ -63,6 +64,57 @@ pub(super) async fn visible(state: &State, auth: &Auth, id: Uuid) -> Result<Invo
         Some(view) if auth.require_customer(READERS, view.customer_id).is_ok() => Ok(view),
         _ => Err(InvoicingError::NotFound(id).into()),
     }
+}
+
+impl From<PdfError> for ApiError {
+    fn from(e: PdfError) -> Self {
+        match e {
+            PdfError::Cii(e) => e.into(),
+            PdfError::Render(_) | PdfError::Embed(_) => ApiError::internal(anyhow::Error::new(e)),
+        }
+    }
+}
+
+/// Renders a document off the HTTP workers (typst's layout is CPU work) and answers it as
+/// a PDF named after its number.
+pub(super) async fn pdf_response(
+    number: String,
+    render: impl FnOnce() -> Result<Vec<u8>, PdfError> + Send + 'static,
+) -> Result<HttpResponse, ApiError> {
+    let pdf = web::block(render)
+        .await
+        .map_err(|e| ApiError::internal(anyhow::anyhow!("the PDF renderer stopped: {e}")))??;
+    Ok(HttpResponse::Ok()
+        .content_type("application/pdf")
+        .insert_header((
+            "Content-Disposition",
+            format!("inline; filename=\"{number}.pdf\""),
+        ))
+        .body(pdf))
+}
+
+/// The invoice as a Factur-X PDF: an A4 PDF/A-3b in French (seller and buyer, lines with
+/// their service periods, VAT per rate, totals, amount due, due date and the legal
+/// mentions), carrying its EN 16931 CII (the same as `/cii`) as the associated file
+/// `factur-x.xml`, declared in its XMP metadata (Factur-X, EN 16931 profile).
+#[utoipa::path(
+    tag = "invoices",
+    params(("id" = Uuid, Path, description = "Invoice id")),
+    responses(
+        (status = 200, description = "The PDF", content_type = "application/pdf", body = Vec<u8>,
+            headers(("Content-Disposition" = String, description = "inline; filename=\"F2026-000001.pdf\""))),
+        ReadErrors
+    ),
+    security(("bearer" = ["admin", "finance", "customer"]))
+)]
+#[get("/v1/invoices/{id}/pdf")]
+pub async fn get_invoice_pdf(
+    state: State,
+    auth: Auth,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let view = visible(&state, &auth, id.into_inner()).await?;
+    pdf_response(view.number.clone(), move || pdf::invoice(&view)).await
 }
 
 impl From<CiiError> for ApiError {

@@ -161,32 +161,43 @@ fn line(
     Ok(out)
 }
 
-/// Validates `invoice` against EN 16931 and writes it as CII.
-fn write(document: &str, invoice: Invoice) -> Result<String, CiiError> {
-    let proof = Validated::<en16931::profiles::En16931>::new(invoice).map_err(|rejected| {
-        CiiError::Rules {
-            document: document.to_string(),
-            findings: rejected
-                .report()
-                .fatal()
-                .map(|f| f.to_string())
-                .collect::<Vec<_>>()
-                .join("; "),
-        }
-    })?;
-    Ok(en16931_formats::write(&proof, en16931_formats::Syntax::Cii).xml)
+/// The proof that `invoice` passes the EN 16931 rules, which is what is written (as CII,
+/// or into a Factur-X PDF).
+pub type Proof = Validated<en16931::profiles::En16931>;
+
+/// Validates `invoice` against EN 16931.
+fn validate(document: &str, invoice: Invoice) -> Result<Proof, CiiError> {
+    Proof::new(invoice).map_err(|rejected| CiiError::Rules {
+        document: document.to_string(),
+        findings: rejected
+            .report()
+            .fatal()
+            .map(|f| f.to_string())
+            .collect::<Vec<_>>()
+            .join("; "),
+    })
+}
+
+fn write(proof: &Proof) -> String {
+    en16931_formats::write(proof, en16931_formats::Syntax::Cii).xml
 }
 
 /// The invoice as a CII document (type 380), as issued.
 pub fn invoice(view: &InvoiceView) -> Result<String, CiiError> {
-    let (Some(seller), Some(buyer), Some(legal)) = (&view.seller, &view.buyer, &view.legal) else {
-        return Err(CiiError::NoMentions(view.number.clone()));
-    };
-    let mentions = LegalMentions {
-        seller: seller.clone(),
-        buyer: buyer.clone(),
-        legal: legal.clone(),
-    };
+    Ok(write(&invoice_proof(view)?))
+}
+
+/// The credit note as a CII document (type 381).
+pub fn credit_note(note: &CreditNoteView, invoice: &InvoiceView) -> Result<String, CiiError> {
+    Ok(write(&credit_note_proof(note, invoice)?))
+}
+
+/// The invoice's EN 16931 model, as issued, validated.
+pub fn invoice_proof(view: &InvoiceView) -> Result<Proof, CiiError> {
+    let mentions = view
+        .mentions()
+        .ok_or_else(|| CiiError::NoMentions(view.number.clone()))?;
+    let (seller, buyer) = (&mentions.seller, &mentions.buyer);
     let mut builder = Invoice::builder(
         "urn:cen.eu:en16931:2017",
         view.number.clone(),
@@ -210,22 +221,16 @@ pub fn invoice(view: &InvoiceView) -> Result<String, CiiError> {
     }
     let mut invoice = totals(builder, &view.totals)?.build();
     invoice.due_date = Some(date(view.due_on)?);
-    write(&view.number, invoice)
+    validate(&view.number, invoice)
 }
 
-/// The credit note as a CII document (type 381) referring to its invoice, with the
-/// invoice's parties and terms.
-pub fn credit_note(note: &CreditNoteView, invoice: &InvoiceView) -> Result<String, CiiError> {
-    let (Some(seller), Some(buyer), Some(legal)) =
-        (&invoice.seller, &invoice.buyer, &invoice.legal)
-    else {
-        return Err(CiiError::NoMentions(invoice.number.clone()));
-    };
-    let mentions = LegalMentions {
-        seller: seller.clone(),
-        buyer: buyer.clone(),
-        legal: legal.clone(),
-    };
+/// The credit note's EN 16931 model (type 381) referring to its invoice, with the
+/// invoice's parties and terms, validated.
+pub fn credit_note_proof(note: &CreditNoteView, invoice: &InvoiceView) -> Result<Proof, CiiError> {
+    let mentions = invoice
+        .mentions()
+        .ok_or_else(|| CiiError::NoMentions(invoice.number.clone()))?;
+    let (seller, buyer) = (&mentions.seller, &mentions.buyer);
     let mut builder = Invoice::builder(
         "urn:cen.eu:en16931:2017",
         note.number.clone(),
@@ -264,5 +269,5 @@ pub fn credit_note(note: &CreditNoteView, invoice: &InvoiceView) -> Result<Strin
         reference: DocumentReference::new(invoice.number.clone()),
         issue_date: Some(date(invoice.issued_on)?),
     }];
-    write(&note.number, document)
+    validate(&note.number, document)
 }

@@ -23,6 +23,7 @@ use crate::money::{fits_columns, price, round_cents, DecimalString};
 pub mod cii;
 pub mod credit_notes;
 pub mod legal;
+pub mod pdf;
 pub mod runs;
 pub mod store;
 pub mod store_credit_notes;
@@ -483,6 +484,18 @@ pub struct InvoiceView {
     /// operation category, the payment days.
     pub legal: Option<LegalTerms>,
     pub created_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl InvoiceView {
+    /// Its seller, buyer and terms as issued; none for an invoice issued before invoices
+    /// froze them.
+    pub fn mentions(&self) -> Option<legal::LegalMentions> {
+        Some(legal::LegalMentions {
+            seller: self.seller.clone()?,
+            buyer: self.buyer.clone()?,
+            legal: self.legal.clone()?,
+        })
+    }
 }
 
 /// Why an invoice could not be issued or read.

@@ -205,3 +205,85 @@ async fn invoices_and_credit_notes_are_en16931_documents_with_their_totals() {
         .await
         .problem(404, "not_found");
 }
+
+/// Reads a PDF answer back as Factur-X: PDF/A-3b declared, `factur-x.xml` attached and
+/// declared in the XMP (EN 16931 profile), nothing diverging, and the payload a valid
+/// EN 16931 document, returned.
+fn read_pdf(reply: &crate::helpers::Reply, number: &str) -> en16931::Invoice {
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    assert_eq!(reply.header("content-type"), Some("application/pdf"));
+    assert_eq!(
+        reply.header("content-disposition"),
+        Some(format!("inline; filename=\"{number}.pdf\"").as_str())
+    );
+    assert!(reply.bytes.starts_with(b"%PDF-"));
+    let read = en16931_formats::read(&reply.bytes).expect("a Factur-X PDF");
+    let pdf = read.pdf.as_ref().expect("a hybrid PDF");
+    assert_eq!(pdf.filename, "factur-x.xml");
+    assert!(pdf.divergence.is_empty(), "{:?}", pdf.divergence);
+    assert_eq!(
+        (
+            pdf.xmp.pdfa_part.as_deref(),
+            pdf.xmp.pdfa_conformance.as_deref()
+        ),
+        (Some("3"), Some("B"))
+    );
+    assert_eq!(pdf.xmp.document_filename.as_deref(), Some("factur-x.xml"));
+    assert_eq!(pdf.xmp.conformance_level.as_deref(), Some("EN 16931"));
+    let report = en16931::profiles::EN16931.validate(&read.invoice);
+    assert!(
+        report.is_valid(),
+        "{:?}",
+        report.fatal().map(|f| f.to_string()).collect::<Vec<_>>()
+    );
+    assert_eq!(read.invoice.number.as_deref(), Some(number));
+    read.invoice
+}
+
+#[actix_web::test]
+async fn invoices_and_credit_notes_are_factur_x_pdfs_carrying_their_totals() {
+    let (app, _conn) = seeded().await;
+    let finance = app.key(Role::Finance, None).await;
+    app.clock.set(paris("2026-11-20") + Duration::hours(10));
+    let bought = crate::helpers::buy_tickets(&app, &finance, C1, 3, Some("pdf-three")).await;
+    let id = bought["invoice_id"].as_str().unwrap();
+    let invoice = get(&app, &finance, &format!("/v1/invoices/{id}")).await;
+    let number = invoice["number"].as_str().unwrap();
+
+    let reply = app.get(&finance, &format!("/v1/invoices/{id}/pdf")).await;
+    let inside = read_pdf(&reply, number);
+    assert_eq!(totals(&inside), ["250.00", "50.00", "300.00"]);
+    if let Some(dir) = std::env::var_os("GRANDLIVRE_SAMPLE_PDF_DIR") {
+        std::fs::write(std::path::Path::new(&dir).join("invoice.pdf"), &reply.bytes).unwrap();
+    }
+    // the same document every time: rendered from what was issued, dated by it
+    let again = app.get(&finance, &format!("/v1/invoices/{id}/pdf")).await;
+    assert_eq!(again.bytes, reply.bytes);
+    // the XML inside is the one /cii answers
+    let cii = read_back(&app.get(&finance, &format!("/v1/invoices/{id}/cii")).await);
+    assert_eq!(cii, inside);
+
+    let noted = app
+        .post_json(
+            &finance,
+            &format!("/v1/invoices/{id}/credit-notes"),
+            Some("pdf-note"),
+            &json!({"reason": "Un ticket de trop",
+                    "lines": [{"charge_id": invoice["lines"][0]["charge_id"], "quantity": "1"}]}),
+        )
+        .await;
+    assert_eq!(noted.status, 201, "{}", noted.text);
+    let note_id = noted.body["id"].as_str().unwrap();
+    let note = read_pdf(
+        &app.get(&finance, &format!("/v1/credit-notes/{note_id}/pdf"))
+            .await,
+        noted.body["number"].as_str().unwrap(),
+    );
+    assert_eq!(note.type_code.as_ref().map(|c| c.as_str()), Some("381"));
+    assert_eq!(totals(&note), ["83.33", "16.67", "100.00"]);
+
+    let other = app.key(Role::Customer, Some(C2)).await;
+    app.get(&other, &format!("/v1/invoices/{id}/pdf"))
+        .await
+        .problem(404, "not_found");
+}
