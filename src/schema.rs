@@ -339,6 +339,20 @@ diesel::table! {
 }
 
 diesel::table! {
+    mandate_amendments (id) {
+        id -> Uuid,
+        mandate_id -> Uuid,
+        previous_iban -> Nullable<Text>,
+        previous_bic -> Nullable<Text>,
+        previous_debtor_name -> Nullable<Text>,
+        bic_changed -> Bool,
+        amended_on -> Date,
+        created_at -> Timestamptz,
+        reported_in -> Nullable<Uuid>,
+    }
+}
+
+diesel::table! {
     mandates (id) {
         id -> Uuid,
         customer_id -> Uuid,
@@ -346,6 +360,13 @@ diesel::table! {
         signed_on -> Date,
         status -> Text,
         created_at -> Timestamptz,
+        debtor_name -> Nullable<Text>,
+        iban -> Nullable<Text>,
+        bic -> Nullable<Text>,
+        scheme -> Text,
+        last_collected_on -> Nullable<Date>,
+        status_changed_at -> Nullable<Timestamptz>,
+        status_reason -> Nullable<Text>,
     }
 }
 
@@ -521,6 +542,7 @@ diesel::joinable!(invoice_settlements -> customers (customer_id));
 diesel::joinable!(invoice_settlements -> invoices (invoice_id));
 diesel::joinable!(invoice_vat -> invoices (invoice_id));
 diesel::joinable!(invoices -> customers (customer_id));
+diesel::joinable!(mandate_amendments -> mandates (mandate_id));
 diesel::joinable!(mandates -> customers (customer_id));
 diesel::joinable!(offer_prices -> offers (offer_code));
 diesel::joinable!(payments -> customers (customer_id));
@@ -556,6 +578,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     invoice_settlements,
     invoice_vat,
     invoices,
+    mandate_amendments,
     mandates,
     offer_prices,
     offers,

@@ -10,6 +10,7 @@ pub mod invoice_runs;
 pub mod invoices;
 pub mod jobs;
 pub mod ledger;
+pub mod mandates;
 mod observe;
 pub mod offers;
 pub mod payments;
@@ -99,6 +100,11 @@ pub fn register(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
         .service(payments::list_payments)
         .service(payments::get_payment)
         .service(payments::post_customer_refund)
+        .service(mandates::post_customer_mandate)
+        .service(mandates::list_customer_mandates)
+        .service(mandates::get_mandate)
+        .service(mandates::revoke_mandate)
+        .service(mandates::post_mandate_amendment)
         .service(credit_notes::post_credit_note)
         .service(credit_notes::list_credit_notes)
         .service(credit_notes::get_credit_note)

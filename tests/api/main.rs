@@ -22,6 +22,7 @@ mod ledger_http;
 mod migrations;
 mod payments;
 mod purchases;
+mod sepa;
 mod subscriptions;
 mod test_clock;
 mod wallets;
