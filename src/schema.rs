@@ -444,6 +444,45 @@ diesel::table! {
 }
 
 diesel::table! {
+    sepa_batches (id) {
+        id -> Uuid,
+        message_id -> Text,
+        collection_date -> Date,
+        status -> Text,
+        collections -> Int4,
+        total -> Numeric,
+        created_at -> Timestamptz,
+        submitted_at -> Nullable<Timestamptz>,
+        settled_at -> Nullable<Timestamptz>,
+        value_date -> Nullable<Date>,
+    }
+}
+
+diesel::table! {
+    sepa_collections (id) {
+        id -> Uuid,
+        batch_id -> Uuid,
+        invoice_id -> Uuid,
+        customer_id -> Uuid,
+        mandate_id -> Uuid,
+        end_to_end_id -> Text,
+        attempt -> Int4,
+        amount -> Numeric,
+        sequence_type -> Text,
+        scheme -> Text,
+        mandate_reference -> Text,
+        mandate_signed_on -> Date,
+        debtor_name -> Text,
+        debtor_iban -> Text,
+        debtor_bic -> Nullable<Text>,
+        debtor_address -> Jsonb,
+        amended_from_iban -> Nullable<Text>,
+        status -> Text,
+        payment_id -> Nullable<Uuid>,
+    }
+}
+
+diesel::table! {
     subscription_events (id) {
         id -> Int8,
         subscription_id -> Uuid,
@@ -543,10 +582,16 @@ diesel::joinable!(invoice_settlements -> invoices (invoice_id));
 diesel::joinable!(invoice_vat -> invoices (invoice_id));
 diesel::joinable!(invoices -> customers (customer_id));
 diesel::joinable!(mandate_amendments -> mandates (mandate_id));
+diesel::joinable!(mandate_amendments -> sepa_batches (reported_in));
 diesel::joinable!(mandates -> customers (customer_id));
 diesel::joinable!(offer_prices -> offers (offer_code));
 diesel::joinable!(payments -> customers (customer_id));
 diesel::joinable!(refunds -> customers (customer_id));
+diesel::joinable!(sepa_collections -> customers (customer_id));
+diesel::joinable!(sepa_collections -> invoices (invoice_id));
+diesel::joinable!(sepa_collections -> mandates (mandate_id));
+diesel::joinable!(sepa_collections -> payments (payment_id));
+diesel::joinable!(sepa_collections -> sepa_batches (batch_id));
 diesel::joinable!(subscription_events -> subscriptions (subscription_id));
 diesel::joinable!(subscriptions -> customers (customer_id));
 diesel::joinable!(subscriptions -> offers (offer_code));
@@ -585,6 +630,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     payments,
     postings,
     refunds,
+    sepa_batches,
+    sepa_collections,
     subscription_events,
     subscriptions,
     ticket_purchases,

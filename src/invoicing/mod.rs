@@ -399,6 +399,9 @@ crate::text_enum! {
     pub enum InvoiceStatus {
         Issued = "issued",
         Overdue = "overdue",
+        /// In a submitted SEPA collection batch: the bank collects it, no other payment
+        /// takes it meanwhile.
+        CollectionPending = "collection_pending",
         Paid = "paid",
         Credited = "credited",
     }

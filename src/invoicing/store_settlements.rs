@@ -46,7 +46,7 @@ pub struct OpenInvoice {
 }
 
 /// Paid (payments and credit balance) and credited (credit notes) of each invoice.
-pub(super) async fn settled_amounts(
+pub(crate) async fn settled_amounts(
     conn: &mut AsyncPgConnection,
     ids: &[Uuid],
 ) -> Result<HashMap<Uuid, (Decimal, Decimal)>, diesel::result::Error> {
