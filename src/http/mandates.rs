@@ -29,7 +29,12 @@ impl From<SepaError> for ApiError {
             SepaError::DuplicateReference(_) => {
                 ApiError::field(ErrorCode::AlreadyExists, "reference", detail)
             }
-            SepaError::WrongState(..) => ApiError::new(ErrorCode::InvalidState, detail),
+            SepaError::WrongState(..) | SepaError::BatchConflict => {
+                ApiError::new(ErrorCode::InvalidState, detail)
+            }
+            SepaError::File(_) => ApiError::internal(e),
+            SepaError::Payment(e) => e.into(),
+            SepaError::Ledger(e) => e.into(),
             SepaError::IdempotencyConflict => {
                 ApiError::field(ErrorCode::IdempotencyConflict, "Idempotency-Key", detail)
             }

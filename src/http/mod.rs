@@ -14,6 +14,7 @@ pub mod mandates;
 mod observe;
 pub mod offers;
 pub mod payments;
+pub mod sepa;
 pub mod subscriptions;
 pub mod test_clock;
 pub mod wallets;
@@ -105,6 +106,11 @@ pub fn register(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
         .service(mandates::get_mandate)
         .service(mandates::revoke_mandate)
         .service(mandates::post_mandate_amendment)
+        .service(sepa::post_sepa_batch)
+        .service(sepa::get_sepa_batch)
+        .service(sepa::get_sepa_batch_pain008)
+        .service(sepa::submit_sepa_batch)
+        .service(sepa::settle_sepa_batch)
         .service(credit_notes::post_credit_note)
         .service(credit_notes::list_credit_notes)
         .service(credit_notes::get_credit_note)

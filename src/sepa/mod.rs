@@ -12,8 +12,10 @@ use uuid::Uuid;
 use crate::error::FieldError;
 use crate::idempotency::KeyReused;
 
+pub mod collection;
 pub mod creditor;
 pub mod store;
+pub mod store_batches;
 
 /// A mandate reference (UMR): at most 35 characters of the SEPA set.
 pub const UMR_MAX: usize = 35;
@@ -196,10 +198,18 @@ pub enum SepaError {
     DuplicateReference(String),
     #[error("mandate {0} does not exist")]
     NotFound(Uuid),
-    #[error("mandate {0} is {1}: {2}")]
-    WrongState(Uuid, &'static str, &'static str),
+    #[error("{0} {1} is {2}: {3}")]
+    WrongState(&'static str, Uuid, &'static str, &'static str),
     #[error("the idempotency key was already used for a different request")]
     IdempotencyConflict,
+    #[error("another batch took some of these invoices at the same time: try again")]
+    BatchConflict,
+    #[error("the collection file could not be built: {0}")]
+    File(String),
+    #[error(transparent)]
+    Payment(#[from] crate::payments::PaymentError),
+    #[error(transparent)]
+    Ledger(#[from] crate::ledger::LedgerError),
     #[error(transparent)]
     Database(#[from] diesel::result::Error),
 }
@@ -220,7 +230,12 @@ impl From<KeyReused> for SepaError {
 
 impl crate::db::Retryable for SepaError {
     fn is_retryable(&self) -> bool {
-        matches!(self, SepaError::Database(e) if crate::db::is_retryable(e))
+        match self {
+            SepaError::Payment(e) => e.is_retryable(),
+            SepaError::Ledger(e) => e.is_retryable(),
+            SepaError::Database(e) => crate::db::is_retryable(e),
+            _ => false,
+        }
     }
 }
 

@@ -234,6 +234,7 @@ pub async fn revoke(
     let view = get(conn, id).await?.ok_or(SepaError::NotFound(id))?;
     match view.status {
         MandateStatus::Lapsed if changed == 0 => Err(SepaError::WrongState(
+            "mandate",
             id,
             "lapsed",
             "a lapsed mandate collects nothing already; record a new one if needed",
@@ -269,6 +270,7 @@ pub async fn amend(
             (row.status, row.debtor_name, row.iban)
         else {
             return Err(SepaError::WrongState(
+                "mandate",
                 id,
                 row.status.as_str(),
                 "only an active mandate is amended",

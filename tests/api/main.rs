@@ -23,6 +23,7 @@ mod migrations;
 mod payments;
 mod purchases;
 mod sepa;
+mod sepa_batches;
 mod subscriptions;
 mod test_clock;
 mod wallets;

@@ -1,0 +1,548 @@
+//! SEPA collection batches through HTTP (issue 13): mandate → subscription → invoice →
+//! batch → pain.008 (checked against the XSD with xmllint) → submit → settle, with the
+//! ledger verified after each step.
+
+use chrono::Duration;
+use grandlivre::auth::Role;
+use rust_decimal::Decimal;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::helpers::{balance, paris, seeded, TestApp};
+
+const XSD: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../shared/xsd/pain.008.001.08.xsd"
+);
+const XSD_SHA256: &str = "3b2efe2239fceea22b17eb980df58c8b80db7322cf7781f8fd64ee8d17696210";
+const IN_TRANSIT: &str = "00000000-0000-4000-8000-000000005112";
+const BANK: &str = "00000000-0000-4000-8000-000000000512";
+
+async fn customer(app: &TestApp, key: &str, name: &str, street: &str, town: &str) -> Uuid {
+    let created = app
+        .post_json(
+            key,
+            "/v1/customers",
+            None,
+            &json!({
+                "legal_name": name, "siren": "732829320", "billing_email": "compta@example.fr",
+                "address": {"street_number": "3", "street": street, "postcode": "42000",
+                            "town": town, "country": "FR"}
+            }),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    created.body["id"].as_str().unwrap().parse().unwrap()
+}
+
+async fn mandate(app: &TestApp, key: &str, customer: Uuid, body: Value) -> Value {
+    let created = app
+        .post_json(
+            key,
+            &format!("/v1/customers/{customer}/mandates"),
+            None,
+            &body,
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    created.body
+}
+
+/// The posted balance of a platform account.
+async fn platform(app: &TestApp, key: &str, account: &str) -> Decimal {
+    let read = app
+        .get(key, &format!("/v1/ledger/accounts/{account}"))
+        .await;
+    assert_eq!(read.status, 200, "{}", read.text);
+    read.body["balance"]["posted"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+fn dec(s: &str) -> Decimal {
+    s.parse().unwrap()
+}
+
+/// Every `<tag>…</tag>` text of `xml`, in order.
+fn texts<'a>(xml: &'a str, tag: &str) -> Vec<&'a str> {
+    let (open, close) = (format!("<{tag}"), format!("</{tag}>"));
+    let mut out = Vec::new();
+    let mut rest = xml;
+    while let Some(start) = rest.find(&open) {
+        let after = &rest[start + open.len()..];
+        let Some(gt) = after.find('>') else { break };
+        let body = &after[gt + 1..];
+        let Some(end) = body.find(&close) else { break };
+        out.push(&body[..end]);
+        rest = &body[end + close.len()..];
+    }
+    out
+}
+
+/// The file's counts and sums recomputed from its transactions, against what its group
+/// header and each payment information group state.
+fn check_control_sums(xml: &str) {
+    let sum = |amounts: &[&str]| amounts.iter().map(|a| dec(a)).sum::<Decimal>();
+    let header = texts(xml, "GrpHdr")[0];
+    let all = texts(xml, "InstdAmt");
+    assert_eq!(texts(header, "NbOfTxs"), [all.len().to_string()]);
+    assert_eq!(dec(texts(header, "CtrlSum")[0]), sum(&all));
+    for group in texts(xml, "PmtInf") {
+        let amounts = texts(group, "InstdAmt");
+        assert_eq!(texts(group, "NbOfTxs")[0], amounts.len().to_string());
+        assert_eq!(dec(texts(group, "CtrlSum")[0]), sum(&amounts));
+    }
+}
+
+/// Validates `xml` against the pain.008.001.08 XSD (whose hash is checked first).
+fn xsd_valid(xml: &str) {
+    let xsd = std::fs::read(XSD).expect("the XSD in ../shared/xsd");
+    assert_eq!(
+        hex::encode(Sha256::digest(&xsd)),
+        XSD_SHA256,
+        "the XSD changed"
+    );
+    let file = std::env::temp_dir().join(format!("pain008-{}.xml", Uuid::now_v7()));
+    std::fs::write(&file, xml).unwrap();
+    let out = std::process::Command::new("xmllint")
+        .args(["--noout", "--schema", XSD])
+        .arg(&file)
+        .output()
+        .expect("xmllint (apt-get install libxml2-utils)");
+    let _ = std::fs::remove_file(&file);
+    assert!(
+        out.status.success(),
+        "{}\n{xml}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The file with what changes from run to run (ids, timestamps) replaced.
+fn redacted(xml: &str) -> String {
+    let mut out = xml.to_string();
+    for tag in ["MsgId", "CreDtTm", "PmtInfId"] {
+        for value in texts(xml, tag) {
+            out = out.replace(
+                &format!("<{tag}>{value}</{tag}>"),
+                &format!("<{tag}>[{tag}]</{tag}>"),
+            );
+        }
+    }
+    out
+}
+
+#[actix_web::test]
+async fn mandate_subscription_invoice_batch_submit_settle_with_the_ledger_after_each_step() {
+    let (app, _conn) = seeded().await;
+    app.clock.set(paris("2026-11-24") + Duration::hours(10));
+    let admin = app.admin().await;
+    let finance = app.key(Role::Finance, None).await;
+    // A: CORE, an accented name; B: B2B, no BIC, its account amended to another bank
+    let a = customer(
+        &app,
+        &admin,
+        "Société d'Électricité & Fils",
+        "Rue de l'Église",
+        "Saint-Étienne",
+    )
+    .await;
+    let b = customer(
+        &app,
+        &admin,
+        "Atelier Dupont SARL",
+        "Rue de la Paix",
+        "Saint-Chamond",
+    )
+    .await;
+    mandate(&app, &finance, a, json!({"reference": "GL-A-1", "signed_on": "2026-11-02",
+        "debtor_name": "Société Générale d'Électricité & Fils", "iban": "DE89 3704 0044 0532 0130 00",
+        "bic": "COBADEFFXXX", "scheme": "CORE"})).await;
+    let mb = mandate(&app, &finance, b, json!({"reference": "GL-B-1", "signed_on": "2026-11-03",
+        "debtor_name": "Atelier Dupont SARL", "iban": "FR7630006000011234567890189", "scheme": "B2B"})).await;
+    let amended = app
+        .post_json(
+            &finance,
+            &format!("/v1/mandates/{}/amendments", mb["id"].as_str().unwrap()),
+            None,
+            &json!({"iban": "FR1420041010050500013M02606"}),
+        )
+        .await;
+    assert_eq!(amended.status, 201, "{}", amended.text);
+    for c in [a, b] {
+        let sub = app
+            .post_json(&admin, "/v1/subscriptions", None,
+                &json!({"customer_id": c, "offer_code": "ip_access_fibre", "start_date": "2026-11-24"}))
+            .await;
+        assert_eq!(sub.status, 201, "{}", sub.text);
+    }
+    app.run_job("billing", paris("2026-11-24") + Duration::hours(12))
+        .await;
+    app.run_job("invoicing", paris("2026-11-24") + Duration::hours(12))
+        .await;
+    // C: an invoice too, no mandate: never collected
+    let c = customer(&app, &admin, "Sans Mandat SAS", "Rue Neuve", "Lyon").await;
+    crate::helpers::buy_tickets(&app, &admin, c, 1, None).await;
+    let invoice_of = |customer: Uuid| {
+        let app = &app;
+        let admin = admin.clone();
+        async move {
+            let listed = app
+                .get(&admin, &format!("/v1/invoices?customer_id={customer}"))
+                .await;
+            listed.body["items"][0].clone()
+        }
+    };
+    let (ia, ib) = (invoice_of(a).await, invoice_of(b).await);
+    assert_eq!(
+        (&ia["totals"]["total_ttc"], &ia["due_on"]),
+        (&json!("47.88"), &json!("2026-12-24")),
+        "{ia}"
+    );
+    assert_eq!(balance(&app, &admin, a, "411").await, dec("47.88"));
+
+    // the date: a TARGET2 business day, one ahead, with something to collect
+    for (date, hint) in [
+        ("2026-11-25", "earliest collection date"),
+        ("2026-12-25", "not a TARGET2 business day"),
+        ("2026-12-23", "no invoice to collect"),
+    ] {
+        let refused = app
+            .post_json(
+                &finance,
+                "/v1/sepa/batches",
+                None,
+                &json!({"collection_date": date}),
+            )
+            .await;
+        let problem = refused.problem(422, "invalid_request");
+        assert_eq!(problem["errors"][0]["field"], "collection_date");
+        assert!(
+            problem["detail"].as_str().unwrap().contains(hint),
+            "{date}: {}",
+            refused.text
+        );
+    }
+    let body = json!({"collection_date": "2026-12-24"});
+    let made = app
+        .post_json(&finance, "/v1/sepa/batches", Some("batch-1"), &body)
+        .await;
+    assert_eq!(made.status, 201, "{}", made.text);
+    let batch = made.body.clone();
+    assert_eq!(
+        (
+            &batch["status"],
+            &batch["collections_count"],
+            &batch["total"]
+        ),
+        (&json!("created"), &json!(2), &json!("95.76"))
+    );
+    assert_eq!(
+        batch["groups"],
+        json!([
+        {"scheme": "B2B", "sequence_type": "FRST", "collections": 1, "total": "47.88"},
+        {"scheme": "CORE", "sequence_type": "FRST", "collections": 1, "total": "47.88"}])
+    );
+    let e2e: Vec<&str> = batch["collections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["end_to_end_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        e2e,
+        [
+            format!("{}-01", ia["number"].as_str().unwrap()),
+            format!("{}-01", ib["number"].as_str().unwrap())
+        ]
+    );
+    let replay = app
+        .post_json(&finance, "/v1/sepa/batches", Some("batch-1"), &body)
+        .await;
+    assert_eq!((replay.status, &replay.body), (200, &batch));
+    // an invoice in a batch not yet settled is never collected twice
+    app.post_json(&finance, "/v1/sepa/batches", None, &body)
+        .await
+        .problem(422, "invalid_request");
+    let id = batch["id"].as_str().unwrap();
+    let amendment = app
+        .get(
+            &finance,
+            &format!("/v1/mandates/{}", mb["id"].as_str().unwrap()),
+        )
+        .await;
+    assert_eq!(amendment.body["amendments"][0]["reported_in"], id);
+
+    // the file
+    let file = app
+        .get(&finance, &format!("/v1/sepa/batches/{id}/pain008"))
+        .await;
+    assert_eq!(file.status, 200);
+    assert_eq!(
+        file.header("content-type"),
+        Some("application/xml; charset=utf-8")
+    );
+    let xml = file.text.clone();
+    xsd_valid(&xml);
+    check_control_sums(&xml);
+    // transliterated to the SEPA set (EPC table); the apostrophe, in the set, escaped
+    assert!(
+        xml.contains("<Nm>Societe Generale d&apos;Electricite + Fils</Nm>"),
+        "{xml}"
+    );
+    assert!(
+        xml.contains("<StrtNm>Rue de l&apos;Eglise</StrtNm>")
+            && xml.contains("<TwnNm>Saint-Etienne</TwnNm>"),
+        "{xml}"
+    );
+    assert!(xml.is_ascii(), "only the SEPA set");
+    for group in texts(&xml, "PmtInf") {
+        let scheme = texts(group, "Cd")
+            .into_iter()
+            .find(|c| *c == "CORE" || *c == "B2B")
+            .unwrap();
+        let mandates = texts(group, "MndtId");
+        assert_eq!(
+            mandates,
+            [if scheme == "CORE" { "GL-A-1" } else { "GL-B-1" }],
+            "CORE and B2B never mixed"
+        );
+        if scheme == "B2B" {
+            assert_eq!(texts(group, "AmdmntInd"), ["true"]);
+            assert!(group.contains("SMNDA"), "{group}");
+        } else {
+            assert!(texts(group, "AmdmntInd").is_empty(), "{group}");
+        }
+    }
+    assert!(xml.contains(&format!(
+        "<Ustrd>Facture {}</Ustrd>",
+        ia["number"].as_str().unwrap()
+    )));
+    assert_eq!(
+        app.get(&finance, &format!("/v1/sepa/batches/{id}/pain008"))
+            .await
+            .text,
+        xml,
+        "the same bytes"
+    );
+    let snapshot = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/api/snapshots/pain008.xml"
+    );
+    if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
+        std::fs::write(snapshot, redacted(&xml)).unwrap();
+    }
+    assert_eq!(redacted(&xml), std::fs::read_to_string(snapshot).unwrap());
+
+    // submitted: 411 → 5112, invoices collection_pending, no other payment takes them
+    let bank_before = platform(&app, &admin, BANK).await;
+    let submitted = app
+        .post_json(
+            &finance,
+            &format!("/v1/sepa/batches/{id}/submit"),
+            None,
+            &json!(null),
+        )
+        .await;
+    assert_eq!(
+        (submitted.status, &submitted.body["status"]),
+        (200, &json!("submitted")),
+        "{}",
+        submitted.text
+    );
+    assert_eq!(platform(&app, &admin, IN_TRANSIT).await, dec("95.76"));
+    assert_eq!(balance(&app, &admin, a, "411").await, Decimal::ZERO);
+    let read = app
+        .get(
+            &admin,
+            &format!("/v1/invoices/{}", ia["id"].as_str().unwrap()),
+        )
+        .await;
+    assert_eq!(read.body["status"], "collection_pending");
+    let again = app
+        .post_json(
+            &finance,
+            &format!("/v1/sepa/batches/{id}/submit"),
+            None,
+            &json!(null),
+        )
+        .await;
+    assert_eq!((again.status, &again.body), (200, &submitted.body));
+    assert_eq!(
+        platform(&app, &admin, IN_TRANSIT).await,
+        dec("95.76"),
+        "submitted once"
+    );
+    let transfer = app.post_json(&admin, "/v1/payments", None, &json!({"customer_id": a, "amount": "47.88",
+        "method": "transfer", "reference": "VIR-1", "value_date": "2026-11-24", "invoice_ids": [ia["id"]]})).await;
+    transfer.problem(422, "invalid_request");
+    let m = app
+        .get(&admin, &format!("/v1/customers/{a}/mandates"))
+        .await;
+    assert_eq!(m.body["items"][0]["last_collected_on"], "2026-12-24");
+    app.assert_ledger_verifies(&admin).await;
+
+    // settled: 5112 → 512, each invoice paid by a direct_debit payment
+    app.clock.set(paris("2026-12-24") + Duration::hours(16));
+    let settle = format!("/v1/sepa/batches/{id}/settle");
+    app.post_json(
+        &finance,
+        &settle,
+        None,
+        &json!({"value_date": "2026-12-23"}),
+    )
+    .await
+    .problem(422, "invalid_request");
+    app.post_json(
+        &finance,
+        &settle,
+        None,
+        &json!({"value_date": "2026-12-25"}),
+    )
+    .await
+    .problem(422, "invalid_request");
+    let settled = app
+        .post_json(
+            &finance,
+            &settle,
+            None,
+            &json!({"value_date": "2026-12-24"}),
+        )
+        .await;
+    assert_eq!(
+        (settled.status, &settled.body["status"]),
+        (200, &json!("settled")),
+        "{}",
+        settled.text
+    );
+    assert_eq!(platform(&app, &admin, IN_TRANSIT).await, Decimal::ZERO);
+    assert_eq!(
+        platform(&app, &admin, BANK).await - bank_before,
+        dec("95.76")
+    );
+    let read = app
+        .get(
+            &admin,
+            &format!("/v1/invoices/{}", ia["id"].as_str().unwrap()),
+        )
+        .await;
+    assert_eq!(read.body["status"], "paid", "{}", read.text);
+    let payments = app
+        .get(&admin, &format!("/v1/payments?customer_id={a}"))
+        .await;
+    let p = &payments.body["items"][0];
+    assert_eq!(
+        (
+            &p["method"],
+            &p["reference"],
+            &p["amount"],
+            &p["value_date"]
+        ),
+        (
+            &json!("direct_debit"),
+            &json!(e2e[0]),
+            &json!("47.88"),
+            &json!("2026-12-24")
+        ),
+        "{}",
+        payments.text
+    );
+    assert_eq!(settled.body["collections"][0]["payment_id"], p["id"]);
+    let again = app
+        .post_json(
+            &finance,
+            &settle,
+            None,
+            &json!({"value_date": "2026-12-24"}),
+        )
+        .await;
+    assert_eq!((again.status, &again.body), (200, &settled.body));
+    assert_eq!(
+        platform(&app, &admin, BANK).await - bank_before,
+        dec("95.76"),
+        "settled once"
+    );
+    app.post_json(
+        &finance,
+        &settle,
+        None,
+        &json!({"value_date": "2026-12-24T00:00:00Z"}),
+    )
+    .await
+    .problem(422, "invalid_request");
+    app.assert_ledger_verifies(&admin).await;
+}
+
+#[actix_web::test]
+async fn batches_are_finances_and_follow_their_order() {
+    let (app, _conn) = seeded().await;
+    app.clock.set(paris("2026-11-24") + Duration::hours(10));
+    let admin = app.admin().await;
+    let customer_key = app
+        .key(Role::Customer, Some(grandlivre::demo::DEMO_CUSTOMER_1))
+        .await;
+    let ticketing = app.key(Role::Ticketing, None).await;
+    for key in [&customer_key, &ticketing] {
+        app.post_json(
+            key,
+            "/v1/sepa/batches",
+            None,
+            &json!({"collection_date": "2026-12-24"}),
+        )
+        .await
+        .problem(403, "forbidden");
+    }
+    let unknown = Uuid::now_v7();
+    app.get(&admin, &format!("/v1/sepa/batches/{unknown}"))
+        .await
+        .problem(404, "not_found");
+    app.get(&admin, &format!("/v1/sepa/batches/{unknown}/pain008"))
+        .await
+        .problem(404, "not_found");
+    app.post_json(
+        &admin,
+        &format!("/v1/sepa/batches/{unknown}/submit"),
+        None,
+        &json!(null),
+    )
+    .await
+    .problem(404, "not_found");
+    app.post_json(
+        &admin,
+        "/v1/sepa/batches",
+        None,
+        &json!({"collection_date": "24/12/2026"}),
+    )
+    .await
+    .problem(422, "invalid_request");
+    // the demo customer's ticket invoice, collected under its demo mandate
+    crate::helpers::buy_tickets(&app, &admin, grandlivre::demo::DEMO_CUSTOMER_1, 1, None).await;
+    let made = app
+        .post_json(
+            &admin,
+            "/v1/sepa/batches",
+            None,
+            &json!({"collection_date": "2026-12-24"}),
+        )
+        .await;
+    assert_eq!(made.status, 201, "{}", made.text);
+    let id = made.body["id"].as_str().unwrap();
+    app.post_json(
+        &admin,
+        &format!("/v1/sepa/batches/{id}/settle"),
+        None,
+        &json!({"value_date": "2026-11-24"}),
+    )
+    .await
+    .problem(409, "invalid_state");
+    app.get(&customer_key, &format!("/v1/sepa/batches/{id}"))
+        .await
+        .problem(403, "forbidden");
+    xsd_valid(
+        &app.get(&admin, &format!("/v1/sepa/batches/{id}/pain008"))
+            .await
+            .text,
+    );
+}
