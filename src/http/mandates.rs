@@ -170,7 +170,7 @@ pub async fn get_mandate(
 #[utoipa::path(
     tag = "sepa",
     params(("id" = Uuid, Path, description = "Mandate id")),
-    request_body(content = RevokeMandate, description = "Optional: why"),
+    request_body(content = Option<RevokeMandate>, description = "Optional: no body, or `null`, revokes without a reason"),
     responses((status = 200, description = "Revoked", body = MandateView), WriteErrors),
     security(("bearer" = ["admin", "finance"]))
 )]

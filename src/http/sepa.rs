@@ -69,7 +69,8 @@ pub async fn get_sepa_batch(
     Ok(web::Json(view))
 }
 
-/// The batch's pain.008.001.08 file, to send to the bank: the same bytes every time.
+/// The batch's pain.008.001.08 file, to send to the bank: the same bytes every time (under
+/// the same creditor configuration).
 #[utoipa::path(
     tag = "sepa",
     params(("id" = Uuid, Path, description = "Batch id")),
@@ -92,7 +93,7 @@ pub async fn get_sepa_batch_pain008(
         .await?
         .ok_or(SepaError::NotFound(id))?;
     Ok(HttpResponse::Ok()
-        .content_type("application/xml; charset=utf-8")
+        .content_type("application/xml")
         .body(file))
 }
 

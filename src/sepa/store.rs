@@ -52,6 +52,7 @@ pub async fn has_active_mandate(
     customer: Uuid,
     today: NaiveDate,
 ) -> Result<bool, diesel::result::Error> {
+    let cutoff = lapse_cutoff(today);
     diesel::select(diesel::dsl::exists(
         mandates::table
             .filter(mandates::customer_id.eq(customer))
@@ -59,10 +60,10 @@ pub async fn has_active_mandate(
             // last used after the cutoff: not lapsed
             .filter(
                 mandates::last_collected_on
-                    .gt(lapse_cutoff(today))
+                    .gt(cutoff)
                     .or(mandates::last_collected_on
                         .is_null()
-                        .and(mandates::signed_on.gt(lapse_cutoff(today)))),
+                        .and(mandates::signed_on.gt(cutoff))),
             ),
     ))
     .get_result(conn)

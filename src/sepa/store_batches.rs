@@ -279,7 +279,10 @@ pub async fn create(
                 continue;
             }
             if let std::collections::btree_map::Entry::Vacant(slot) = debtors.entry(cand.customer) {
-                let d = debtor(c, cand.customer, cutoff).await?;
+                // revoked since the candidates were read: nothing to collect under it
+                let Some(d) = debtor(c, cand.customer, cutoff).await? else {
+                    continue;
+                };
                 let fresh =
                     d.last_collected_on.is_none() && !collected_before(c, d.mandate).await?;
                 slot.insert((d, fresh));
@@ -384,7 +387,7 @@ async fn debtor(
     c: &mut AsyncPgConnection,
     customer: Uuid,
     cutoff: NaiveDate,
-) -> Result<Debtor, DieselError> {
+) -> Result<Option<Debtor>, DieselError> {
     mandates::table
         .inner_join(customers::table)
         .filter(mandates::customer_id.eq(customer))
@@ -414,6 +417,7 @@ async fn debtor(
         ))
         .first(c)
         .await
+        .optional()
 }
 
 /// Whether a collection under the mandate is already in a batch (then the next is RCUR).

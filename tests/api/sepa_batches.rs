@@ -280,10 +280,7 @@ async fn mandate_subscription_invoice_batch_submit_settle_with_the_ledger_after_
         .get(&finance, &format!("/v1/sepa/batches/{id}/pain008"))
         .await;
     assert_eq!(file.status, 200);
-    assert_eq!(
-        file.header("content-type"),
-        Some("application/xml; charset=utf-8")
-    );
+    assert_eq!(file.header("content-type"), Some("application/xml"));
     let xml = file.text.clone();
     xsd_valid(&xml);
     check_control_sums(&xml);
@@ -378,6 +375,16 @@ async fn mandate_subscription_invoice_batch_submit_settle_with_the_ledger_after_
     let transfer = app.post_json(&admin, "/v1/payments", None, &json!({"customer_id": a, "amount": "47.88",
         "method": "transfer", "reference": "VIR-1", "value_date": "2026-11-24", "invoice_ids": [ia["id"]]})).await;
     transfer.problem(422, "invalid_request");
+    // nor is it credited while the bank collects it
+    let credit = format!("/v1/invoices/{}/credit-notes", ia["id"].as_str().unwrap());
+    app.post_json(
+        &admin,
+        &credit,
+        Some("cn-1"),
+        &json!({"reason": "Goodwill"}),
+    )
+    .await
+    .problem(409, "invalid_state");
     let m = app
         .get(&admin, &format!("/v1/customers/{a}/mandates"))
         .await;
@@ -545,4 +552,147 @@ async fn batches_are_finances_and_follow_their_order() {
             .await
             .text,
     );
+}
+
+/// Runs billing and invoicing for `date` (at 17:00 Paris, after the clock's time: charges
+/// are created at the clock's time) and answers the customer's invoices.
+async fn invoice_up_to(app: &TestApp, key: &str, customer: Uuid, date: &str) -> Vec<Value> {
+    app.run_job("billing", paris(date) + Duration::hours(17))
+        .await;
+    app.run_job("invoicing", paris(date) + Duration::hours(17))
+        .await;
+    let listed = app
+        .get(key, &format!("/v1/invoices?customer_id={customer}"))
+        .await;
+    listed.body["items"].as_array().unwrap().clone()
+}
+
+#[actix_web::test]
+async fn the_second_collection_is_rcur_and_an_amendment_is_reported_once() {
+    let (app, _conn) = seeded().await;
+    app.clock.set(paris("2026-11-24") + Duration::hours(10));
+    let admin = app.admin().await;
+    let c = customer(
+        &app,
+        &admin,
+        "Atelier Dupont SARL",
+        "Rue de la Paix",
+        "Lyon",
+    )
+    .await;
+    let m = mandate(
+        &app,
+        &admin,
+        c,
+        json!({"reference": "GL-R-1", "signed_on": "2026-11-02",
+        "debtor_name": "Atelier Dupont SARL", "iban": "FR7630006000011234567890189"}),
+    )
+    .await;
+    // the same bank (30006), another account: the previous IBAN is reported
+    let amended = app
+        .post_json(
+            &admin,
+            &format!("/v1/mandates/{}/amendments", m["id"].as_str().unwrap()),
+            None,
+            &json!({"iban": "FR76 3000 6000 0198 7654 3210 949"}),
+        )
+        .await;
+    assert_eq!(amended.status, 201, "{}", amended.text);
+    let sub = app
+        .post_json(
+            &admin,
+            "/v1/subscriptions",
+            None,
+            &json!({"customer_id": c, "offer_code": "ip_access_fibre", "start_date": "2026-11-24"}),
+        )
+        .await;
+    assert_eq!(sub.status, 201, "{}", sub.text);
+    invoice_up_to(&app, &admin, c, "2026-11-24").await;
+    let first = app
+        .post_json(
+            &admin,
+            "/v1/sepa/batches",
+            None,
+            &json!({"collection_date": "2026-12-24"}),
+        )
+        .await;
+    assert_eq!(first.status, 201, "{}", first.text);
+    let id = first.body["id"].as_str().unwrap();
+    let xml = app
+        .get(&admin, &format!("/v1/sepa/batches/{id}/pain008"))
+        .await
+        .text;
+    xsd_valid(&xml);
+    assert_eq!(texts(&xml, "SeqTp"), ["FRST"]);
+    assert_eq!(texts(&xml, "AmdmntInd"), ["true"]);
+    assert!(
+        xml.contains("<OrgnlDbtrAcct><Id><IBAN>FR7630006000011234567890189</IBAN>"),
+        "{xml}"
+    );
+    app.post_json(
+        &admin,
+        &format!("/v1/sepa/batches/{id}/submit"),
+        None,
+        &json!(null),
+    )
+    .await;
+    app.clock.set(paris("2026-12-24") + Duration::hours(16));
+    let settled = app
+        .post_json(
+            &admin,
+            &format!("/v1/sepa/batches/{id}/settle"),
+            None,
+            &json!({"value_date": "2026-12-24"}),
+        )
+        .await;
+    assert_eq!(settled.status, 200, "{}", settled.text);
+
+    // the next period's invoice, a month later: RCUR, nothing more to report
+    let invoices = invoice_up_to(&app, &admin, c, "2026-12-24").await;
+    assert_eq!(invoices.len(), 2, "{invoices:?}");
+    app.clock.set(paris("2027-01-20") + Duration::hours(10));
+    let second = app
+        .post_json(
+            &admin,
+            "/v1/sepa/batches",
+            None,
+            &json!({"collection_date": "2027-01-25"}),
+        )
+        .await;
+    assert_eq!(second.status, 201, "{}", second.text);
+    assert_eq!(
+        second.body["groups"],
+        json!([
+        {"scheme": "CORE", "sequence_type": "RCUR", "collections": 1, "total": "47.88"}])
+    );
+    assert_eq!(second.body["collections"][0]["amendment"], false);
+    let id2 = second.body["id"].as_str().unwrap();
+    let xml = app
+        .get(&admin, &format!("/v1/sepa/batches/{id2}/pain008"))
+        .await
+        .text;
+    xsd_valid(&xml);
+    check_control_sums(&xml);
+    assert_ne!(
+        texts(&xml, "MsgId"),
+        texts(
+            &app.get(&admin, &format!("/v1/sepa/batches/{id}/pain008"))
+                .await
+                .text,
+            "MsgId"
+        ),
+        "unique message ids"
+    );
+    assert!(texts(&xml, "AmdmntInd").is_empty(), "{xml}");
+    let read = app
+        .get(
+            &admin,
+            &format!("/v1/mandates/{}", m["id"].as_str().unwrap()),
+        )
+        .await;
+    assert_eq!(
+        (&read.body["last_collected_on"], &read.body["lapses_after"]),
+        (&json!("2026-12-24"), &json!("2029-12-23"))
+    );
+    app.assert_ledger_verifies(&admin).await;
 }
