@@ -74,7 +74,8 @@ pub struct Cli {
     #[arg(long, env = "GRANDLIVRE_LATE_PAYMENT_RATE", global = true)]
     pub late_payment_rate: Option<rust_decimal::Decimal>,
     /// The SEPA creditor collections name, as JSON: {"name", "address": {...as --seller},
-    /// "iban", "bic", "creditor_id" (the French ICS)} [default: the demo creditor].
+    /// "iban", "bic", "creditor_id" (the French ICS), "prenotification_days" (optional, 1 to
+    /// 14, default 14)} [default: the demo creditor].
     #[arg(long, env = "GRANDLIVRE_CREDITOR", global = true)]
     pub creditor: Option<String>,
     #[command(subcommand)]

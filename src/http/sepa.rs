@@ -15,7 +15,8 @@ use crate::sepa::SepaError;
 const FINANCE: &[Role] = &[Role::Finance];
 
 /// Make a collection batch for a collection date: every open invoice due by then, issued
-/// at least 14 days before it (the invoice is the debtor's pre-notification), of a customer
+/// at least 14 days before it (the invoice is the debtor's pre-notification; fewer when the
+/// creditor is so configured), of a customer
 /// with an active mandate, and in no other batch not yet settled. One collection per
 /// invoice, with an end-to-end id naming it; one group per scheme and sequence type. The
 /// date must be a TARGET2 business day at least one TARGET2 business day ahead (422 on

@@ -15,7 +15,8 @@ use super::MandateScheme;
 use crate::customers::Address;
 
 /// Days between an invoice's issue (its pre-notification: it states the amount and that it
-/// is collected by direct debit) and the collection, unless configured shorter.
+/// is collected by direct debit) and the collection, unless configured shorter (the
+/// creditor's `prenotification_days`).
 pub const PRENOTIFICATION_DAYS: u32 = 14;
 /// TARGET2 business days the file must reach the bank before the collection date: one for
 /// CORE and B2B alike since the 2016 rulebooks (EPC016-09, EPC222-07).
@@ -298,7 +299,8 @@ pub struct NewBatch {
     /// The day the debtors' accounts are debited: a TARGET2 business day, at least one
     /// TARGET2 business day after today. The batch takes the open invoices due by then
     /// whose customer has an active mandate, issued at least 14 days before it (the
-    /// invoice is the pre-notification), and in no other batch not yet settled.
+    /// invoice is the pre-notification; fewer days when the creditor is so configured), and
+    /// in no other batch not yet settled.
     #[serde(deserialize_with = "crate::input::date")]
     pub collection_date: NaiveDate,
 }

@@ -7,6 +7,7 @@ use std::sync::OnceLock;
 
 use serde::{Deserialize, Serialize};
 
+use super::collection::PRENOTIFICATION_DAYS;
 use super::{check_bic, check_iban, check_name};
 use crate::customers::Address;
 use crate::error::FieldError;
@@ -23,6 +24,10 @@ pub struct CreditorConfig {
     /// The French ICS: `FR`, 2 check digits, a 3-character business code (`ZZZ` unless the
     /// creditor chose one), a 6-character national identifier.
     pub creditor_id: String,
+    /// Days between an invoice (the debtor's pre-notification) and its collection, when
+    /// the debtors agreed to less than 14: 1 to 14.
+    #[serde(default)]
+    pub prenotification_days: Option<u32>,
 }
 
 /// The creditor, checked.
@@ -35,6 +40,8 @@ pub struct Creditor {
     pub bic: String,
     /// Normalised (upper case, no spaces).
     pub creditor_id: String,
+    /// Days an invoice is issued at least before its collection (its pre-notification).
+    pub prenotification_days: u32,
 }
 
 /// A French creditor identifier (ICS): `FRkkBBBnnnnnn`, 13 characters, whose check digits
@@ -73,6 +80,13 @@ impl CreditorConfig {
         let iban = field("iban", check_iban(&self.iban));
         let bic = field("bic", check_bic(&self.bic));
         let creditor_id = field("creditor_id", check_french_ics(&self.creditor_id));
+        let days = self.prenotification_days.unwrap_or(PRENOTIFICATION_DAYS);
+        if !(1..=PRENOTIFICATION_DAYS).contains(&days) {
+            errors.push(FieldError::new(
+                "prenotification_days",
+                format!("1 to {PRENOTIFICATION_DAYS} (the rulebook's default is the most)"),
+            ));
+        }
         self.address.check("address", &mut errors);
         match (name, iban, bic, creditor_id) {
             (Some(name), Some(iban), Some(bic), Some(creditor_id)) if errors.is_empty() => {
@@ -82,6 +96,7 @@ impl CreditorConfig {
                     iban,
                     bic,
                     creditor_id,
+                    prenotification_days: days,
                 })
             }
             _ => Err(errors),
@@ -105,6 +120,7 @@ impl Creditor {
             iban: "FR7630004000031234567890143".into(),
             bic: "BNPAFRPP".into(),
             creditor_id: "FR72ZZZ123456".into(),
+            prenotification_days: PRENOTIFICATION_DAYS,
         }
     }
 
@@ -204,8 +220,24 @@ mod tests {
             iban: demo.iban.clone(),
             bic: demo.bic.clone(),
             creditor_id: demo.creditor_id.clone(),
+            prenotification_days: None,
         };
         assert_eq!(config.check(), Ok(demo.clone()));
+        let shorter = CreditorConfig {
+            prenotification_days: Some(5),
+            ..config.clone()
+        };
+        assert_eq!(shorter.check().map(|c| c.prenotification_days), Ok(5));
+        for days in [0, 15] {
+            let refused = CreditorConfig {
+                prenotification_days: Some(days),
+                ..config.clone()
+            };
+            assert_eq!(
+                refused.check().map_err(|e| e[0].field.clone()),
+                Err("prenotification_days".to_string())
+            );
+        }
         assert_eq!(Creditor::from_config(None), Ok(demo));
         let json = serde_json::to_string(&config).unwrap();
         let bad = json

@@ -228,7 +228,8 @@ pub async fn create(
     let today = paris_date(now);
     let date = req.collection_date;
     check_collection_date(date, today).map_err(|e| invalid("collection_date", e))?;
-    let issued_by = date - Duration::days(i64::from(PRENOTIFICATION_DAYS));
+    let days = super::creditor::creditor().prenotification_days;
+    let issued_by = date - Duration::days(i64::from(days));
     let result = crate::retry_transaction!(conn, SepaError, |c| {
         let first = idempotency::replay::<_, SepaError>(c, key, "sepa_batches.create", req, now);
         if let Some(first) = first.await? {
@@ -301,7 +302,7 @@ pub async fn create(
         if plan.is_empty() {
             return Err(invalid(
                 "collection_date",
-                format!("no invoice to collect on {date}: none open, due by then, issued by {issued_by} (14 days' pre-notification), of a customer with an active mandate and in no other batch"),
+                format!("no invoice to collect on {date}: none open, due by then, issued by {issued_by} ({days} days' pre-notification), of a customer with an active mandate and in no other batch"),
             ));
         }
         let total: Decimal = plan.iter().map(|(_, due, _)| *due).sum();

@@ -403,3 +403,43 @@ async fn a_mandate_unused_for_36_months_lapses() {
         .await;
     assert_eq!(demo.body["items"][0]["status"], "active", "{}", demo.text);
 }
+
+/// `--creditor` (or `GRANDLIVRE_CREDITOR`) is checked at start-up: each bad field named,
+/// the ICS by its own check digits.
+#[test]
+fn the_creditor_setting_is_checked_at_start_up() {
+    let dir = std::env::temp_dir().join(format!("gl-creditor-{}", Uuid::now_v7().simple()));
+    let run = |creditor: &str| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_grandlivre"))
+            .env_remove("DATABASE_URL")
+            .env("GRANDLIVRE_CREDITOR", creditor)
+            .arg("--data-dir")
+            .arg(&dir)
+            .args(["db", "status"])
+            .output()
+            .expect("run grandlivre");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let good = json!({
+        "name": "Atelier Dupont SARL",
+        "address": {"street_number": null, "street": "Rue de la Paix", "postcode": "75002",
+                    "town": "Paris", "country": "FR"},
+        "iban": "FR76 3000 6000 0112 3456 7890 189", "bic": "AGRIFRPP",
+        "creditor_id": "FR22ZZZABC123", "prenotification_days": 5
+    });
+    let (ok, stderr) = run(&good.to_string());
+    assert!(ok, "{stderr}");
+    let mut bad = good.clone();
+    bad["creditor_id"] = json!("FR20ZZZ123456"); // the IBAN rule's digits, not the ICS's
+    bad["iban"] = json!("FR7630006000011234567890188");
+    bad["prenotification_days"] = json!(20);
+    let (ok, stderr) = run(&bad.to_string());
+    assert!(!ok, "{stderr}");
+    for field in ["--creditor", "creditor_id", "iban", "prenotification_days"] {
+        assert!(stderr.contains(field), "{field}: {stderr}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
