@@ -479,6 +479,18 @@ diesel::table! {
         amended_from_iban -> Nullable<Text>,
         status -> Text,
         payment_id -> Nullable<Uuid>,
+        return_reason -> Nullable<Text>,
+        return_file_id -> Nullable<Uuid>,
+    }
+}
+
+diesel::table! {
+    sepa_return_files (id) {
+        id -> Uuid,
+        message_id -> Text,
+        format -> Text,
+        imported_at -> Timestamptz,
+        report -> Jsonb,
     }
 }
 
@@ -592,6 +604,7 @@ diesel::joinable!(sepa_collections -> invoices (invoice_id));
 diesel::joinable!(sepa_collections -> mandates (mandate_id));
 diesel::joinable!(sepa_collections -> payments (payment_id));
 diesel::joinable!(sepa_collections -> sepa_batches (batch_id));
+diesel::joinable!(sepa_collections -> sepa_return_files (return_file_id));
 diesel::joinable!(subscription_events -> subscriptions (subscription_id));
 diesel::joinable!(subscriptions -> customers (customer_id));
 diesel::joinable!(subscriptions -> offers (offer_code));
@@ -632,6 +645,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     refunds,
     sepa_batches,
     sepa_collections,
+    sepa_return_files,
     subscription_events,
     subscriptions,
     ticket_purchases,

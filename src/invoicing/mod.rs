@@ -425,6 +425,9 @@ crate::text_enum! {
         CreditNote = "credit_note",
         /// The customer's credit balance (4191) applied to it.
         CreditBalance = "credit_balance",
+        /// A payment given back: its SEPA collection was returned (it counts against what
+        /// was paid).
+        PaymentReturn = "payment_return",
     }
 }
 
