@@ -26,6 +26,10 @@ impl From<SepaError> for ApiError {
             }
             SepaError::CustomerClosed(_) => ApiError::new(ErrorCode::CustomerClosed, detail),
             SepaError::Invalid(errors) => ApiError::fields(ErrorCode::InvalidRequest, errors),
+            SepaError::NotApplied(errors) => ApiError {
+                detail,
+                ..ApiError::fields(ErrorCode::InvalidRequest, errors)
+            },
             SepaError::DuplicateReference(_) => {
                 ApiError::field(ErrorCode::AlreadyExists, "reference", detail)
             }

@@ -111,6 +111,7 @@ pub fn register(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
         .service(sepa::get_sepa_batch_pain008)
         .service(sepa::submit_sepa_batch)
         .service(sepa::settle_sepa_batch)
+        .service(sepa::post_sepa_returns)
         .service(credit_notes::post_credit_note)
         .service(credit_notes::list_credit_notes)
         .service(credit_notes::get_credit_note)

@@ -4,11 +4,12 @@
 use actix_web::{get, post, web, HttpRequest, HttpResponse};
 use uuid::Uuid;
 
-use super::{caller_idempotency_key, created_or_replayed, Auth, JsonBody, State};
+use super::{caller_idempotency_key, created_or_replayed, Auth, JsonBody, RawBody, State};
 use crate::auth::Role;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::openapi::{ReadErrors, WriteErrors};
 use crate::sepa::collection::{BatchView, NewBatch, SettleBatch};
+use crate::sepa::returns::ReturnReport;
 use crate::sepa::store_batches as store;
 use crate::sepa::SepaError;
 
@@ -143,4 +144,54 @@ pub async fn settle_sepa_batch(
     let mut conn = state.pool.get().await?;
     let view = store::settle(&mut conn, id.into_inner(), &req, state.clock.now()).await?;
     Ok(web::Json(view))
+}
+
+/// Import a bank's report of collections that came back: a pain.002 status report (rejects,
+/// before settlement) or a camt.054 debit notification (returns, after), as its XML
+/// (`Content-Type: application/xml`). Each rejected or returned collection, matched by its
+/// end-to-end id, reverses its ledger movement (5112 or bank 512 → receivable 411), reopens
+/// its invoice and records its reason code: MD01, AC04, AC06 and MD07 revoke the mandate;
+/// AM04 and MS03 present the invoice once more in the next batch (a new end-to-end id);
+/// anything else, or a second failure, leaves the invoice to the dunning job. A report
+/// with a part that cannot be applied (an unknown end-to-end id, a collection not submitted
+/// or already back, a malformed file) changes nothing: the 422 names every such part. The
+/// same report again (its message id) answers the first import (200) and changes nothing.
+#[utoipa::path(
+    tag = "sepa",
+    request_body(content = String, content_type = "application/xml", description = "A pain.002 or camt.054 document"),
+    responses(
+        (status = 201, description = "Applied", body = ReturnReport),
+        (status = 200, description = "This report was imported before: its first import", body = ReturnReport),
+        WriteErrors
+    ),
+    security(("bearer" = ["admin", "finance"]))
+)]
+#[post("/v1/sepa/returns")]
+pub async fn post_sepa_returns(
+    state: State,
+    auth: Auth,
+    req: HttpRequest,
+    body: RawBody,
+) -> Result<HttpResponse, ApiError> {
+    auth.require(FINANCE)?;
+    let xml_type = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|m| m.trim().to_ascii_lowercase())
+        .is_some_and(|m| m == "application/xml" || m == "text/xml");
+    if !xml_type {
+        return Err(ApiError::new(
+            ErrorCode::UnsupportedMediaType,
+            "send the report as `Content-Type: application/xml`",
+        ));
+    }
+    let xml = std::str::from_utf8(&body.0).map_err(|_| {
+        ApiError::field(ErrorCode::InvalidRequest, "body", "the report is not UTF-8")
+    })?;
+    let mut conn = state.pool.get().await?;
+    let (report, replayed) =
+        crate::sepa::store_returns::import(&mut conn, xml, state.clock.now()).await?;
+    Ok(created_or_replayed(report, replayed))
 }

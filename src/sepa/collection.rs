@@ -288,6 +288,10 @@ crate::text_enum! {
         Pending = "pending",
         Submitted = "submitted",
         Settled = "settled",
+        /// Rejected by a bank before settlement (a pain.002).
+        Rejected = "rejected",
+        /// Returned after settlement (a camt.054).
+        Returned = "returned",
     }
 }
 

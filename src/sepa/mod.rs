@@ -14,8 +14,10 @@ use crate::idempotency::KeyReused;
 
 pub mod collection;
 pub mod creditor;
+pub mod returns;
 pub mod store;
 pub mod store_batches;
+pub mod store_returns;
 
 /// A mandate reference (UMR): at most 35 characters of the SEPA set.
 pub const UMR_MAX: usize = 35;
@@ -206,6 +208,8 @@ pub enum SepaError {
     BatchConflict,
     #[error("the collection file could not be built: {0}")]
     File(String),
+    #[error("nothing was applied: {}", describe(.0))]
+    NotApplied(Vec<FieldError>),
     #[error(transparent)]
     Payment(#[from] crate::payments::PaymentError),
     #[error(transparent)]

@@ -24,6 +24,8 @@ mod payments;
 mod purchases;
 mod sepa;
 mod sepa_batches;
+mod sepa_files;
+mod sepa_returns;
 mod subscriptions;
 mod test_clock;
 mod wallets;

@@ -13,10 +13,14 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use rust_decimal::Decimal;
 use uuid::Uuid;
 
+mod views;
+
+use views::*;
+pub use views::{get, pain008};
+
 use super::collection::*;
 use super::{lapse_cutoff, MandateScheme, MandateStatus, SepaError};
 use crate::calendar::paris_date;
-use crate::customers::Address;
 use crate::error::FieldError;
 use crate::idempotency::{self, IdempotencyKey};
 use crate::invoicing::store_settlements::settled_amounts;
@@ -24,170 +28,14 @@ use crate::invoicing::InvoiceStatus;
 use crate::ledger::chart::{CustomerAccount, Platform};
 use crate::ledger::store as ledger;
 use crate::ledger::{NewTransaction, Posting};
-use crate::money::{round_cents, DecimalString};
 use crate::payments::store::{record_in_tx, OwedOn, Received, Taken};
 use crate::payments::{eur_amount, PaymentMethod};
 use crate::schema::{
     customers, invoices, mandate_amendments, mandates, sepa_batches, sepa_collections,
 };
 
-#[derive(Queryable, Selectable)]
-#[diesel(table_name = sepa_batches)]
-struct BatchRow {
-    id: Uuid,
-    message_id: String,
-    collection_date: NaiveDate,
-    status: BatchStatus,
-    total: Decimal,
-    created_at: DateTime<Utc>,
-    submitted_at: Option<DateTime<Utc>>,
-    settled_at: Option<DateTime<Utc>>,
-    value_date: Option<NaiveDate>,
-}
-
-#[derive(Queryable, Selectable)]
-#[diesel(table_name = sepa_collections)]
-struct CollectionRow {
-    id: Uuid,
-    invoice_id: Uuid,
-    customer_id: Uuid,
-    mandate_id: Uuid,
-    end_to_end_id: String,
-    amount: Decimal,
-    sequence_type: SequenceType,
-    scheme: MandateScheme,
-    mandate_reference: String,
-    mandate_signed_on: NaiveDate,
-    debtor_name: String,
-    debtor_iban: String,
-    debtor_bic: Option<String>,
-    debtor_address: serde_json::Value,
-    amended_from_iban: Option<String>,
-    status: CollectionStatus,
-    payment_id: Option<Uuid>,
-}
-
 fn invalid(field: &str, message: impl Into<String>) -> SepaError {
     SepaError::Invalid(vec![FieldError::new(field, message)])
-}
-
-async fn rows(
-    c: &mut AsyncPgConnection,
-    batch: Uuid,
-) -> Result<Vec<(CollectionRow, String)>, diesel::result::Error> {
-    sepa_collections::table
-        .inner_join(invoices::table)
-        .filter(sepa_collections::batch_id.eq(batch))
-        .order((sepa_collections::customer_id, sepa_collections::id))
-        .select((CollectionRow::as_select(), invoices::number))
-        .load(c)
-        .await
-}
-
-/// The collections of `rows` as the file carries them.
-fn file_order(rows: &[(CollectionRow, String)]) -> Result<Vec<Collection>, DieselError> {
-    rows.iter()
-        .map(|(r, number)| {
-            let address: Address = serde_json::from_value(r.debtor_address.clone())
-                .map_err(|e| DieselError::DeserializationError(Box::new(e)))?;
-            Ok(Collection {
-                end_to_end_id: r.end_to_end_id.clone(),
-                invoice_number: number.clone(),
-                amount: r.amount,
-                sequence: r.sequence_type,
-                scheme: r.scheme,
-                mandate_reference: r.mandate_reference.clone(),
-                mandate_signed_on: r.mandate_signed_on,
-                debtor_name: r.debtor_name.clone(),
-                debtor_iban: r.debtor_iban.clone(),
-                debtor_bic: r.debtor_bic.clone(),
-                debtor_address: address,
-                amended_from_iban: r.amended_from_iban.clone(),
-            })
-        })
-        .collect()
-}
-
-async fn view_of(c: &mut AsyncPgConnection, b: BatchRow) -> Result<BatchView, DieselError> {
-    let rows = rows(c, b.id).await?;
-    let collections = file_order(&rows)?;
-    let groups = groups(&collections)
-        .into_iter()
-        .map(|((scheme, sequence_type), of)| GroupView {
-            scheme,
-            sequence_type,
-            collections: u32::try_from(of.len()).unwrap_or(u32::MAX),
-            total: DecimalString(round_cents(of.iter().map(|c| c.amount).sum())),
-        })
-        .collect();
-    Ok(BatchView {
-        id: b.id,
-        message_id: b.message_id,
-        collection_date: b.collection_date,
-        status: b.status,
-        collections_count: u32::try_from(rows.len()).unwrap_or(u32::MAX),
-        total: DecimalString(round_cents(b.total)),
-        groups,
-        collections: rows
-            .into_iter()
-            .map(|(r, invoice_number)| CollectionView {
-                id: r.id,
-                end_to_end_id: r.end_to_end_id,
-                invoice_id: r.invoice_id,
-                invoice_number,
-                customer_id: r.customer_id,
-                mandate_id: r.mandate_id,
-                mandate_reference: r.mandate_reference,
-                amount: DecimalString(round_cents(r.amount)),
-                sequence_type: r.sequence_type,
-                scheme: r.scheme,
-                amendment: r.amended_from_iban.is_some(),
-                status: r.status,
-                payment_id: r.payment_id,
-            })
-            .collect(),
-        created_at: b.created_at,
-        submitted_at: b.submitted_at,
-        settled_at: b.settled_at,
-        value_date: b.value_date,
-    })
-}
-
-async fn batch_row(
-    c: &mut AsyncPgConnection,
-    id: Uuid,
-    lock: bool,
-) -> Result<Option<BatchRow>, DieselError> {
-    let q = sepa_batches::table.find(id).select(BatchRow::as_select());
-    if lock {
-        q.for_update().first(c).await.optional()
-    } else {
-        q.first(c).await.optional()
-    }
-}
-
-pub async fn get(conn: &mut AsyncPgConnection, id: Uuid) -> Result<Option<BatchView>, DieselError> {
-    match batch_row(conn, id, false).await? {
-        Some(b) => Ok(Some(view_of(conn, b).await?)),
-        None => Ok(None),
-    }
-}
-
-/// The pain.008.001.08 file of batch `id` (`None`: no such batch).
-pub async fn pain008(conn: &mut AsyncPgConnection, id: Uuid) -> Result<Option<String>, SepaError> {
-    let Some(b) = batch_row(conn, id, false).await? else {
-        return Ok(None);
-    };
-    let rows = rows(conn, id).await?;
-    let file = super::collection::pain008(
-        b.id,
-        b.created_at,
-        b.collection_date,
-        super::creditor::creditor(),
-        &file_order(&rows)?,
-    )
-    .map_err(SepaError::File)?;
-    Ok(Some(file))
 }
 
 /// An invoice a batch may collect.
@@ -248,7 +96,25 @@ pub async fn create(
             );
         let in_collection = sepa_collections::table
             .filter(sepa_collections::invoice_id.eq(invoices::id))
-            .filter(sepa_collections::status.ne(CollectionStatus::Settled));
+            .filter(
+                sepa_collections::status
+                    .eq_any([CollectionStatus::Pending, CollectionStatus::Submitted]),
+            );
+        // came back for a reason that asks no new presentation, or came back twice: the
+        // dunning job's
+        let given_up = sepa_collections::table
+            .filter(sepa_collections::invoice_id.eq(invoices::id))
+            .filter(
+                sepa_collections::status
+                    .eq_any([CollectionStatus::Rejected, CollectionStatus::Returned]),
+            )
+            .filter(
+                sepa_collections::attempt
+                    .ge(2)
+                    .or(sepa_collections::return_reason
+                        .ne_all(super::returns::PRESENT_AGAIN)
+                        .assume_not_null()),
+            );
         let candidates: Vec<Candidate> = invoices::table
             .filter(invoices::status.eq_any([
                 InvoiceStatus::Issued.as_str(),
@@ -258,6 +124,7 @@ pub async fn create(
             .filter(invoices::issued_on.le(issued_by))
             .filter(diesel::dsl::exists(collectable))
             .filter(diesel::dsl::not(diesel::dsl::exists(in_collection)))
+            .filter(diesel::dsl::not(diesel::dsl::exists(given_up)))
             .order((invoices::customer_id, invoices::issued_on, invoices::seq))
             .limit(i64::try_from(MAX_COLLECTIONS).unwrap_or(i64::MAX))
             .select((
@@ -528,10 +395,14 @@ pub async fn submit(
                 .execute(c)
                 .await?;
         }
-        diesel::update(sepa_collections::table.filter(sepa_collections::batch_id.eq(id)))
-            .set(sepa_collections::status.eq(CollectionStatus::Submitted))
-            .execute(c)
-            .await?;
+        diesel::update(
+            sepa_collections::table
+                .filter(sepa_collections::batch_id.eq(id))
+                .filter(sepa_collections::status.eq(CollectionStatus::Pending)),
+        )
+        .set(sepa_collections::status.eq(CollectionStatus::Submitted))
+        .execute(c)
+        .await?;
         diesel::update(sepa_batches::table.find(id))
             .set((
                 sepa_batches::status.eq(BatchStatus::Submitted),
@@ -600,7 +471,11 @@ pub async fn settle(
         }
         for (customer, collections) in by_customer(rows(c, id).await?) {
             crate::customers::store::status_for_update(c, customer).await?;
-            for r in collections {
+            // a collection rejected before settlement (a pain.002) brings nothing
+            for r in collections
+                .into_iter()
+                .filter(|r| r.status == CollectionStatus::Submitted)
+            {
                 let payment = Uuid::now_v7();
                 let received = Received {
                     id: payment,
