@@ -255,7 +255,18 @@ pub async fn record_in_tx(
             payments::created_at.eq(now),
         ))
         .execute(c)
-        .await?;
+        .await
+        .map_err(|e| match e {
+            // a reference is one payment's, whichever path recorded it first (a transfer
+            // reported under a collection's end-to-end id, or the other way round)
+            diesel::result::Error::DatabaseError(
+                diesel::result::DatabaseErrorKind::UniqueViolation,
+                ref info,
+            ) if info.constraint_name() == Some("payments_reference_key") => {
+                PaymentError::IdempotencyConflict
+            }
+            e => e.into(),
+        })?;
     let mut cleared_overdue = false;
     for t in taken {
         let settlement = Settlement {

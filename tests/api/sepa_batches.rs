@@ -348,6 +348,24 @@ async fn mandate_subscription_invoice_batch_submit_settle_with_the_ledger_after_
         dec("95.76"),
         "settled once"
     );
+    // a collection's end-to-end id is its payment's reference: a transfer under it is a 409
+    let clash = app
+        .post_json(
+            &admin,
+            "/v1/payments",
+            None,
+            &json!({"customer_id": a, "amount": "10.00",
+            "method": "transfer", "reference": e2e[0], "value_date": "2026-12-24"}),
+        )
+        .await;
+    assert_eq!(
+        clash.problem(409, "idempotency_conflict")["errors"][0]["field"],
+        "reference"
+    );
+    assert_eq!(
+        platform(&app, &admin, BANK).await - bank_before,
+        dec("95.76")
+    );
     app.post_json(
         &finance,
         &settle,
