@@ -73,6 +73,11 @@ pub struct Cli {
     /// the ECB refinancing rate plus 10 points].
     #[arg(long, env = "GRANDLIVRE_LATE_PAYMENT_RATE", global = true)]
     pub late_payment_rate: Option<rust_decimal::Decimal>,
+    /// The SEPA creditor collections name, as JSON: {"name", "address": {...as --seller},
+    /// "iban", "bic", "creditor_id" (the French ICS), "prenotification_days" (optional, 1 to
+    /// 14, default 14)} [default: the demo creditor].
+    #[arg(long, env = "GRANDLIVRE_CREDITOR", global = true)]
+    pub creditor: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -208,6 +213,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         crate::invoicing::legal::Seller::from_config(cli.seller.as_deref(), cli.late_payment_rate)
             .map_err(anyhow::Error::msg)?;
     crate::invoicing::legal::configure(seller);
+    let creditor = crate::sepa::creditor::Creditor::from_config(cli.creditor.as_deref())
+        .map_err(anyhow::Error::msg)?;
+    crate::sepa::creditor::configure(creditor);
     let data_dir = cli.data_dir.unwrap_or_else(|| {
         crate::pg_cluster::default_data_dir(std::path::Path::new("var/postgres"))
     });

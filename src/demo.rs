@@ -94,7 +94,12 @@ pub async fn seed(conn: &mut AsyncPgConnection, now: DateTime<Utc>) -> anyhow::R
             mandates::id.eq(Uuid::from_u128(0x0193_e0a0_0000_7000_8000_0000_0000_1001)),
             mandates::customer_id.eq(DEMO_CUSTOMER_1),
             mandates::reference.eq("GL-DEMO-0001"),
-            mandates::signed_on.eq(since),
+            // signed when seeded: a mandate unused for 36 months has lapsed
+            mandates::signed_on.eq(crate::calendar::paris_date(now)),
+            mandates::debtor_name.eq("Atelier Demo SARL"),
+            mandates::iban.eq("FR1420041010050500013M02606"),
+            mandates::bic.eq("PSSTFRPP"),
+            mandates::scheme.eq(crate::sepa::MandateScheme::Core),
         ))
         .on_conflict_do_nothing()
         .execute(conn)

@@ -33,10 +33,12 @@ pub enum Job {
     /// Marks invoices past due overdue, sends formal notices (suspending), clears them
     /// once paid, and terminates contracts when a notice stays without effect.
     Dunning,
+    /// Lapses SEPA mandates under which no collection was presented for 36 months.
+    MandateLapse,
 }
 
 impl Job {
-    pub const ALL: [Job; 8] = [
+    pub const ALL: [Job; 9] = [
         Job::Renewals,
         Job::Billing,
         Job::HoldExpiry,
@@ -45,6 +47,7 @@ impl Job {
         Job::InterventionRelease,
         Job::Invoicing,
         Job::Dunning,
+        Job::MandateLapse,
     ];
 
     pub fn name(self) -> &'static str {
@@ -57,6 +60,7 @@ impl Job {
             Job::InterventionRelease => "intervention-release",
             Job::Invoicing => "invoicing",
             Job::Dunning => "dunning",
+            Job::MandateLapse => "mandate-lapse",
         }
     }
 
@@ -109,6 +113,14 @@ pub enum JobReport {
     InterventionRelease(ChargesReport),
     Invoicing(InvoicingReport),
     Dunning(crate::dunning::store::DunningReport),
+    MandateLapse(MandateLapseReport),
+}
+
+/// `mandate-lapse`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct MandateLapseReport {
+    /// Mandates that lapsed (no collection presented for 36 months).
+    pub mandates_lapsed: u32,
 }
 
 /// `invoicing`.
@@ -242,6 +254,9 @@ pub async fn run(
         Job::Dunning => JobReport::Dunning(
             crate::dunning::store::run(conn, crate::dunning::Policy::default(), as_of, now).await?,
         ),
+        Job::MandateLapse => JobReport::MandateLapse(MandateLapseReport {
+            mandates_lapsed: crate::sepa::store::lapse(conn, as_of).await?,
+        }),
     };
     tracing::info!(job = job.name(), %as_of, ?report, "job run");
     Ok(JobRun { as_of, report })

@@ -25,6 +25,7 @@ pub mod openapi;
 pub mod payments;
 pub mod pg_cluster;
 pub mod schema;
+pub mod sepa;
 pub mod startup;
 pub mod subscriptions;
 pub mod telemetry;

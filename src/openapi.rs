@@ -35,6 +35,7 @@ use crate::error::{ErrorCode, FieldError, Problem};
         (name = "authorizations", description = "The ticketing hot path: decisions, holds, capture, interventions"),
         (name = "invoices", description = "Invoices issued from charges and their credit notes, each series with gapless numbers"),
         (name = "payments", description = "Payments received and allocated to invoices, credit balances refunded"),
+        (name = "sepa", description = "SEPA direct debit: mandates and their amendments, collection batches and their pain.008 files"),
         (name = "wallets", description = "Tickets, service-credit lots, Assistance+ appointments, balances"),
         (name = "api-keys", description = "API keys: create (the secret shown once), list, revoke"),
         (name = "operations", description = "Health, readiness, metrics, contract")

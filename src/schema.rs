@@ -340,6 +340,20 @@ diesel::table! {
 }
 
 diesel::table! {
+    mandate_amendments (id) {
+        id -> Uuid,
+        mandate_id -> Uuid,
+        previous_iban -> Nullable<Text>,
+        previous_bic -> Nullable<Text>,
+        previous_debtor_name -> Nullable<Text>,
+        bic_changed -> Bool,
+        amended_on -> Date,
+        created_at -> Timestamptz,
+        reported_in -> Nullable<Uuid>,
+    }
+}
+
+diesel::table! {
     mandates (id) {
         id -> Uuid,
         customer_id -> Uuid,
@@ -347,6 +361,13 @@ diesel::table! {
         signed_on -> Date,
         status -> Text,
         created_at -> Timestamptz,
+        debtor_name -> Nullable<Text>,
+        iban -> Nullable<Text>,
+        bic -> Nullable<Text>,
+        scheme -> Text,
+        last_collected_on -> Nullable<Date>,
+        status_changed_at -> Nullable<Timestamptz>,
+        status_reason -> Nullable<Text>,
     }
 }
 
@@ -420,6 +441,57 @@ diesel::table! {
         amount -> Numeric,
         value_date -> Date,
         created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    sepa_batches (id) {
+        id -> Uuid,
+        message_id -> Text,
+        collection_date -> Date,
+        status -> Text,
+        collections -> Int4,
+        total -> Numeric,
+        created_at -> Timestamptz,
+        submitted_at -> Nullable<Timestamptz>,
+        settled_at -> Nullable<Timestamptz>,
+        value_date -> Nullable<Date>,
+    }
+}
+
+diesel::table! {
+    sepa_collections (id) {
+        id -> Uuid,
+        batch_id -> Uuid,
+        invoice_id -> Uuid,
+        customer_id -> Uuid,
+        mandate_id -> Uuid,
+        end_to_end_id -> Text,
+        attempt -> Int4,
+        amount -> Numeric,
+        sequence_type -> Text,
+        scheme -> Text,
+        mandate_reference -> Text,
+        mandate_signed_on -> Date,
+        debtor_name -> Text,
+        debtor_iban -> Text,
+        debtor_bic -> Nullable<Text>,
+        debtor_address -> Jsonb,
+        amended_from_iban -> Nullable<Text>,
+        status -> Text,
+        payment_id -> Nullable<Uuid>,
+        return_reason -> Nullable<Text>,
+        return_file_id -> Nullable<Uuid>,
+    }
+}
+
+diesel::table! {
+    sepa_return_files (id) {
+        id -> Uuid,
+        message_id -> Text,
+        format -> Text,
+        imported_at -> Timestamptz,
+        report -> Jsonb,
     }
 }
 
@@ -522,10 +594,18 @@ diesel::joinable!(invoice_settlements -> customers (customer_id));
 diesel::joinable!(invoice_settlements -> invoices (invoice_id));
 diesel::joinable!(invoice_vat -> invoices (invoice_id));
 diesel::joinable!(invoices -> customers (customer_id));
+diesel::joinable!(mandate_amendments -> mandates (mandate_id));
+diesel::joinable!(mandate_amendments -> sepa_batches (reported_in));
 diesel::joinable!(mandates -> customers (customer_id));
 diesel::joinable!(offer_prices -> offers (offer_code));
 diesel::joinable!(payments -> customers (customer_id));
 diesel::joinable!(refunds -> customers (customer_id));
+diesel::joinable!(sepa_collections -> customers (customer_id));
+diesel::joinable!(sepa_collections -> invoices (invoice_id));
+diesel::joinable!(sepa_collections -> mandates (mandate_id));
+diesel::joinable!(sepa_collections -> payments (payment_id));
+diesel::joinable!(sepa_collections -> sepa_batches (batch_id));
+diesel::joinable!(sepa_collections -> sepa_return_files (return_file_id));
 diesel::joinable!(subscription_events -> subscriptions (subscription_id));
 diesel::joinable!(subscriptions -> customers (customer_id));
 diesel::joinable!(subscriptions -> offers (offer_code));
@@ -557,12 +637,16 @@ diesel::allow_tables_to_appear_in_same_query!(
     invoice_settlements,
     invoice_vat,
     invoices,
+    mandate_amendments,
     mandates,
     offer_prices,
     offers,
     payments,
     postings,
     refunds,
+    sepa_batches,
+    sepa_collections,
+    sepa_return_files,
     subscription_events,
     subscriptions,
     ticket_purchases,

@@ -24,6 +24,7 @@ impl From<CreditNoteError> for ApiError {
                 ApiError::field(ErrorCode::InvalidRequest, p.field, p.message)
             }
             CreditNoteError::AlreadyUsed(_) => ApiError::new(ErrorCode::AlreadyUsed, detail),
+            CreditNoteError::BeingCollected(_) => ApiError::new(ErrorCode::InvalidState, detail),
             CreditNoteError::IdempotencyConflict => {
                 ApiError::new(ErrorCode::IdempotencyConflict, detail)
             }

@@ -10,9 +10,11 @@ pub mod invoice_runs;
 pub mod invoices;
 pub mod jobs;
 pub mod ledger;
+pub mod mandates;
 mod observe;
 pub mod offers;
 pub mod payments;
+pub mod sepa;
 pub mod subscriptions;
 pub mod test_clock;
 pub mod wallets;
@@ -102,6 +104,17 @@ pub fn register(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
         .service(payments::list_payments)
         .service(payments::get_payment)
         .service(payments::post_customer_refund)
+        .service(mandates::post_customer_mandate)
+        .service(mandates::list_customer_mandates)
+        .service(mandates::get_mandate)
+        .service(mandates::revoke_mandate)
+        .service(mandates::post_mandate_amendment)
+        .service(sepa::post_sepa_batch)
+        .service(sepa::get_sepa_batch)
+        .service(sepa::get_sepa_batch_pain008)
+        .service(sepa::submit_sepa_batch)
+        .service(sepa::settle_sepa_batch)
+        .service(sepa::post_sepa_returns)
         .service(credit_notes::post_credit_note)
         .service(credit_notes::list_credit_notes)
         .service(credit_notes::get_credit_note)

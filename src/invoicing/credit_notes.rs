@@ -342,6 +342,9 @@ pub enum CreditNoteError {
     AlreadyUsed(String),
     #[error("the idempotency key was already used for a different request")]
     IdempotencyConflict,
+    /// The invoice is in a submitted SEPA collection: the bank is collecting what it asks.
+    #[error("invoice {0} is being collected by SEPA direct debit: credit it once its collection is settled")]
+    BeingCollected(String),
     #[error(transparent)]
     Invoicing(#[from] super::InvoicingError),
     #[error(transparent)]

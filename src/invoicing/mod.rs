@@ -401,6 +401,9 @@ crate::text_enum! {
     pub enum InvoiceStatus {
         Issued = "issued",
         Overdue = "overdue",
+        /// In a submitted SEPA collection batch: the bank collects it, no other payment
+        /// takes it meanwhile.
+        CollectionPending = "collection_pending",
         Paid = "paid",
         Credited = "credited",
     }
@@ -424,6 +427,9 @@ crate::text_enum! {
         CreditNote = "credit_note",
         /// The customer's credit balance (4191) applied to it.
         CreditBalance = "credit_balance",
+        /// A payment given back: its SEPA collection was returned (it counts against what
+        /// was paid).
+        PaymentReturn = "payment_return",
     }
 }
 

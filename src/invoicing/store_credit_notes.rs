@@ -18,7 +18,7 @@ use super::credit_notes::{
 };
 use super::store::take_numbers;
 use super::store_settlements::{settle_in_tx, settled_amounts, Settlement};
-use super::{DocumentKind, InvoicingError, SettlementKind, Totals, VatSubtotal};
+use super::{DocumentKind, InvoiceStatus, InvoicingError, SettlementKind, Totals, VatSubtotal};
 use crate::calendar::paris_date;
 use crate::catalog::PriceBasis;
 use crate::charges::ChargeSource;
@@ -442,12 +442,15 @@ pub async fn create(
             .for_no_key_update()
             .first::<Uuid>(c)
             .await?;
-        let total_ttc: Decimal = invoices::table
+        let (total_ttc, status): (Decimal, InvoiceStatus) = invoices::table
             .find(invoice)
-            .select(invoices::total_ttc)
+            .select((invoices::total_ttc, invoices::status))
             .for_update()
             .first(c)
             .await?;
+        if status == InvoiceStatus::CollectionPending {
+            return Err(CreditNoteError::BeingCollected(invoice_number));
+        }
         let (lines, rates) = creditable(c, invoice).await?;
         let asked: Option<Vec<LineAsk>> = request.lines.as_ref().map(|ls| {
             ls.iter()

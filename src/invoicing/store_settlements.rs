@@ -46,7 +46,7 @@ pub struct OpenInvoice {
 }
 
 /// Paid (payments and credit balance) and credited (credit notes) of each invoice.
-pub(super) async fn settled_amounts(
+pub(crate) async fn settled_amounts(
     conn: &mut AsyncPgConnection,
     ids: &[Uuid],
 ) -> Result<HashMap<Uuid, (Decimal, Decimal)>, diesel::result::Error> {
@@ -65,6 +65,7 @@ pub(super) async fn settled_amounts(
         match kind {
             SettlementKind::CreditNote => entry.1 += amount,
             SettlementKind::Payment | SettlementKind::CreditBalance => entry.0 += amount,
+            SettlementKind::PaymentReturn => entry.0 -= amount,
         }
     }
     Ok(of)
@@ -115,6 +116,7 @@ pub async fn settle_in_tx(
     let (paid, credited) = match s.kind {
         SettlementKind::CreditNote => (paid, credited + s.amount),
         SettlementKind::Payment | SettlementKind::CreditBalance => (paid + s.amount, credited),
+        SettlementKind::PaymentReturn => (paid - s.amount, credited),
     };
     let (due, new_status) =
         settled_status(total_ttc, paid, credited, status == InvoiceStatus::Overdue);
@@ -128,6 +130,58 @@ pub async fn settle_in_tx(
         customer_id,
         due,
         status: new_status,
+    })
+}
+
+/// Gives back, inside the caller's transaction, `amount` of what the payment `payment`
+/// paid on `invoice` (its SEPA collection was returned): a `payment_return` settlement on
+/// `on`, and the invoice open again (`issued`; the dunning job marks it overdue past its
+/// due date). Never more than what was paid on it.
+pub async fn return_payment_in_tx(
+    c: &mut AsyncPgConnection,
+    invoice: Uuid,
+    payment: Uuid,
+    amount: Decimal,
+    on: NaiveDate,
+    now: DateTime<Utc>,
+) -> Result<Settled, InvoicingError> {
+    let (customer_id, total_ttc): (Uuid, Decimal) = invoices::table
+        .find(invoice)
+        .select((invoices::customer_id, invoices::total_ttc))
+        .for_update()
+        .first(c)
+        .await
+        .optional()?
+        .ok_or(InvoicingError::NotFound(invoice))?;
+    let (paid, credited) = settled_amounts(c, &[invoice])
+        .await?
+        .remove(&invoice)
+        .unwrap_or_default();
+    if amount <= Decimal::ZERO || amount > paid {
+        return Err(InvoicingError::BeyondDue { invoice, due: paid });
+    }
+    diesel::insert_into(invoice_settlements::table)
+        .values((
+            invoice_settlements::id.eq(Uuid::now_v7()),
+            invoice_settlements::invoice_id.eq(invoice),
+            invoice_settlements::customer_id.eq(customer_id),
+            invoice_settlements::kind.eq(SettlementKind::PaymentReturn.as_str()),
+            invoice_settlements::source_id.eq(payment),
+            invoice_settlements::amount.eq(amount),
+            invoice_settlements::settled_on.eq(on),
+            invoice_settlements::created_at.eq(now),
+        ))
+        .execute(c)
+        .await?;
+    let (due, status) = settled_status(total_ttc, paid - amount, credited, false);
+    diesel::update(invoices::table.find(invoice))
+        .set(invoices::status.eq(status.as_str()))
+        .execute(c)
+        .await?;
+    Ok(Settled {
+        customer_id,
+        due,
+        status,
     })
 }
 

@@ -27,6 +27,9 @@ crate::text_enum! {
         Transfer = "transfer",
         /// A card settlement reported by the processor (its reference: the processor's).
         Card = "card",
+        /// A SEPA direct debit collected (its reference: the collection's end-to-end id);
+        /// recorded by settling its batch, never through `POST /v1/payments`.
+        DirectDebit = "direct_debit",
     }
 }
 

@@ -122,6 +122,12 @@ pub async fn receive(
     let amount = eur(req.amount.0)?.value();
     check_reference(&req.reference)?;
     check_value_date(req.value_date, paris_date(now))?;
+    if req.method == PaymentMethod::DirectDebit {
+        return Err(PaymentError::Invalid {
+            field: "method",
+            message: "a direct debit is recorded by settling its SEPA batch".into(),
+        });
+    }
     if let Some(ids) = &req.invoice_ids {
         check_named(ids)?;
     }
@@ -155,56 +161,27 @@ pub async fn receive(
                 })
                 .collect::<Result<_, _>>()?,
         };
-        let (taken, rest) = allocate(amount, &targets);
+        let (taken, _) = allocate(amount, &targets);
+        let taken: Vec<Taken> = taken
+            .into_iter()
+            .map(|(invoice, amount)| Taken {
+                invoice,
+                amount,
+                was_overdue: open
+                    .iter()
+                    .any(|o| o.id == invoice && o.status == InvoiceStatus::Overdue),
+            })
+            .collect();
         let id = Uuid::now_v7();
-        diesel::insert_into(payments::table)
-            .values((
-                payments::id.eq(id),
-                payments::customer_id.eq(req.customer_id),
-                payments::reference.eq(&req.reference),
-                payments::method.eq(req.method),
-                payments::amount.eq(amount),
-                payments::value_date.eq(req.value_date),
-                payments::received_at.eq(now),
-                payments::created_at.eq(now),
-            ))
-            .execute(c)
-            .await?;
-        let mut cleared_overdue = false;
-        for (invoice, part) in &taken {
-            let was_overdue = open
-                .iter()
-                .any(|o| o.id == *invoice && o.status == InvoiceStatus::Overdue);
-            let settlement = Settlement {
-                invoice_id: *invoice,
-                kind: SettlementKind::Payment,
-                source_id: id,
-                amount: *part,
-                settled_on: req.value_date,
-            };
-            let settled = settle_in_tx(c, &settlement, now).await?;
-            release_if_paid_in_tx(c, *invoice, &settled, req.value_date, now).await?;
-            cleared_overdue |= was_overdue && !settled.status.is_open();
-        }
-        if cleared_overdue {
-            crate::dunning::store::lift_if_cleared_in_tx(c, req.customer_id, req.value_date, now)
-                .await?;
-        }
-        let allocated: Decimal = taken.iter().map(|(_, a)| *a).sum();
-        let mut postings = vec![Posting::debit(Platform::Bank.id(), eur(amount)?)];
-        if allocated > Decimal::ZERO {
-            let receivable = account(c, req.customer_id, CustomerAccount::Receivable).await?;
-            postings.push(Posting::credit(receivable, eur(allocated)?));
-        }
-        if rest > Decimal::ZERO {
-            let credit = account(c, req.customer_id, CustomerAccount::CreditBalance).await?;
-            postings.push(Posting::credit(credit, eur(rest)?));
-        }
-        let tx = NewTransaction::new(format!("payment:{id}"), "payment", postings)?
-            .effective_at(paris_midnight(req.value_date))
-            .posted_at(now)
-            .description(format!("payment {}", req.reference));
-        ledger::post_in_tx(c, &tx).await?;
+        let received = Received {
+            id,
+            customer: req.customer_id,
+            reference: &req.reference,
+            method: req.method,
+            amount,
+            value_date: req.value_date,
+        };
+        record_in_tx(c, &received, &taken, OwedOn::Receivable, now).await?;
         let created = row(c, id).await?;
         let view = with_allocations(c, vec![created])
             .await?
@@ -213,6 +190,124 @@ pub async fn receive(
         idempotency::record(c, Some(&key), &view).await?;
         Ok((view, false))
     })
+}
+
+/// Where the money a payment brings was owed: what the ledger credits against bank 512.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OwedOn {
+    /// Receivable 411 for what invoices take, the customer's credit balance 4191 for the
+    /// rest: a transfer or a card payment.
+    Receivable,
+    /// Direct debits in transit 5112: a SEPA collection, whose receivable moved there when
+    /// its batch was submitted. It pays exactly what its invoices take.
+    DirectDebitsInTransit,
+}
+
+/// A payment to record.
+#[derive(Debug, Clone)]
+pub struct Received<'a> {
+    pub id: Uuid,
+    pub customer: Uuid,
+    pub reference: &'a str,
+    pub method: PaymentMethod,
+    pub amount: Decimal,
+    pub value_date: NaiveDate,
+}
+
+/// What a payment pays of one invoice.
+#[derive(Debug, Clone)]
+pub struct Taken {
+    pub invoice: Uuid,
+    pub amount: Decimal,
+    /// Whether the invoice was overdue before (paid in full, it may lift the dunning).
+    pub was_overdue: bool,
+}
+
+/// Records the payment `p` inside the caller's transaction, which holds the customer's row:
+/// the payment's row, each invoice of `taken` settled in that order (`settle_in_tx`), what
+/// an invoice paid in full was waiting for released, the customer's dunning lifted when it
+/// paid an overdue invoice, then the ledger: bank 512 against `owed_on` at the value date.
+/// The one path of every payment: `POST /v1/payments` and a settled SEPA collection.
+pub async fn record_in_tx(
+    c: &mut AsyncPgConnection,
+    p: &Received<'_>,
+    taken: &[Taken],
+    owed_on: OwedOn,
+    now: DateTime<Utc>,
+) -> Result<(), PaymentError> {
+    let allocated: Decimal = taken.iter().map(|t| t.amount).sum();
+    let rest = p.amount - allocated;
+    if rest < Decimal::ZERO || (owed_on == OwedOn::DirectDebitsInTransit && !rest.is_zero()) {
+        return Err(PaymentError::Invalid {
+            field: "amount",
+            message: format!("{} cannot pay {allocated} of invoices", p.amount),
+        });
+    }
+    diesel::insert_into(payments::table)
+        .values((
+            payments::id.eq(p.id),
+            payments::customer_id.eq(p.customer),
+            payments::reference.eq(p.reference),
+            payments::method.eq(p.method),
+            payments::amount.eq(p.amount),
+            payments::value_date.eq(p.value_date),
+            payments::received_at.eq(now),
+            payments::created_at.eq(now),
+        ))
+        .execute(c)
+        .await
+        .map_err(|e| match e {
+            // a reference is one payment's, whichever path recorded it first (a transfer
+            // reported under a collection's end-to-end id, or the other way round)
+            diesel::result::Error::DatabaseError(
+                diesel::result::DatabaseErrorKind::UniqueViolation,
+                ref info,
+            ) if info.constraint_name() == Some("payments_reference_key") => {
+                PaymentError::IdempotencyConflict
+            }
+            e => e.into(),
+        })?;
+    let mut cleared_overdue = false;
+    for t in taken {
+        let settlement = Settlement {
+            invoice_id: t.invoice,
+            kind: SettlementKind::Payment,
+            source_id: p.id,
+            amount: t.amount,
+            settled_on: p.value_date,
+        };
+        let settled = settle_in_tx(c, &settlement, now).await?;
+        release_if_paid_in_tx(c, t.invoice, &settled, p.value_date, now).await?;
+        cleared_overdue |= t.was_overdue && !settled.status.is_open();
+    }
+    if cleared_overdue {
+        crate::dunning::store::lift_if_cleared_in_tx(c, p.customer, p.value_date, now).await?;
+    }
+    let mut postings = vec![Posting::debit(Platform::Bank.id(), eur(p.amount)?)];
+    match owed_on {
+        OwedOn::DirectDebitsInTransit => {
+            postings.push(Posting::credit(
+                Platform::DirectDebitsInTransit.id(),
+                eur(p.amount)?,
+            ));
+        }
+        OwedOn::Receivable => {
+            if allocated > Decimal::ZERO {
+                let receivable = account(c, p.customer, CustomerAccount::Receivable).await?;
+                postings.push(Posting::credit(receivable, eur(allocated)?));
+            }
+            if rest > Decimal::ZERO {
+                let credit = account(c, p.customer, CustomerAccount::CreditBalance).await?;
+                postings.push(Posting::credit(credit, eur(rest)?));
+            }
+        }
+    }
+    let tx = NewTransaction::new(format!("payment:{}", p.id), "payment", postings)?
+        .effective_at(paris_midnight(p.value_date))
+        .posted_at(now)
+        .description(format!("payment {}", p.reference));
+    ledger::post_in_tx(c, &tx).await?;
+    Ok(())
 }
 
 async fn account(

@@ -649,13 +649,27 @@ async fn sepa_offers_need_an_active_mandate() {
         .as_str()
         .unwrap()
         .contains("mandate"));
-    diesel::sql_query(format!(
-        "INSERT INTO mandates (id, customer_id, reference, signed_on) VALUES ('{}', '{NO_MANDATE}', 'TEST-UMR-1', '2026-01-01')",
+    // a mandate row naming no debtor account is no mandate: the database refuses it active
+    let incomplete = diesel::sql_query(format!(
+        "INSERT INTO mandates (id, customer_id, reference, signed_on) VALUES ('{}', '{NO_MANDATE}', 'TEST-UMR-0', '2026-01-01')",
         Uuid::now_v7()
     ))
     .execute(&mut conn)
-    .await
-    .unwrap();
+    .await;
+    assert!(
+        incomplete.is_err(),
+        "an active mandate without IBAN was stored"
+    );
+    let mandate = app
+        .post_json(
+            &admin,
+            &format!("/v1/customers/{NO_MANDATE}/mandates"),
+            None,
+            &json!({"reference": "TEST-UMR-1", "signed_on": "2026-01-01",
+                    "debtor_name": "Client Sans Mandat SARL", "iban": "FR7630006000011234567890189"}),
+        )
+        .await;
+    assert_eq!(mandate.status, 201, "{}", mandate.text);
     let reply = app
         .post_json(&admin, "/v1/subscriptions", Some("sub-1"), &body)
         .await;

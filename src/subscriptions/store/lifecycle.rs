@@ -56,7 +56,9 @@ pub async fn create(
         let price = catalog::store::price_on(c, &offer.code, price_date)
             .await?
             .ok_or_else(|| SubscriptionError::NoPrice(offer.code.clone(), price_date))?;
-        if offer.sepa_required && !has_active_mandate(c, req.customer_id).await? {
+        if offer.sepa_required
+            && !crate::sepa::store::has_active_mandate(c, req.customer_id, today).await?
+        {
             return Err(SubscriptionError::SepaMandateRequired(offer.code.clone()));
         }
         let (status, anchor, ends_at) = match (offer.addon, req.parent_id) {

@@ -11,7 +11,7 @@ use uuid::Uuid;
 use super::*;
 use crate::catalog::{self, Offer};
 use crate::idempotency::KeyReused;
-use crate::schema::{mandates, subscription_events, subscriptions};
+use crate::schema::{subscription_events, subscriptions};
 
 mod jobs;
 mod lifecycle;
@@ -101,20 +101,6 @@ async fn plan_of(
         start: sub.start_date,
     };
     Ok(Some((plan, own)))
-}
-
-/// Whether the customer has an active SEPA mandate (the SEPA issue adds the full model).
-pub async fn has_active_mandate(
-    conn: &mut AsyncPgConnection,
-    customer: Uuid,
-) -> Result<bool, diesel::result::Error> {
-    diesel::select(diesel::dsl::exists(
-        mandates::table
-            .filter(mandates::customer_id.eq(customer))
-            .filter(mandates::status.eq("active")),
-    ))
-    .get_result(conn)
-    .await
 }
 
 async fn record(

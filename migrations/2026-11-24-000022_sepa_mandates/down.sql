@@ -1,0 +1,12 @@
+DROP TABLE mandate_amendments;
+DROP INDEX mandates_customer_list_idx;
+ALTER TABLE mandates
+    DROP CONSTRAINT mandates_status_change,
+    DROP CONSTRAINT mandates_active_is_complete,
+    DROP COLUMN status_reason,
+    DROP COLUMN status_changed_at,
+    DROP COLUMN last_collected_on,
+    DROP COLUMN scheme,
+    DROP COLUMN bic,
+    DROP COLUMN iban,
+    DROP COLUMN debtor_name;
