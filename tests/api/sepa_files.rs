@@ -8,10 +8,7 @@ use uuid::Uuid;
 
 use crate::helpers::TestApp;
 
-pub const XSD: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../shared/xsd/pain.008.001.08.xsd"
-);
+pub const XSD: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/xsd/pain.008.001.08.xsd");
 pub const XSD_SHA256: &str = "3b2efe2239fceea22b17eb980df58c8b80db7322cf7781f8fd64ee8d17696210";
 pub const IN_TRANSIT: &str = "00000000-0000-4000-8000-000000005112";
 pub const BANK: &str = "00000000-0000-4000-8000-000000000512";
@@ -96,7 +93,7 @@ pub fn check_control_sums(xml: &str) {
 
 /// Validates `xml` against the pain.008.001.08 XSD (whose hash is checked first).
 pub fn xsd_valid(xml: &str) {
-    let xsd = std::fs::read(XSD).expect("the XSD in ../shared/xsd");
+    let xsd = std::fs::read(XSD).expect("the XSD in tests/xsd");
     assert_eq!(
         hex::encode(Sha256::digest(&xsd)),
         XSD_SHA256,
