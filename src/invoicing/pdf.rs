@@ -353,6 +353,12 @@ fn datetime(at: DateTime<Utc>) -> Option<Datetime> {
     )
 }
 
+/// typst's diagnostics, as one error.
+fn render_failed(errors: &[typst::diag::SourceDiagnostic]) -> PdfError {
+    let messages: Vec<String> = errors.iter().map(|e| e.message.to_string()).collect();
+    PdfError::Render(messages.join("; "))
+}
+
 /// Renders `shown` as PDF/A-3b, dated `at` (so the same document always gives the same
 /// file), and embeds `proof` as its Factur-X XML.
 fn render(
@@ -371,15 +377,7 @@ fn render(
     let compiled = typst::compile::<PagedDocument>(&world).output;
     // typst memoises across compilations: keep what the last few used, no more
     comemo::evict(10);
-    let document = compiled.map_err(|errors| {
-        PdfError::Render(
-            errors
-                .iter()
-                .map(|e| e.message.to_string())
-                .collect::<Vec<_>>()
-                .join("; "),
-        )
-    })?;
+    let document = compiled.map_err(|e| render_failed(&e))?;
     let standards = typst_pdf::PdfStandards::new(&[typst_pdf::PdfStandard::A_3b])
         .map_err(|e| PdfError::Render(e.message().to_string()))?;
     let options = typst_pdf::PdfOptions {
@@ -388,15 +386,7 @@ fn render(
         standards,
         ..Default::default()
     };
-    let pdf = typst_pdf::pdf(&document, &options).map_err(|errors| {
-        PdfError::Render(
-            errors
-                .iter()
-                .map(|e| e.message.to_string())
-                .collect::<Vec<_>>()
-                .join("; "),
-        )
-    })?;
+    let pdf = typst_pdf::pdf(&document, &options).map_err(|e| render_failed(&e))?;
     let embedding = en16931_formats::zugferd::EmbedOptions {
         modified: Some(std::time::SystemTime::from(at)),
         ..Default::default()
