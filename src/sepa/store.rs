@@ -13,6 +13,19 @@ use crate::customers::CustomerStatus;
 use crate::idempotency::{self, IdempotencyKey};
 use crate::schema::{mandate_amendments, mandates};
 
+/// Mandates not lapsed at `cutoff` ([`lapse_cutoff`]): last used after it or, never used,
+/// signed after it. The one SQL form of the lapse rule, for every query that takes only
+/// live mandates. (The lapse job states the complement itself: `NOT` of this is NULL, not
+/// true, for a mandate never used and signed before the cutoff.)
+#[diesel::dsl::auto_type]
+pub(super) fn not_lapsed(cutoff: NaiveDate) -> _ {
+    mandates::last_collected_on
+        .gt(cutoff)
+        .or(mandates::last_collected_on
+            .is_null()
+            .and(mandates::signed_on.gt(cutoff)))
+}
+
 #[derive(Queryable, Selectable)]
 #[diesel(table_name = mandates)]
 struct MandateRow {
@@ -57,14 +70,7 @@ pub async fn has_active_mandate(
         mandates::table
             .filter(mandates::customer_id.eq(customer))
             .filter(mandates::status.eq(MandateStatus::Active))
-            // last used after the cutoff: not lapsed
-            .filter(
-                mandates::last_collected_on
-                    .gt(cutoff)
-                    .or(mandates::last_collected_on
-                        .is_null()
-                        .and(mandates::signed_on.gt(cutoff))),
-            ),
+            .filter(not_lapsed(cutoff)),
     ))
     .get_result(conn)
     .await

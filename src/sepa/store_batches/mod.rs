@@ -87,13 +87,7 @@ pub async fn create(
         let collectable = mandates::table
             .filter(mandates::customer_id.eq(invoices::customer_id))
             .filter(mandates::status.eq(MandateStatus::Active))
-            .filter(
-                mandates::last_collected_on
-                    .gt(cutoff)
-                    .or(mandates::last_collected_on
-                        .is_null()
-                        .and(mandates::signed_on.gt(cutoff))),
-            );
+            .filter(super::store::not_lapsed(cutoff));
         let in_collection = sepa_collections::table
             .filter(sepa_collections::invoice_id.eq(invoices::id))
             .filter(
@@ -260,13 +254,7 @@ async fn debtor(
         .inner_join(customers::table)
         .filter(mandates::customer_id.eq(customer))
         .filter(mandates::status.eq(MandateStatus::Active))
-        .filter(
-            mandates::last_collected_on
-                .gt(cutoff)
-                .or(mandates::last_collected_on
-                    .is_null()
-                    .and(mandates::signed_on.gt(cutoff))),
-        )
+        .filter(super::store::not_lapsed(cutoff))
         .order(mandates::id.desc())
         .select((
             mandates::id,
