@@ -257,6 +257,18 @@ diesel::table! {
 }
 
 diesel::table! {
+    invoice_direct_debits (invoice_id) {
+        invoice_id -> Uuid,
+        mandate_id -> Uuid,
+        mandate_reference -> Text,
+        creditor_id -> Text,
+        debtor_iban -> Text,
+        amount -> Numeric,
+        collection_on -> Date,
+    }
+}
+
+diesel::table! {
     invoice_lines (invoice_id, position) {
         invoice_id -> Uuid,
         position -> Int4,
@@ -586,6 +598,8 @@ diesel::joinable!(credit_notes -> invoices (invoice_id));
 diesel::joinable!(formal_notices -> customers (customer_id));
 diesel::joinable!(interventions -> authorizations (authorization_id));
 diesel::joinable!(interventions -> customers (customer_id));
+diesel::joinable!(invoice_direct_debits -> invoices (invoice_id));
+diesel::joinable!(invoice_direct_debits -> mandates (mandate_id));
 diesel::joinable!(invoice_lines -> charges (charge_id));
 diesel::joinable!(invoice_lines -> invoices (invoice_id));
 diesel::joinable!(invoice_run_errors -> customers (customer_id));
@@ -631,6 +645,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     holds,
     idempotency_keys,
     interventions,
+    invoice_direct_debits,
     invoice_lines,
     invoice_run_errors,
     invoice_runs,

@@ -7,8 +7,8 @@
 
 use chrono::{Datelike, NaiveDate};
 use en16931::invoice::{
-    DocumentTotals, InvoiceBuilder, InvoiceLine as CiiLine, Party as CiiParty, Period,
-    PostalAddress, PrecedingInvoice, PriceDetails, VatBreakdown,
+    DocumentTotals, InvoiceBuilder, InvoiceLine as CiiLine, Party as CiiParty, PaymentInstructions,
+    Period, PostalAddress, PrecedingInvoice, PriceDetails, VatBreakdown,
 };
 use en16931::prelude::*;
 use en16931::{
@@ -221,6 +221,16 @@ pub fn invoice_proof(view: &InvoiceView) -> Result<Proof, CiiError> {
     }
     let mut invoice = totals(builder, &view.totals)?.build();
     invoice.due_date = Some(date(view.due_on)?);
+    // BG-16/BG-19: paid by SEPA direct debit (means 59), the mandate, the creditor
+    // identifier and the account debited, as the invoice's pre-notification states them
+    if let Some(d) = &view.direct_debit {
+        invoice.payment = Some(PaymentInstructions::sepa_direct_debit(
+            d.mandate_reference.clone(),
+            d.creditor_id.clone(),
+            Some(&d.debtor_iban),
+        ));
+        invoice.payment_terms = Some(super::pdf::direct_debit_notice(d));
+    }
     validate(&view.number, invoice)
 }
 

@@ -489,6 +489,9 @@ pub struct InvoiceView {
     /// The terms as issued: late-payment penalty rate, the 40 € recovery indemnity, the
     /// operation category, the payment days.
     pub legal: Option<LegalTerms>,
+    /// The collection by SEPA direct debit the invoice announces (its pre-notification):
+    /// present when, at issue, its customer held an active mandate and something was due.
+    pub direct_debit: Option<crate::sepa::prenotice::DirectDebitNotice>,
     pub created_at: chrono::DateTime<chrono::Utc>,
 }
 

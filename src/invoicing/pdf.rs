@@ -22,6 +22,7 @@ use typst_layout::PagedDocument;
 use super::credit_notes::CreditNoteView;
 use super::legal::{LegalMentions, Party};
 use super::{InvoiceView, Totals};
+use crate::sepa::prenotice::DirectDebitNotice;
 
 /// Why a PDF could not be made.
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +52,8 @@ struct Shown {
     total_ttc: String,
     due_label: &'static str,
     amount_due: String,
+    /// The pre-notification of the SEPA collection that pays it, when there is one.
+    payment: Option<String>,
     mentions: Vec<String>,
 }
 
@@ -170,6 +173,28 @@ fn mentions(m: &LegalMentions, payment_days: bool) -> Vec<String> {
     out
 }
 
+/// The pre-notification, in the words the invoice prints (and its CII's payment terms): the
+/// amount, the day, the account (masked but for its country, check digits and last four
+/// characters), the mandate and the creditor identifier.
+pub fn direct_debit_notice(d: &DirectDebitNotice) -> String {
+    format!(
+        "Prélèvement SEPA : {} seront débités le {} du compte {}, au titre du mandat {} (identifiant créancier SEPA {}).",
+        euros(d.amount.0),
+        day(d.collection_date),
+        masked_iban(&d.debtor_iban),
+        d.mandate_reference,
+        d.creditor_id
+    )
+}
+
+/// `FR76 **** 0189`: the IBAN's country and check digits, and its last four characters.
+fn masked_iban(iban: &str) -> String {
+    let chars: Vec<char> = iban.chars().collect();
+    let head: String = chars.iter().take(4).collect();
+    let tail: String = chars[chars.len().saturating_sub(4)..].iter().collect();
+    format!("{head} **** {tail}")
+}
+
 fn period(start: Option<NaiveDate>, end: Option<NaiveDate>) -> Option<String> {
     match (start, end) {
         (Some(s), Some(e)) => Some(format!("du {} au {}", day(s), day(e))),
@@ -212,6 +237,7 @@ pub fn invoice(view: &InvoiceView) -> Result<Vec<u8>, PdfError> {
         total_ttc: total_ttc.clone(),
         due_label: "Net à payer",
         amount_due: total_ttc,
+        payment: view.direct_debit.as_ref().map(direct_debit_notice),
         mentions: mentions(&m, true),
     };
     render(&shown, &super::cii::invoice_proof(view)?, view.created_at)
@@ -257,6 +283,7 @@ pub fn credit_note(note: &CreditNoteView, invoice: &InvoiceView) -> Result<Vec<u
         total_ttc: total_ttc.clone(),
         due_label: "Montant de l'avoir",
         amount_due: total_ttc,
+        payment: None,
         mentions: mentions(&m, false),
     };
     render(

@@ -28,6 +28,7 @@ use crate::ledger::store as ledger;
 use crate::ledger::{AccountId, NewTransaction, Posting};
 use crate::money::{price, Amount, DecimalString, Unit};
 use crate::schema::{charges, customers, document_counters, invoice_lines, invoice_vat, invoices};
+use crate::sepa::prenotice::{self, DirectDebitNotice};
 
 #[derive(Queryable, Selectable)]
 #[diesel(table_name = charges)]
@@ -191,7 +192,7 @@ pub async fn issue_for_customer(
 /// charges `selection` names, dated the Paris date of `now` and due 30 days later, with
 /// its ledger transaction (receivable 411 / revenue 706 for services, deferred revenue 487
 /// for tickets and credits bought / VAT 44571, all the customer's sub-accounts), then lets
-/// the customer's credit balance pay it. `None` when nothing is left to invoice (a second
+/// the customer's credit balance pay it and announces its SEPA collection, if any. `None` when nothing is left to invoice (a second
 /// run issues nothing). Locks the customer's row: a caller that holds other rows of the
 /// customer must have locked the customer first.
 ///
@@ -211,7 +212,33 @@ pub async fn issue_in_tx(
         .into_iter()
         .next()
         .ok_or_else(|| InvoicingError::Invalid("no invoice written".into()))?;
-    Ok(Some(apply_credit_balance_in_tx(c, invoice, now).await?))
+    let mut issued = [apply_credit_balance_in_tx(c, invoice, now).await?];
+    announce_direct_debits(c, &mut issued).await?;
+    let [invoice] = issued;
+    Ok(Some(invoice))
+}
+
+/// The last step of issuing `invoices` (their credit balance applied): each announces its
+/// collection when its customer pays by SEPA direct debit ([`prenotice::announce_in_tx`]).
+pub async fn announce_direct_debits(
+    c: &mut AsyncPgConnection,
+    invoices: &mut [InvoiceView],
+) -> Result<(), InvoicingError> {
+    let issued: Vec<prenotice::Issued> = invoices
+        .iter()
+        .map(|i| prenotice::Issued {
+            invoice: i.id,
+            customer: i.customer_id,
+            issued_on: i.issued_on,
+            due_on: i.due_on,
+            amount_due: i.amount_due.0,
+        })
+        .collect();
+    let mut notices = prenotice::announce_in_tx(c, &issued).await?;
+    for i in invoices {
+        i.direct_debit = notices.remove(&i.id);
+    }
+    Ok(())
 }
 
 /// An invoice before its number: its customer's row and charges locked, its amounts
@@ -524,6 +551,7 @@ pub async fn write_in_tx(
             seller: Some(mentions.seller),
             buyer: Some(mentions.buyer),
             legal: Some(mentions.legal),
+            direct_debit: None,
             created_at: now,
         });
     }
@@ -599,6 +627,7 @@ fn view(
     vat: Vec<VatRow>,
     (paid, credited): (Decimal, Decimal),
     credit_notes: Vec<CreditNoteRef>,
+    direct_debit: Option<DirectDebitNotice>,
 ) -> Result<InvoiceView, InvoicingError> {
     // written by `issue_in_tx` from this type: one that no longer reads is a defect
     let mentions: Option<LegalMentions> = row
@@ -652,6 +681,7 @@ fn view(
         seller,
         buyer,
         legal,
+        direct_debit,
         created_at: row.created_at,
     })
 }
@@ -675,6 +705,7 @@ async fn with_details(
         .await?;
     let mut settled = settled_amounts(conn, &ids).await?;
     let mut notes = super::store_credit_notes::of_invoices(conn, &ids).await?;
+    let mut debits = prenotice::of_invoices(conn, &ids).await?;
     let mut lines_of: HashMap<Uuid, Vec<LineRow>> = Default::default();
     for (id, l) in lines {
         lines_of.entry(id).or_default().push(l);
@@ -691,7 +722,8 @@ async fn with_details(
             );
             let amounts = settled.remove(&r.id).unwrap_or_default();
             let n = notes.remove(&r.id).unwrap_or_default();
-            view(r, l, v, amounts, n)
+            let debit = debits.remove(&r.id);
+            view(r, l, v, amounts, n, debit)
         })
         .collect()
 }

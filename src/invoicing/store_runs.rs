@@ -322,11 +322,15 @@ async fn issue_in_page(
         }
     }
     let in_credit = crate::payments::store::customers_in_credit(c, customers).await?;
+    let mut issued = Vec::with_capacity(drafts.len());
     for invoice in write_in_tx(c, drafts, now).await? {
-        let invoice = match in_credit.contains(&invoice.customer_id) {
+        issued.push(match in_credit.contains(&invoice.customer_id) {
             true => super::store::apply_credit_balance_in_tx(c, invoice, now).await?,
             false => invoice,
-        };
+        });
+    }
+    super::store::announce_direct_debits(c, &mut issued).await?;
+    for invoice in issued {
         outcome.issued += 1;
         outcome.ht += invoice.totals.total_ht.0;
         outcome.vat += invoice.totals.total_vat.0;

@@ -83,6 +83,21 @@ pub fn earliest_collection_date(today: NaiveDate) -> NaiveDate {
     }
 }
 
+/// The collection date an invoice issued on `issued_on`, due on `due_on`, announces: the
+/// first TARGET2 business day on or after its due date and after `prenotification_days`
+/// from its issue (the invoice is the pre-notification).
+pub fn announced_collection_date(
+    issued_on: NaiveDate,
+    due_on: NaiveDate,
+    prenotification_days: u32,
+) -> NaiveDate {
+    let mut date = due_on.max(issued_on + Duration::days(i64::from(prenotification_days)));
+    while !is_target2_business_day(date) {
+        date = date.succ_opt().unwrap_or(date);
+    }
+    date
+}
+
 /// Refuses a collection date that is no TARGET2 business day or too close to `today`.
 pub fn check_collection_date(date: NaiveDate, today: NaiveDate) -> Result<(), String> {
     if !is_target2_business_day(date) {
@@ -301,9 +316,9 @@ crate::text_enum! {
 #[schema(example = json!({"collection_date": "2026-12-15"}))]
 pub struct NewBatch {
     /// The day the debtors' accounts are debited: a TARGET2 business day, at least one
-    /// TARGET2 business day after today. The batch takes the open invoices due by then
-    /// whose customer has an active mandate, issued at least 14 days before it (the
-    /// invoice is the pre-notification; fewer days when the creditor is so configured), and
+    /// TARGET2 business day after today. The batch takes the open invoices that announced
+    /// their collection on or before it (an invoice is the pre-notification: its
+    /// `direct_debit` says how much and when), whose customer has an active mandate, and
     /// in no other batch not yet settled.
     #[serde(deserialize_with = "crate::input::date")]
     pub collection_date: NaiveDate,
@@ -419,6 +434,25 @@ mod tests {
         assert!(check_collection_date(d("2026-11-28"), d("2026-11-24"))
             .unwrap_err()
             .contains("TARGET2 business day"));
+    }
+
+    #[test]
+    fn an_invoice_announces_its_due_date_or_the_next_target2_business_day() {
+        // due Thursday 24 December 2026: a business day
+        assert_eq!(
+            announced_collection_date(d("2026-11-24"), d("2026-12-24"), 14),
+            d("2026-12-24")
+        );
+        // due Friday 25 December: 26 December, then a weekend, are closed
+        assert_eq!(
+            announced_collection_date(d("2026-11-25"), d("2026-12-25"), 14),
+            d("2026-12-28")
+        );
+        // due sooner than the pre-notification allows: the pre-notification wins
+        assert_eq!(
+            announced_collection_date(d("2026-11-24"), d("2026-11-30"), 14),
+            d("2026-12-08")
+        );
     }
 
     #[test]

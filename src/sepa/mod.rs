@@ -14,6 +14,7 @@ use crate::idempotency::KeyReused;
 
 pub mod collection;
 pub mod creditor;
+pub mod prenotice;
 pub mod returns;
 pub mod store;
 pub mod store_batches;

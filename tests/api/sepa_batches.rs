@@ -79,6 +79,40 @@ async fn mandate_subscription_invoice_batch_submit_settle_with_the_ledger_after_
         "{ia}"
     );
     assert_eq!(balance(&app, &admin, a, "411").await, dec("47.88"));
+    // each invoice is its pre-notification: the amount, the day (its due date, a TARGET2
+    // business day), the mandate, the creditor and the account debited
+    assert_eq!(
+        ia["direct_debit"],
+        json!({"collection_date": "2026-12-24", "amount": "47.88", "mandate_reference": "GL-A-1",
+            "creditor_id": "FR72ZZZ123456", "debtor_iban": "DE89370400440532013000"})
+    );
+    assert_eq!(
+        ib["direct_debit"]["debtor_iban"],
+        "FR1420041010050500013M02606"
+    );
+    let ic = invoice_of(c).await;
+    assert_eq!(
+        ic["direct_debit"],
+        Value::Null,
+        "no mandate, no notice: {ic}"
+    );
+    let cii = app
+        .get(
+            &admin,
+            &format!("/v1/invoices/{}/cii", ia["id"].as_str().unwrap()),
+        )
+        .await;
+    assert_eq!(cii.status, 200, "{}", cii.text);
+    for part in [
+        "<ram:TypeCode>59</ram:TypeCode>",
+        "GL-A-1",
+        "<ram:CreditorReferenceID>FR72ZZZ123456</ram:CreditorReferenceID>",
+        "<ram:IBANID>DE89370400440532013000</ram:IBANID>",
+        "<ram:DirectDebitMandateID>GL-A-1</ram:DirectDebitMandateID>",
+        "seront débités le 24/12/2026 du compte DE89 **** 3000, au titre du mandat GL-A-1",
+    ] {
+        assert!(cii.text.contains(part), "{part} not in {}", cii.text);
+    }
 
     // the date: a TARGET2 business day, one ahead, with something to collect
     for (date, hint) in [

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Duration, NaiveDate, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
@@ -31,7 +31,8 @@ use crate::ledger::{NewTransaction, Posting};
 use crate::payments::store::{record_in_tx, OwedOn, Received, Taken};
 use crate::payments::{eur_amount, PaymentMethod};
 use crate::schema::{
-    customers, invoices, mandate_amendments, mandates, sepa_batches, sepa_collections,
+    customers, invoice_direct_debits, invoices, mandate_amendments, mandates, sepa_batches,
+    sepa_collections,
 };
 
 fn invalid(field: &str, message: impl Into<String>) -> SepaError {
@@ -76,8 +77,6 @@ pub async fn create(
     let today = paris_date(now);
     let date = req.collection_date;
     check_collection_date(date, today).map_err(|e| invalid("collection_date", e))?;
-    let days = super::creditor::creditor().prenotification_days;
-    let issued_by = date - Duration::days(i64::from(days));
     let result = crate::retry_transaction!(conn, SepaError, |c| {
         let first = idempotency::replay::<_, SepaError>(c, key, "sepa_batches.create", req, now);
         if let Some(first) = first.await? {
@@ -88,6 +87,10 @@ pub async fn create(
             .filter(mandates::customer_id.eq(invoices::customer_id))
             .filter(mandates::status.eq(MandateStatus::Active))
             .filter(super::store::not_lapsed(cutoff));
+        // pre-notified: the invoice announced its collection on or before this date
+        let announced = invoice_direct_debits::table
+            .filter(invoice_direct_debits::invoice_id.eq(invoices::id))
+            .filter(invoice_direct_debits::collection_on.le(date));
         let in_collection = sepa_collections::table
             .filter(sepa_collections::invoice_id.eq(invoices::id))
             .filter(
@@ -114,8 +117,7 @@ pub async fn create(
                 InvoiceStatus::Issued.as_str(),
                 InvoiceStatus::Overdue.as_str(),
             ]))
-            .filter(invoices::due_on.le(date))
-            .filter(invoices::issued_on.le(issued_by))
+            .filter(diesel::dsl::exists(announced))
             .filter(diesel::dsl::exists(collectable))
             .filter(diesel::dsl::not(diesel::dsl::exists(in_collection)))
             .filter(diesel::dsl::not(diesel::dsl::exists(given_up)))
@@ -163,7 +165,7 @@ pub async fn create(
         if plan.is_empty() {
             return Err(invalid(
                 "collection_date",
-                format!("no invoice to collect on {date}: none open, due by then, issued by {issued_by} ({days} days' pre-notification), of a customer with an active mandate and in no other batch"),
+                format!("no invoice to collect on {date}: none open that announced its collection by then (the invoice is the pre-notification), of a customer with an active mandate and in no other batch"),
             ));
         }
         let total: Decimal = plan.iter().map(|(_, due, _)| *due).sum();

@@ -1,0 +1,165 @@
+//! The pre-notification of a SEPA collection (issue 13; EPC rulebook: the debtor learns the
+//! amount and the day before the debit). An invoice issued to a customer with a mandate it
+//! can be collected under states, on the invoice itself, what will be debited, when, under
+//! which mandate and from which account. It is written once, with the invoice, and never
+//! changes; a collection batch takes only the invoices that announced a collection on or
+//! before its date.
+
+use std::collections::HashMap;
+
+use chrono::NaiveDate;
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::collection::announced_collection_date;
+use super::{lapse_cutoff, MandateStatus};
+use crate::money::{DecimalString, Unit};
+use crate::schema::{invoice_direct_debits, mandates};
+
+/// What an invoice announces of its collection by SEPA direct debit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({
+    "collection_date": "2026-12-24",
+    "amount": "47.88",
+    "mandate_reference": "GL-2026-000123",
+    "creditor_id": "FR72ZZZ123456",
+    "debtor_iban": "FR7630006000011234567890189"
+}))]
+pub struct DirectDebitNotice {
+    /// The day the account is debited: the first TARGET2 business day on or after the due
+    /// date, and at least the pre-notification period (14 days unless configured shorter)
+    /// after the issue.
+    pub collection_date: NaiveDate,
+    /// What is debited: the invoice's total less what its customer's credit balance paid
+    /// when it was issued.
+    #[schema(example = "47.88")]
+    pub amount: DecimalString,
+    /// The mandate (UMR) the collection is made under.
+    pub mandate_reference: String,
+    /// The creditor identifier (ICS).
+    pub creditor_id: String,
+    /// The account debited, as the mandate named it when the invoice was issued.
+    pub debtor_iban: String,
+}
+
+/// An invoice just issued, as its pre-notification needs it.
+#[derive(Debug, Clone, Copy)]
+pub struct Issued {
+    pub invoice: Uuid,
+    pub customer: Uuid,
+    pub issued_on: NaiveDate,
+    pub due_on: NaiveDate,
+    /// What it still asks once the credit balance has paid what it could.
+    pub amount_due: Decimal,
+}
+
+/// Announces, inside the issuing transaction, the collection of each invoice of `issued`
+/// that still asks something and whose customer holds a mandate it can be collected under
+/// (active, not lapsed; the latest when several): one read, one insert. The notices
+/// written, by invoice.
+pub async fn announce_in_tx(
+    c: &mut AsyncPgConnection,
+    issued: &[Issued],
+) -> Result<HashMap<Uuid, DirectDebitNotice>, diesel::result::Error> {
+    let owing: Vec<&Issued> = issued
+        .iter()
+        .filter(|i| i.amount_due > Decimal::ZERO)
+        .collect();
+    let Some(first) = <[&Issued]>::first(&owing) else {
+        return Ok(HashMap::new());
+    };
+    let customers: Vec<Uuid> = owing.iter().map(|i| i.customer).collect();
+    let cutoff = lapse_cutoff(first.issued_on);
+    let live: Vec<(Uuid, Uuid, String, Option<String>)> = mandates::table
+        .filter(mandates::customer_id.eq_any(&customers))
+        .filter(mandates::status.eq(MandateStatus::Active))
+        .filter(super::store::not_lapsed(cutoff))
+        .order((mandates::customer_id, mandates::id.desc()))
+        .select((
+            mandates::customer_id,
+            mandates::id,
+            mandates::reference,
+            mandates::iban,
+        ))
+        .load(c)
+        .await?;
+    let mut latest: HashMap<Uuid, (Uuid, String, String)> = HashMap::new();
+    for (customer, id, reference, iban) in live {
+        // an active mandate has its IBAN (the database's check)
+        if let Some(iban) = iban {
+            latest.entry(customer).or_insert((id, reference, iban));
+        }
+    }
+    let creditor = super::creditor::creditor();
+    let mut notices = HashMap::new();
+    let mut rows = Vec::new();
+    for i in owing {
+        let Some((mandate, reference, iban)) = latest.get(&i.customer) else {
+            continue;
+        };
+        let on = announced_collection_date(i.issued_on, i.due_on, creditor.prenotification_days);
+        rows.push((
+            invoice_direct_debits::invoice_id.eq(i.invoice),
+            invoice_direct_debits::mandate_id.eq(*mandate),
+            invoice_direct_debits::mandate_reference.eq(reference.clone()),
+            invoice_direct_debits::creditor_id.eq(creditor.creditor_id.clone()),
+            invoice_direct_debits::debtor_iban.eq(iban.clone()),
+            invoice_direct_debits::amount.eq(i.amount_due),
+            invoice_direct_debits::collection_on.eq(on),
+        ));
+        notices.insert(
+            i.invoice,
+            DirectDebitNotice {
+                collection_date: on,
+                amount: Unit::Eur.show(i.amount_due),
+                mandate_reference: reference.clone(),
+                creditor_id: creditor.creditor_id.clone(),
+                debtor_iban: iban.clone(),
+            },
+        );
+    }
+    if !rows.is_empty() {
+        diesel::insert_into(invoice_direct_debits::table)
+            .values(rows)
+            .execute(c)
+            .await?;
+    }
+    Ok(notices)
+}
+
+/// The notices of `invoices`, by invoice.
+pub async fn of_invoices(
+    c: &mut AsyncPgConnection,
+    invoices: &[Uuid],
+) -> Result<HashMap<Uuid, DirectDebitNotice>, diesel::result::Error> {
+    let rows: Vec<(Uuid, NaiveDate, Decimal, String, String, String)> =
+        invoice_direct_debits::table
+            .filter(invoice_direct_debits::invoice_id.eq_any(invoices))
+            .select((
+                invoice_direct_debits::invoice_id,
+                invoice_direct_debits::collection_on,
+                invoice_direct_debits::amount,
+                invoice_direct_debits::mandate_reference,
+                invoice_direct_debits::creditor_id,
+                invoice_direct_debits::debtor_iban,
+            ))
+            .load(c)
+            .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(invoice, on, amount, reference, creditor_id, iban)| {
+            let notice = DirectDebitNotice {
+                collection_date: on,
+                amount: Unit::Eur.show(amount),
+                mandate_reference: reference,
+                creditor_id,
+                debtor_iban: iban,
+            };
+            (invoice, notice)
+        })
+        .collect())
+}
