@@ -554,6 +554,7 @@ diesel::table! {
         net_ht -> Nullable<Numeric>,
         tickets_used -> Int4,
         recognized -> Numeric,
+        returns -> Int4,
     }
 }
 

@@ -377,15 +377,45 @@ pub async fn liability_cap(
     on: NaiveDate,
 ) -> Result<LiabilityCap, DunningError> {
     let (from, to) = cap_window(on).ok_or(DunningError::UnknownCustomer(customer))?;
-    let paid: Vec<(Uuid, Decimal)> = invoice_settlements::table
-        .filter(invoice_settlements::customer_id.eq(customer))
-        .filter(invoice_settlements::kind.eq_any([
+    // a payment that came back by then (a returned SEPA collection) was never paid
+    let (settlement, returned) = diesel::alias!(
+        invoice_settlements as settlement,
+        invoice_settlements as returned
+    );
+    let came_back = returned
+        .filter(
+            returned
+                .field(invoice_settlements::kind)
+                .eq(SettlementKind::PaymentReturn.as_str()),
+        )
+        .filter(
+            returned
+                .field(invoice_settlements::source_id)
+                .eq(settlement.field(invoice_settlements::source_id)),
+        )
+        .filter(
+            returned
+                .field(invoice_settlements::invoice_id)
+                .eq(settlement.field(invoice_settlements::invoice_id)),
+        )
+        .filter(returned.field(invoice_settlements::settled_on).le(to));
+    let paid: Vec<(Uuid, Decimal)> = settlement
+        .filter(
+            settlement
+                .field(invoice_settlements::customer_id)
+                .eq(customer),
+        )
+        .filter(settlement.field(invoice_settlements::kind).eq_any([
             SettlementKind::Payment.as_str(),
             SettlementKind::CreditBalance.as_str(),
         ]))
-        .filter(invoice_settlements::settled_on.gt(from))
-        .filter(invoice_settlements::settled_on.le(to))
-        .select((invoice_settlements::invoice_id, invoice_settlements::amount))
+        .filter(settlement.field(invoice_settlements::settled_on).gt(from))
+        .filter(settlement.field(invoice_settlements::settled_on).le(to))
+        .filter(diesel::dsl::not(diesel::dsl::exists(came_back)))
+        .select((
+            settlement.field(invoice_settlements::invoice_id),
+            settlement.field(invoice_settlements::amount),
+        ))
         .load(conn)
         .await?;
     let ids: Vec<Uuid> = paid.iter().map(|(i, _)| *i).collect();

@@ -155,7 +155,8 @@ pub struct LiabilityCapQuery {
 
 /// Seed 001's liability cap: the assistance fees (tickets, chargeable interventions,
 /// Assistance+ overage, assistance subscriptions and packs) the customer paid over the 12
-/// months up to `on`, each payment counted for the assistance share of the invoice it paid.
+/// months up to `on`, each payment counted for the assistance share of the invoice it paid;
+/// a payment that came back by `on` (a returned SEPA collection) counts for nothing.
 #[utoipa::path(
     tag = "customers",
     params(("id" = Uuid, Path, description = "Customer id"), LiabilityCapQuery),

@@ -219,7 +219,7 @@ async fn take_back_tickets(
             .ok_or_else(|| CreditNoteError::NotFound(format!("ticket purchase {purchase}")))?;
     let n = i32::try_from(quantity.trunc().mantissa())
         .ok()
-        .filter(|n| *n >= 1 && credited + n <= bought)
+        .filter(|n| *n >= 1 && credited + used + n <= bought)
         .ok_or_else(|| CreditNoteError::AlreadyUsed(format!("{quantity} tickets")))?;
     let from = if status == "available" {
         let wallet = account(c, customer, CustomerAccount::TicketWallet).await?;

@@ -350,6 +350,33 @@ pub async fn release_if_paid_in_tx(
     Ok(())
 }
 
+/// A payment of `invoice` came back (`settled`: the invoice's state after): what its payment
+/// released waits for payment again, inside the caller's transaction (which locked the
+/// customer's row first): a ticket purchase's unused tickets, a subscription its first
+/// payment activated ([`crate::wallets::store::ticket_purchase_unpaid_in_tx`],
+/// [`crate::subscriptions::store::reverse_activation_in_tx`]). Nothing while the invoice
+/// is still paid.
+pub async fn withdraw_if_unpaid_in_tx(
+    c: &mut AsyncPgConnection,
+    invoice: Uuid,
+    settled: &Settled,
+    now: DateTime<Utc>,
+) -> Result<(), PaymentError> {
+    if matches!(
+        settled.status,
+        InvoiceStatus::Paid | InvoiceStatus::Credited
+    ) {
+        return Ok(());
+    }
+    for purchase in crate::wallets::store::paid_purchases_invoiced_on(c, invoice).await? {
+        crate::wallets::store::ticket_purchase_unpaid_in_tx(c, purchase, now).await?;
+    }
+    for sub in crate::subscriptions::store::activated_by_payment_of(c, invoice).await? {
+        crate::subscriptions::store::reverse_activation_in_tx(c, sub, now).await?;
+    }
+    Ok(())
+}
+
 /// The customer's credit balance (4191) pays its new invoice `invoice`, of `total_ttc`,
 /// inside the issuing transaction (which holds the customer's row): min(balance, total),
 /// settled as `credit_balance` on `on` and posted 4191 / 411, and what the invoice releases

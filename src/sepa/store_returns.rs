@@ -22,6 +22,7 @@ use crate::ledger::chart::{CustomerAccount, Platform};
 use crate::ledger::store as ledger;
 use crate::ledger::{NewTransaction, Posting};
 use crate::payments::eur_amount;
+use crate::payments::store::withdraw_if_unpaid_in_tx;
 use crate::schema::{invoices, mandates, sepa_batches, sepa_collections, sepa_return_files};
 
 /// A collection a report names.
@@ -205,9 +206,11 @@ async fn come_back(
     let today: NaiveDate = paris_date(now);
     let (kind, from, status) = match (n.status, n.payment_id) {
         (CollectionStatus::Settled, Some(payment)) => {
-            return_payment_in_tx(c, n.invoice_id, payment, n.amount, today, now)
+            let settled = return_payment_in_tx(c, n.invoice_id, payment, n.amount, today, now)
                 .await
                 .map_err(crate::payments::PaymentError::from)?;
+            // what the payment released (tickets, Support VIP) waits for payment again
+            withdraw_if_unpaid_in_tx(c, n.invoice_id, &settled, now).await?;
             (
                 ReturnKind::Returned,
                 Platform::Bank,

@@ -34,6 +34,9 @@ crate::text_enum! {
         CancellationReceived = "cancellation_received",
         Terminated = "terminated",
         Ended = "ended",
+        /// The first payment came back (a returned SEPA collection): it waits for its
+        /// first payment again.
+        ActivationReversed = "activation_reversed",
     }
 }
 

@@ -341,3 +341,153 @@ async fn a_return_md01_after_settlement_revokes_the_mandate() {
         .problem(422, "sepa_mandate_required");
     app.assert_ledger_verifies(&admin).await;
 }
+
+#[actix_web::test]
+async fn a_returned_collection_takes_back_the_tickets_and_the_support_vip_it_paid_for() {
+    let (app, _conn) = seeded().await;
+    app.clock.set(paris("2026-11-24") + Duration::hours(10));
+    let admin = app.admin().await;
+    let (c, _) = collected_customer(&app, &admin, "GL-RT-1").await;
+    let vip = app
+        .post_json(
+            &admin,
+            "/v1/subscriptions",
+            None,
+            &json!({"customer_id": c, "offer_code": "support_vip_annual"}),
+        )
+        .await;
+    assert_eq!(vip.status, 201, "{}", vip.text);
+    let vip = vip.body["id"].as_str().unwrap().to_string();
+    crate::helpers::buy_tickets(&app, &admin, c, 3, None).await;
+    app.run_job("billing", paris("2026-11-24") + Duration::hours(12))
+        .await;
+    app.run_job("invoicing", paris("2026-11-24") + Duration::hours(12))
+        .await;
+    let batch = submitted_batch(&app, &admin, "2026-12-24").await;
+    let e2e: Vec<String> = batch["collections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["end_to_end_id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        e2e.len(),
+        2,
+        "the purchase's invoice and the run's: {batch}"
+    );
+    let settle = |id: String, on: &'static str| {
+        let (app, admin) = (&app, admin.clone());
+        async move {
+            let settled = app
+                .post_json(
+                    &admin,
+                    &format!("/v1/sepa/batches/{id}/settle"),
+                    None,
+                    &json!({ "value_date": on }),
+                )
+                .await;
+            assert_eq!(settled.status, 200, "{}", settled.text);
+        }
+    };
+    app.clock.set(paris("2026-12-28") + Duration::hours(10));
+    settle(batch["id"].as_str().unwrap().to_string(), "2026-12-24").await;
+    let state = || {
+        let (app, admin, vip) = (&app, admin.clone(), vip.clone());
+        async move {
+            let sub = app.get(&admin, &format!("/v1/subscriptions/{vip}")).await;
+            let balances = app
+                .get(&admin, &format!("/v1/customers/{c}/balances"))
+                .await;
+            let cap = app
+                .get(
+                    &admin,
+                    &format!("/v1/customers/{c}/liability-cap?on=2027-06-30"),
+                )
+                .await;
+            (
+                sub.body["status"].as_str().unwrap().to_string(),
+                sub.body["anchor_date"].clone(),
+                balances.body["tickets"]["available"].clone(),
+                balance(app, &admin, c, "TICKET-WALLET").await,
+                balance(app, &admin, c, "TICKET-PENDING").await,
+                cap.body["amount"].as_str().unwrap().to_string(),
+            )
+        }
+    };
+    let paid = state().await;
+    assert_eq!(
+        (&paid.0[..], &paid.1, &paid.2, paid.3, paid.4),
+        (
+            "active",
+            &json!("2026-12-24"),
+            &json!(3),
+            dec("3"),
+            dec("0")
+        )
+    );
+    assert_ne!(
+        paid.5, "0.00",
+        "tickets and Support VIP are assistance fees"
+    );
+
+    // both collections come back for lack of funds (AM04): what they paid for waits again
+    let returns: Vec<(&str, &str, &str)> = batch["collections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| {
+            (
+                x["end_to_end_id"].as_str().unwrap(),
+                "AM04",
+                x["amount"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    app.clock.set(paris("2026-12-30") + Duration::hours(10));
+    let returned = import(&app, &admin, &camt054("NTF-RT-1", &returns)).await;
+    assert_eq!(returned.status, 201, "{}", returned.text);
+    let unpaid = state().await;
+    assert_eq!(
+        (
+            &unpaid.0[..],
+            &unpaid.1,
+            &unpaid.2,
+            unpaid.3,
+            unpaid.4,
+            &unpaid.5[..]
+        ),
+        (
+            "pending_payment",
+            &Value::Null,
+            &json!(0),
+            dec("0"),
+            dec("3"),
+            "0.00"
+        ),
+        "the payments came back: nothing was paid"
+    );
+    let events = app.get(&admin, &format!("/v1/subscriptions/{vip}")).await;
+    assert!(
+        events.text.contains("activation_reversed"),
+        "{}",
+        events.text
+    );
+
+    // presented again and paid: the tickets and Support VIP come back, from the new date
+    let again = submitted_batch(&app, &admin, "2027-01-08").await;
+    app.clock.set(paris("2027-01-11") + Duration::hours(10));
+    settle(again["id"].as_str().unwrap().to_string(), "2027-01-08").await;
+    let repaid = state().await;
+    assert_eq!(
+        (&repaid.0[..], &repaid.1, &repaid.2, repaid.3, repaid.4),
+        (
+            "active",
+            &json!("2027-01-08"),
+            &json!(3),
+            dec("3"),
+            dec("0")
+        )
+    );
+    assert_eq!(repaid.5, paid.5, "counted once");
+    app.assert_ledger_verifies(&admin).await;
+}

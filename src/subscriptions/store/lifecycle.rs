@@ -184,6 +184,73 @@ pub async fn activate_on_payment_in_tx(
     Ok(())
 }
 
+/// The subscriptions that wait for their first payment to start (Support VIP) and that the
+/// payment of `invoice`, which lists their first charge, activated.
+pub async fn activated_by_payment_of(
+    c: &mut AsyncPgConnection,
+    invoice: Uuid,
+) -> Result<Vec<Uuid>, diesel::result::Error> {
+    use crate::schema::{charges, offers};
+    subscriptions::table
+        .inner_join(charges::table.on(charges::subscription_id.eq(subscriptions::id.nullable())))
+        .inner_join(offers::table.on(offers::code.eq(subscriptions::offer_code)))
+        .filter(charges::invoice_id.eq(invoice))
+        .filter(charges::period_index.eq(0))
+        .filter(offers::activation_on_payment)
+        .filter(subscriptions::status.eq(SubscriptionStatus::Active.as_str()))
+        .order(subscriptions::id)
+        .select(subscriptions::id)
+        .load(c)
+        .await
+}
+
+/// The first payment of subscription `id` came back (a returned SEPA collection), inside
+/// the caller's transaction (which locked the customer's row first): it waits for its first
+/// payment again, as if never paid, and its next payment starts it anew. Unless it has gone
+/// on since (a later period charged, an add-on taken, an end set): then it stays active and
+/// its unpaid invoice is dunning's. Whether it was reversed.
+pub async fn reverse_activation_in_tx(
+    c: &mut AsyncPgConnection,
+    id: Uuid,
+    now: DateTime<Utc>,
+) -> Result<bool, SubscriptionError> {
+    use crate::schema::charges;
+    let sub = row(c, id, true).await?;
+    if sub.status != SubscriptionStatus::Active || sub.ends_at.is_some() {
+        return Ok(false);
+    }
+    let later_period = charges::table
+        .filter(charges::subscription_id.eq(id))
+        .filter(charges::period_index.ge(1));
+    let addon = subscriptions::table.filter(subscriptions::parent_id.eq(id));
+    let (went_on, has_addon): (bool, bool) = diesel::select((
+        diesel::dsl::exists(later_period),
+        diesel::dsl::exists(addon),
+    ))
+    .get_result(c)
+    .await?;
+    if went_on || has_addon {
+        return Ok(false);
+    }
+    diesel::update(subscriptions::table.find(id))
+        .set((
+            subscriptions::status.eq(SubscriptionStatus::PendingPayment.as_str()),
+            subscriptions::anchor_date.eq(None::<NaiveDate>),
+        ))
+        .execute(c)
+        .await?;
+    record(
+        c,
+        id,
+        EventKind::ActivationReversed,
+        now,
+        None,
+        serde_json::json!({ "value_date": sub.anchor_date }),
+    )
+    .await?;
+    Ok(true)
+}
+
 /// The subscriptions waiting for their first payment whose first charge `invoice` lists.
 pub async fn pending_first_charged_on(
     c: &mut AsyncPgConnection,

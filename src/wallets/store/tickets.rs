@@ -56,6 +56,7 @@ pub(super) struct PurchaseRow {
     paid_at: Option<DateTime<Utc>>,
     invoice_id: Option<Uuid>,
     tickets_used: i32,
+    returns: i32,
 }
 
 impl PurchaseRow {
@@ -192,8 +193,9 @@ pub(super) async fn invoice_at_once(
 }
 
 /// The invoice of a ticket purchase is paid: its tickets become usable, but for those a
-/// credit note took back, inside the caller's transaction (the payment's, or the invoice's
-/// when the credit balance pays it, which holds the customer's row). Idempotent.
+/// credit note took back and those used before a payment came back, inside the caller's
+/// transaction (the payment's, or the invoice's when the credit balance pays it, which
+/// holds the customer's row). Idempotent.
 pub async fn ticket_purchase_paid_in_tx(
     c: &mut AsyncPgConnection,
     purchase: Uuid,
@@ -210,12 +212,17 @@ pub async fn ticket_purchase_paid_in_tx(
     if row.status == "available" {
         return Ok(());
     }
-    if row.quantity > row.credited {
+    let unused = row.quantity - row.credited - row.tickets_used;
+    if unused > 0 {
         let pending = account(c, row.customer_id, CustomerAccount::TicketPending).await?;
         let wallet = account(c, row.customer_id, CustomerAccount::TicketWallet).await?;
-        let n = amount(Decimal::from(row.quantity - row.credited), Unit::Ticket)?;
+        let n = amount(Decimal::from(unused), Unit::Ticket)?;
+        let key = match row.returns {
+            0 => format!("tickets:paid:{purchase}"),
+            r => format!("tickets:paid:{purchase}:{r}"),
+        };
         let tx = NewTransaction::new(
-            format!("tickets:paid:{purchase}"),
+            key,
             "tickets.paid",
             vec![Posting::debit(pending, n), Posting::credit(wallet, n)],
         )?
@@ -230,6 +237,73 @@ pub async fn ticket_purchase_paid_in_tx(
         .execute(c)
         .await?;
     Ok(())
+}
+
+/// The payment of a ticket purchase's invoice came back (a returned SEPA collection): its
+/// unused tickets wait for payment again (TICKET-WALLET → TICKET-PENDING), inside the
+/// caller's transaction (which holds the customer's row); those used stay used. Not when
+/// some of them are held by authorizations under way: the wallet then keeps them, and the
+/// unpaid invoice is dunning's. Whether they were taken back.
+pub async fn ticket_purchase_unpaid_in_tx(
+    c: &mut AsyncPgConnection,
+    purchase: Uuid,
+    at: DateTime<Utc>,
+) -> Result<bool, WalletError> {
+    let row: PurchaseRow = ticket_purchases::table
+        .find(purchase)
+        .select(PurchaseRow::as_select())
+        .for_update()
+        .first(c)
+        .await
+        .optional()?
+        .ok_or_else(|| WalletError::NotFound(format!("ticket purchase {purchase}")))?;
+    if row.status != "available" {
+        return Ok(false);
+    }
+    let unused = row.quantity - row.credited - row.tickets_used;
+    if unused > 0 {
+        let wallet = account(c, row.customer_id, CustomerAccount::TicketWallet).await?;
+        let free = ledger::get_account(c, wallet)
+            .await?
+            .map_or(Decimal::ZERO, |a| a.balance.available.0);
+        if Decimal::from(unused) > free {
+            return Ok(false);
+        }
+        let pending = account(c, row.customer_id, CustomerAccount::TicketPending).await?;
+        let n = amount(Decimal::from(unused), Unit::Ticket)?;
+        let tx = NewTransaction::new(
+            format!("tickets:unpaid:{purchase}:{}", row.returns + 1),
+            "tickets.unpaid",
+            vec![Posting::debit(wallet, n), Posting::credit(pending, n)],
+        )?
+        .effective_at(at)
+        .description("the payment of the purchase came back: its unused tickets wait for it");
+        ledger::post_in_tx(c, &tx).await?;
+    }
+    diesel::update(ticket_purchases::table.find(purchase))
+        .set((
+            ticket_purchases::status.eq("pending_payment"),
+            ticket_purchases::paid_at.eq(None::<DateTime<Utc>>),
+            ticket_purchases::returns.eq(row.returns + 1),
+        ))
+        .execute(c)
+        .await?;
+    Ok(true)
+}
+
+/// The ticket purchases, paid, whose charges invoice `invoice` lists.
+pub async fn paid_purchases_invoiced_on(
+    c: &mut AsyncPgConnection,
+    invoice: Uuid,
+) -> Result<Vec<Uuid>, diesel::result::Error> {
+    ticket_purchases::table
+        .inner_join(crate::schema::charges::table)
+        .filter(crate::schema::charges::invoice_id.eq(invoice))
+        .filter(ticket_purchases::status.eq("available"))
+        .order(ticket_purchases::id)
+        .select(ticket_purchases::id)
+        .load(c)
+        .await
 }
 
 /// The ticket purchases, still pending payment, whose charges invoice `invoice` lists.
