@@ -219,7 +219,7 @@ async fn take_back_tickets(
             .ok_or_else(|| CreditNoteError::NotFound(format!("ticket purchase {purchase}")))?;
     let n = i32::try_from(quantity.trunc().mantissa())
         .ok()
-        .filter(|n| *n >= 1 && credited + used + n <= bought)
+        .filter(|n| *n >= 1 && credited + n <= bought)
         .ok_or_else(|| CreditNoteError::AlreadyUsed(format!("{quantity} tickets")))?;
     let from = if status == "available" {
         let wallet = account(c, customer, CustomerAccount::TicketWallet).await?;
@@ -250,6 +250,13 @@ async fn take_back_tickets(
         }
         wallet
     } else {
+        // unpaid again after a payment came back: the tickets used before stay used
+        if credited + used + n > bought {
+            return Err(CreditNoteError::AlreadyUsed(format!(
+                "ticket purchase {purchase}: {} of its tickets remain unused, {n} cannot be taken back",
+                bought - credited - used
+            )));
+        }
         account(c, customer, CustomerAccount::TicketPending).await?
     };
     let issued = account(c, customer, CustomerAccount::TicketIssued).await?;

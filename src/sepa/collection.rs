@@ -383,9 +383,15 @@ pub struct BatchView {
     pub collection_date: NaiveDate,
     pub status: BatchStatus,
     pub collections_count: u32,
-    /// The sum of its collections (the file's control sum).
+    /// The sum of its collections (the file's control sum), whatever became of them.
     #[schema(example = "100.00")]
     pub total: crate::money::DecimalString,
+    /// What the bank credited and kept: the sum of its `settled` collections.
+    #[schema(example = "100.00")]
+    pub collected: crate::money::DecimalString,
+    /// What came back: the sum of its `rejected` and `returned` collections.
+    #[schema(example = "0.00")]
+    pub came_back: crate::money::DecimalString,
     /// One per scheme × sequence type, as the file groups them.
     pub groups: Vec<GroupView>,
     /// In the order of the file.

@@ -231,6 +231,15 @@ async fn rejects_reverse_reopen_revoke_and_present_again_once() {
         )
         .await;
     assert_eq!(view.body["collections"][0]["status"], "rejected");
+    assert_eq!(
+        (
+            &view.body["total"],
+            &view.body["collected"],
+            &view.body["came_back"]
+        ),
+        (&json!("95.76"), &json!("0.00"), &json!("95.76")),
+        "the file's sum stays what was sent"
+    );
     app.assert_ledger_verifies(&admin).await;
 
     // the next batch presents B's invoice again under a new end-to-end id; A's has no mandate
@@ -278,6 +287,15 @@ async fn rejects_reverse_reopen_revoke_and_present_again_once() {
     import(&app, &admin, &camt054("NTF-2", &[(&eb2, "AM04", "47.88")]))
         .await
         .problem(422, "invalid_request");
+    let view = app.get(&admin, &format!("/v1/sepa/batches/{id}")).await;
+    assert_eq!(
+        (
+            &view.body["status"],
+            &view.body["collected"],
+            &view.body["came_back"]
+        ),
+        (&json!("settled"), &json!("0.00"), &json!("47.88"))
+    );
     app.clock.set(paris("2027-02-01") + Duration::hours(10));
     let none = app
         .post_json(

@@ -101,6 +101,16 @@ pub(super) async fn view_of(
             total: DecimalString(round_cents(of.iter().map(|c| c.amount).sum())),
         })
         .collect();
+    let sum_of = |statuses: &[CollectionStatus]| {
+        let sum: Decimal = rows
+            .iter()
+            .filter(|(r, _)| statuses.contains(&r.status))
+            .map(|(r, _)| r.amount)
+            .sum();
+        DecimalString(round_cents(sum))
+    };
+    let collected = sum_of(&[CollectionStatus::Settled]);
+    let came_back = sum_of(&[CollectionStatus::Rejected, CollectionStatus::Returned]);
     Ok(BatchView {
         id: b.id,
         message_id: b.message_id,
@@ -108,6 +118,8 @@ pub(super) async fn view_of(
         status: b.status,
         collections_count: u32::try_from(rows.len()).unwrap_or(u32::MAX),
         total: DecimalString(round_cents(b.total)),
+        collected,
+        came_back,
         groups,
         collections: rows
             .into_iter()
