@@ -380,6 +380,8 @@ diesel::table! {
         last_collected_on -> Nullable<Date>,
         status_changed_at -> Nullable<Timestamptz>,
         status_reason -> Nullable<Text>,
+        payment_type -> Text,
+        final_requested_at -> Nullable<Timestamptz>,
     }
 }
 

@@ -170,7 +170,8 @@ pub async fn get_mandate(
 
 /// Revoke a mandate: nothing more is collected under it, and subscriptions to offers
 /// collected by direct debit need another. Revoking it again changes nothing; a lapsed
-/// mandate answers 409 `invalid_state`.
+/// mandate answers 409 `invalid_state`. With `after_final_collection`, a recurrent mandate
+/// ends after one last collection (FNAL) instead: the batch that presents it revokes it.
 #[utoipa::path(
     tag = "sepa",
     params(("id" = Uuid, Path, description = "Mandate id")),
@@ -198,7 +199,11 @@ pub async fn revoke_mandate(
         other => other,
     };
     let mut conn = state.pool.get().await?;
-    let view = store::revoke(&mut conn, id.into_inner(), reason, state.clock.now()).await?;
+    let (id, now) = (id.into_inner(), state.clock.now());
+    let view = match req.after_final_collection {
+        true => store::end_after_next_collection(&mut conn, id, reason, now).await?,
+        false => store::revoke(&mut conn, id, reason, now).await?,
+    };
     Ok(web::Json(view))
 }
 

@@ -34,10 +34,11 @@ crate::text_enum! {
         /// A later one.
         #[serde(rename = "RCUR")]
         Rcur = "RCUR",
-        /// The only collection of a one-off mandate (not issued: mandates here are recurrent).
+        /// The only collection of a one-off mandate, which it spends.
         #[serde(rename = "OOFF")]
         Ooff = "OOFF",
-        /// The last collection of a recurrent mandate (not issued: none is known to be last).
+        /// The last collection of a recurrent mandate asked to end after it
+        /// (`after_final_collection`); submitting its batch revokes the mandate.
         #[serde(rename = "FNAL")]
         Fnal = "FNAL",
     }

@@ -43,6 +43,19 @@ crate::text_enum! {
 }
 
 crate::text_enum! {
+    /// How many collections a mandate allows (the EPC rulebook's "type of payment").
+    #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+    #[serde(rename_all = "snake_case")]
+    pub enum PaymentType {
+        /// A series: FRST, then RCUR, and FNAL when it is asked to end.
+        #[default]
+        Recurrent = "recurrent",
+        /// A single collection (OOFF); the mandate is spent once it is presented.
+        OneOff = "one_off",
+    }
+}
+
+crate::text_enum! {
     #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
     #[serde(rename_all = "snake_case")]
     pub enum MandateStatus {
@@ -94,6 +107,10 @@ pub struct NewMandate {
     /// `CORE` (default) or `B2B`.
     #[serde(default)]
     pub scheme: MandateScheme,
+    /// `recurrent` (default: what subscriptions to SEPA-required offers need) or `one_off`
+    /// (one collection, OOFF, then the mandate is spent).
+    #[serde(default)]
+    pub payment_type: PaymentType,
 }
 
 /// A change of the debtor's account or name: an amendment, reported to the debtor's bank
@@ -125,6 +142,12 @@ pub struct RevokeMandate {
     #[serde(default)]
     #[schema(min_length = 1, max_length = 500)]
     pub reason: Option<String>,
+    /// `true`: the mandate ends after one last collection instead of at once. It stays
+    /// active for the next batch, which collects what it can under it (the last collection
+    /// as FNAL); submitting that batch revokes it. It announces no new collection and no
+    /// longer counts for subscriptions meanwhile. Only for a recurrent mandate.
+    #[serde(default)]
+    pub after_final_collection: bool,
 }
 
 /// What an amendment replaced.
@@ -156,7 +179,9 @@ pub struct AmendmentView {
     "iban": "FR7630006000011234567890189",
     "bic": "AGRIFRPP",
     "scheme": "CORE",
+    "payment_type": "recurrent",
     "status": "active",
+    "final_collection_requested_at": null,
     "status_reason": null,
     "status_changed_at": null,
     "last_collected_on": null,
@@ -176,7 +201,10 @@ pub struct MandateView {
     pub iban: Option<String>,
     pub bic: Option<String>,
     pub scheme: MandateScheme,
+    pub payment_type: PaymentType,
     pub status: MandateStatus,
+    /// When it was asked to end after its next collection (FNAL); null otherwise.
+    pub final_collection_requested_at: Option<DateTime<Utc>>,
     pub status_reason: Option<String>,
     pub status_changed_at: Option<DateTime<Utc>>,
     /// The collection date of the last collection presented under it.
@@ -259,6 +287,7 @@ pub struct MandateFields {
     pub reference: String,
     pub signed_on: NaiveDate,
     pub account: DebtorAccount,
+    pub payment_type: PaymentType,
     pub scheme: MandateScheme,
 }
 
@@ -347,6 +376,7 @@ impl NewMandate {
                     bic,
                 },
                 scheme: self.scheme,
+                payment_type: self.payment_type,
             }),
             _ => Err(SepaError::Invalid(errors)),
         }

@@ -16,7 +16,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::collection::announced_collection_date;
-use super::{lapse_cutoff, MandateStatus};
+use super::{lapse_cutoff, MandateStatus, PaymentType};
 use crate::money::{DecimalString, Unit};
 use crate::schema::{invoice_direct_debits, mandates};
 
@@ -59,7 +59,8 @@ pub struct Issued {
 
 /// Announces, inside the issuing transaction, the collection of each invoice of `issued`
 /// that still asks something and whose customer holds a mandate it can be collected under
-/// (active, not lapsed; the latest when several): one read, one insert. The notices
+/// (active, not lapsed, not asked to end, and for a one-off mandate none announced under it
+/// yet; a recurrent one first, the latest when several): one read, one insert. The notices
 /// written, by invoice.
 pub async fn announce_in_tx(
     c: &mut AsyncPgConnection,
@@ -74,11 +75,24 @@ pub async fn announce_in_tx(
     };
     let customers: Vec<Uuid> = owing.iter().map(|i| i.customer).collect();
     let cutoff = lapse_cutoff(first.issued_on);
+    // a one-off mandate announces one collection; one asked to end announces none
+    let announced_under =
+        invoice_direct_debits::table.filter(invoice_direct_debits::mandate_id.eq(mandates::id));
     let live: Vec<(Uuid, Uuid, String, Option<String>)> = mandates::table
         .filter(mandates::customer_id.eq_any(&customers))
         .filter(mandates::status.eq(MandateStatus::Active))
+        .filter(mandates::final_requested_at.is_null())
+        .filter(
+            mandates::payment_type
+                .eq(PaymentType::Recurrent)
+                .or(diesel::dsl::not(diesel::dsl::exists(announced_under))),
+        )
         .filter(super::store::not_lapsed(cutoff))
-        .order((mandates::customer_id, mandates::id.desc()))
+        .order((
+            mandates::customer_id,
+            mandates::payment_type.desc(),
+            mandates::id.desc(),
+        ))
         .select((
             mandates::customer_id,
             mandates::id,

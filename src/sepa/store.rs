@@ -42,6 +42,8 @@ struct MandateRow {
     last_collected_on: Option<NaiveDate>,
     status_changed_at: Option<DateTime<Utc>>,
     status_reason: Option<String>,
+    payment_type: PaymentType,
+    final_requested_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Queryable, Selectable)]
@@ -57,9 +59,10 @@ struct AmendmentRow {
     reported_in: Option<Uuid>,
 }
 
-/// Whether the customer holds a mandate it can be collected under on `today` (Paris): active
-/// (so complete: the database refuses an active mandate without debtor name and IBAN) and
-/// not unused for 36 months, whether or not the lapse job has run since.
+/// Whether the customer holds a mandate its subscriptions can be collected under on `today`
+/// (Paris): active (so complete: the database refuses an active mandate without debtor name
+/// and IBAN), recurrent, not asked to end, and not unused for 36 months, whether or not the
+/// lapse job has run since.
 pub async fn has_active_mandate(
     conn: &mut AsyncPgConnection,
     customer: Uuid,
@@ -70,6 +73,8 @@ pub async fn has_active_mandate(
         mandates::table
             .filter(mandates::customer_id.eq(customer))
             .filter(mandates::status.eq(MandateStatus::Active))
+            .filter(mandates::payment_type.eq(PaymentType::Recurrent))
+            .filter(mandates::final_requested_at.is_null())
             .filter(not_lapsed(cutoff)),
     ))
     .get_result(conn)
@@ -102,7 +107,9 @@ fn views(rows: Vec<MandateRow>, amendments: Vec<AmendmentRow>) -> Vec<MandateVie
             iban: r.iban,
             bic: r.bic,
             scheme: r.scheme,
+            payment_type: r.payment_type,
             status: r.status,
+            final_collection_requested_at: r.final_requested_at,
             status_reason: r.status_reason,
             status_changed_at: r.status_changed_at,
             last_collected_on: r.last_collected_on,
@@ -203,6 +210,7 @@ pub async fn create(
                 mandates::iban.eq(&fields.account.iban),
                 mandates::bic.eq(&fields.account.bic),
                 mandates::scheme.eq(fields.scheme),
+                mandates::payment_type.eq(fields.payment_type),
             ))
             .on_conflict(mandates::reference)
             .do_nothing()
@@ -245,6 +253,47 @@ pub async fn revoke(
             id,
             "lapsed",
             "a lapsed mandate collects nothing already; record a new one if needed",
+        )),
+        _ => Ok(view),
+    }
+}
+
+/// Asks the active recurrent mandate `id` at `now` to end after its next collection: the next
+/// batch collects what it can under it, the last collection as FNAL, and submitting that
+/// batch revokes it ([`super::store_batches::submit`]). Asking again changes nothing; a
+/// one-off mandate (its only collection is its last) and one no longer active answer 409.
+pub async fn end_after_next_collection(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    reason: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<MandateView, SepaError> {
+    let changed = diesel::update(
+        mandates::table
+            .filter(mandates::id.eq(id))
+            .filter(mandates::status.eq(MandateStatus::Active))
+            .filter(mandates::payment_type.eq(PaymentType::Recurrent))
+            .filter(mandates::final_requested_at.is_null()),
+    )
+    .set((
+        mandates::final_requested_at.eq(now),
+        mandates::status_reason.eq(reason),
+    ))
+    .execute(conn)
+    .await?;
+    let view = get(conn, id).await?.ok_or(SepaError::NotFound(id))?;
+    match (changed, view.status, view.payment_type) {
+        (0, MandateStatus::Active, PaymentType::OneOff) => Err(SepaError::WrongState(
+            "mandate",
+            id,
+            "one_off",
+            "its only collection is its last: revoke it without after_final_collection",
+        )),
+        (0, MandateStatus::Revoked | MandateStatus::Lapsed, _) => Err(SepaError::WrongState(
+            "mandate",
+            id,
+            view.status.as_str(),
+            "it collects nothing any more",
         )),
         _ => Ok(view),
     }

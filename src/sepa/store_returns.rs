@@ -145,7 +145,19 @@ pub async fn import(
             };
             let kind = come_back(c, n, &b.reason, id, now).await?;
             let attempt = u32::try_from(n.attempt).unwrap_or(u32::MAX);
-            let action = action(&b.reason, attempt);
+            let mut action = action(&b.reason, attempt);
+            if action == ReturnAction::PresentedAgain {
+                // the mandate was spent by this collection (OOFF, FNAL): nothing presents
+                // it again
+                let status: MandateStatus = mandates::table
+                    .find(n.mandate_id)
+                    .select(mandates::status)
+                    .first(c)
+                    .await?;
+                if status != MandateStatus::Active {
+                    action = ReturnAction::Dunning;
+                }
+            }
             if action == ReturnAction::MandateRevoked {
                 diesel::update(
                     mandates::table

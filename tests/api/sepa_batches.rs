@@ -625,3 +625,137 @@ async fn the_second_collection_is_rcur_and_an_amendment_is_reported_once() {
     );
     app.assert_ledger_verifies(&admin).await;
 }
+
+#[actix_web::test]
+async fn a_one_off_mandate_collects_once_and_a_mandate_asked_to_end_collects_a_final_time() {
+    let (app, _conn) = seeded().await;
+    app.clock.set(paris("2026-11-24") + Duration::hours(10));
+    let admin = app.admin().await;
+    let finance = app.key(Role::Finance, None).await;
+    let d = customer(&app, &admin, "Ponctuel SARL", "Rue Haute", "Roanne").await;
+    let e = customer(&app, &admin, "Partant SAS", "Rue Basse", "Feurs").await;
+    let md = mandate(&app, &finance, d, json!({"reference": "GL-OOFF-1", "signed_on": "2026-11-20",
+        "debtor_name": "Ponctuel SARL", "iban": "FR7630006000011234567890189", "payment_type": "one_off"})).await;
+    assert_eq!(md["payment_type"], "one_off");
+    let me = mandate(
+        &app,
+        &finance,
+        e,
+        json!({"reference": "GL-FNAL-1", "signed_on": "2026-11-20",
+        "debtor_name": "Partant SAS", "iban": "FR1420041010050500013M02606"}),
+    )
+    .await;
+    assert_eq!(me["payment_type"], "recurrent");
+    let fibre = |c: Uuid| json!({"customer_id": c, "offer_code": "ip_access_fibre"});
+    // a one-off mandate is no mandate for a subscription collected every month
+    app.post_json(&admin, "/v1/subscriptions", None, &fibre(d))
+        .await
+        .problem(422, "sepa_mandate_required");
+    let first_d = crate::helpers::buy_tickets(&app, &admin, d, 1, None).await;
+    let second_d = crate::helpers::buy_tickets(&app, &admin, d, 1, None).await;
+    let first_e = crate::helpers::buy_tickets(&app, &admin, e, 1, None).await;
+    let notice = |purchase: &Value| {
+        let (app, admin) = (&app, admin.clone());
+        let invoice = purchase["invoice_id"].as_str().unwrap().to_string();
+        async move {
+            app.get(&admin, &format!("/v1/invoices/{invoice}"))
+                .await
+                .body["direct_debit"]
+                .clone()
+        }
+    };
+    assert_eq!(notice(&first_d).await["mandate_reference"], "GL-OOFF-1");
+    assert_eq!(
+        notice(&second_d).await,
+        Value::Null,
+        "a one-off mandate announces one collection"
+    );
+    assert_eq!(notice(&first_e).await["mandate_reference"], "GL-FNAL-1");
+
+    // E's mandate is to end after one last collection; D's, one-off, cannot be asked to
+    let revoke = |id: &Value, body: Value| {
+        let (app, finance) = (&app, finance.clone());
+        let id = id.as_str().unwrap().to_string();
+        async move {
+            app.post_json(&finance, &format!("/v1/mandates/{id}/revoke"), None, &body)
+                .await
+        }
+    };
+    revoke(&md["id"], json!({"after_final_collection": true}))
+        .await
+        .problem(409, "invalid_state");
+    let ending = revoke(
+        &me["id"],
+        json!({"reason": "contract ended", "after_final_collection": true}),
+    )
+    .await;
+    assert_eq!(ending.status, 200, "{}", ending.text);
+    assert_eq!(ending.body["status"], "active");
+    assert!(ending.body["final_collection_requested_at"].is_string());
+    app.post_json(&admin, "/v1/subscriptions", None, &fibre(e))
+        .await
+        .problem(422, "sepa_mandate_required");
+    let second_e = crate::helpers::buy_tickets(&app, &admin, e, 1, None).await;
+    assert_eq!(
+        notice(&second_e).await,
+        Value::Null,
+        "it announces nothing new"
+    );
+
+    let made = app
+        .post_json(
+            &finance,
+            "/v1/sepa/batches",
+            None,
+            &json!({"collection_date": "2026-12-24"}),
+        )
+        .await;
+    assert_eq!(made.status, 201, "{}", made.text);
+    assert_eq!(
+        made.body["groups"],
+        json!([
+            {"scheme": "CORE", "sequence_type": "OOFF", "collections": 1, "total": "100.00"},
+            {"scheme": "CORE", "sequence_type": "FNAL", "collections": 1, "total": "100.00"}
+        ])
+    );
+    let id = made.body["id"].as_str().unwrap();
+    let xml = app
+        .get(&finance, &format!("/v1/sepa/batches/{id}/pain008"))
+        .await
+        .text;
+    xsd_valid(&xml);
+    check_control_sums(&xml);
+    for seq in ["<SeqTp>OOFF</SeqTp>", "<SeqTp>FNAL</SeqTp>"] {
+        assert!(xml.contains(seq), "{seq}: {xml}");
+    }
+    let sent = app
+        .post_json(
+            &finance,
+            &format!("/v1/sepa/batches/{id}/submit"),
+            None,
+            &json!(null),
+        )
+        .await;
+    assert_eq!(sent.status, 200, "{}", sent.text);
+    for (m, reason) in [
+        (&md, "its last collection was presented"),
+        (&me, "contract ended; its last collection was presented"),
+    ] {
+        let read = app
+            .get(
+                &finance,
+                &format!("/v1/mandates/{}", m["id"].as_str().unwrap()),
+            )
+            .await;
+        assert_eq!(read.body["status"], "revoked", "{}", read.text);
+        assert!(
+            read.body["status_reason"]
+                .as_str()
+                .unwrap()
+                .starts_with(reason),
+            "{}",
+            read.text
+        );
+    }
+    app.assert_ledger_verifies(&admin).await;
+}

@@ -19,7 +19,7 @@ use views::*;
 pub use views::{get, pain008};
 
 use super::collection::*;
-use super::{lapse_cutoff, MandateScheme, MandateStatus, SepaError};
+use super::{lapse_cutoff, MandateScheme, MandateStatus, PaymentType, SepaError};
 use crate::calendar::paris_date;
 use crate::error::FieldError;
 use crate::idempotency::{self, IdempotencyKey};
@@ -39,13 +39,14 @@ fn invalid(field: &str, message: impl Into<String>) -> SepaError {
     SepaError::Invalid(vec![FieldError::new(field, message)])
 }
 
-/// An invoice a batch may collect.
+/// An invoice a batch may collect, and the mandate its pre-notification named.
 #[derive(Queryable)]
 struct Candidate {
     invoice: Uuid,
     number: String,
     customer: Uuid,
     total_ttc: Decimal,
+    mandate: Uuid,
 }
 
 /// The mandate a customer is collected under, and the debtor's address.
@@ -59,6 +60,8 @@ struct Debtor {
     bic: Option<String>,
     scheme: MandateScheme,
     last_collected_on: Option<NaiveDate>,
+    payment_type: PaymentType,
+    final_requested_at: Option<DateTime<Utc>>,
     street_number: Option<String>,
     street: String,
     postcode: String,
@@ -83,14 +86,6 @@ pub async fn create(
             return Ok((first, true));
         }
         let cutoff = lapse_cutoff(today);
-        let collectable = mandates::table
-            .filter(mandates::customer_id.eq(invoices::customer_id))
-            .filter(mandates::status.eq(MandateStatus::Active))
-            .filter(super::store::not_lapsed(cutoff));
-        // pre-notified: the invoice announced its collection on or before this date
-        let announced = invoice_direct_debits::table
-            .filter(invoice_direct_debits::invoice_id.eq(invoices::id))
-            .filter(invoice_direct_debits::collection_on.le(date));
         let in_collection = sepa_collections::table
             .filter(sepa_collections::invoice_id.eq(invoices::id))
             .filter(
@@ -112,13 +107,20 @@ pub async fn create(
                         .ne_all(super::returns::PRESENT_AGAIN)
                         .assume_not_null()),
             );
+        // pre-notified: the invoice announced its collection on or before this date, under
+        // a mandate that is still active
         let candidates: Vec<Candidate> = invoices::table
+            .inner_join(
+                invoice_direct_debits::table.on(invoice_direct_debits::invoice_id.eq(invoices::id)),
+            )
+            .inner_join(mandates::table.on(mandates::id.eq(invoice_direct_debits::mandate_id)))
+            .filter(invoice_direct_debits::collection_on.le(date))
+            .filter(mandates::status.eq(MandateStatus::Active))
+            .filter(super::store::not_lapsed(cutoff))
             .filter(invoices::status.eq_any([
                 InvoiceStatus::Issued.as_str(),
                 InvoiceStatus::Overdue.as_str(),
             ]))
-            .filter(diesel::dsl::exists(announced))
-            .filter(diesel::dsl::exists(collectable))
             .filter(diesel::dsl::not(diesel::dsl::exists(in_collection)))
             .filter(diesel::dsl::not(diesel::dsl::exists(given_up)))
             .order((invoices::customer_id, invoices::issued_on, invoices::seq))
@@ -128,13 +130,15 @@ pub async fn create(
                 invoices::number,
                 invoices::customer_id,
                 invoices::total_ttc,
+                mandates::id,
             ))
             .load(c)
             .await?;
         let ids: Vec<Uuid> = candidates.iter().map(|i| i.invoice).collect();
         let mut settled = settled_amounts(c, &ids).await?;
         let id = Uuid::now_v7();
-        let mut plan = Vec::new();
+        let mut plan: Vec<(Candidate, Decimal, SequenceType)> = Vec::new();
+        // by mandate: its debtor, and whether nothing was collected under it yet
         let mut debtors: BTreeMap<Uuid, (Debtor, bool)> = BTreeMap::new();
         for cand in candidates {
             let (paid, credited) = settled.remove(&cand.invoice).unwrap_or_default();
@@ -142,25 +146,39 @@ pub async fn create(
             if due <= Decimal::ZERO {
                 continue;
             }
-            if let std::collections::btree_map::Entry::Vacant(slot) = debtors.entry(cand.customer) {
+            if let std::collections::btree_map::Entry::Vacant(slot) = debtors.entry(cand.mandate) {
                 // revoked since the candidates were read: nothing to collect under it
-                let Some(d) = debtor(c, cand.customer, cutoff).await? else {
+                let Some(d) = debtor(c, cand.mandate, cutoff).await? else {
                     continue;
                 };
                 let fresh =
                     d.last_collected_on.is_none() && !collected_before(c, d.mandate).await?;
                 slot.insert((d, fresh));
             }
-            let Some((_, first)) = debtors.get_mut(&cand.customer) else {
+            let Some((d, first)) = debtors.get_mut(&cand.mandate) else {
                 continue;
             };
-            let sequence = if *first {
-                SequenceType::Frst
-            } else {
-                SequenceType::Rcur
+            let sequence = match (d.payment_type, *first) {
+                // a one-off mandate collects once, ever
+                (PaymentType::OneOff, true) => SequenceType::Ooff,
+                (PaymentType::OneOff, false) => continue,
+                (PaymentType::Recurrent, true) => SequenceType::Frst,
+                (PaymentType::Recurrent, false) => SequenceType::Rcur,
             };
             *first = false;
             plan.push((cand, due, sequence));
+        }
+        // a mandate asked to end: its last collection in this batch is its final one
+        for (mandate, (d, _)) in &debtors {
+            if d.final_requested_at.is_some() {
+                if let Some(last) = plan
+                    .iter_mut()
+                    .rev()
+                    .find(|(c, _, _)| c.mandate == *mandate)
+                {
+                    last.2 = SequenceType::Fnal;
+                }
+            }
         }
         if plan.is_empty() {
             return Err(invalid(
@@ -182,7 +200,7 @@ pub async fn create(
             .execute(c)
             .await?;
         for (cand, due, sequence) in &plan {
-            let Some((d, _)) = debtors.get(&cand.customer) else {
+            let Some((d, _)) = debtors.get(&cand.mandate) else {
                 continue;
             };
             let attempt = attempts(c, cand.invoice).await? + 1;
@@ -246,18 +264,17 @@ async fn pain008_of(c: &mut AsyncPgConnection, id: Uuid) -> Result<String, SepaE
     pain008(c, id).await?.ok_or(SepaError::NotFound(id))
 }
 
-/// The customer's active mandate (its latest) and address.
+/// The mandate `mandate`, while active, and its debtor's address.
 async fn debtor(
     c: &mut AsyncPgConnection,
-    customer: Uuid,
+    mandate: Uuid,
     cutoff: NaiveDate,
 ) -> Result<Option<Debtor>, DieselError> {
     mandates::table
         .inner_join(customers::table)
-        .filter(mandates::customer_id.eq(customer))
+        .filter(mandates::id.eq(mandate))
         .filter(mandates::status.eq(MandateStatus::Active))
         .filter(super::store::not_lapsed(cutoff))
-        .order(mandates::id.desc())
         .select((
             mandates::id,
             mandates::reference,
@@ -267,6 +284,8 @@ async fn debtor(
             mandates::bic,
             mandates::scheme,
             mandates::last_collected_on,
+            mandates::payment_type,
+            mandates::final_requested_at,
             customers::street_number,
             customers::street,
             customers::postcode,
@@ -384,6 +403,30 @@ pub async fn submit(
                 .set(mandates::last_collected_on.eq(b.collection_date))
                 .execute(c)
                 .await?;
+        }
+        // the last collection presented: a one-off mandate is spent, one asked to end ends
+        let spent: Vec<Uuid> = sepa_collections::table
+            .filter(sepa_collections::batch_id.eq(id))
+            .filter(
+                sepa_collections::sequence_type.eq_any([SequenceType::Ooff, SequenceType::Fnal]),
+            )
+            .select(sepa_collections::mandate_id)
+            .load(c)
+            .await?;
+        if !spent.is_empty() {
+            diesel::sql_query(
+                "UPDATE mandates SET status = 'revoked', status_changed_at = $1, \
+                        status_reason = left(coalesce(status_reason || '; ', '') || $2, 500) \
+                  WHERE id = ANY($3) AND status = 'active'",
+            )
+            .bind::<diesel::sql_types::Timestamptz, _>(now)
+            .bind::<diesel::sql_types::Text, _>(format!(
+                "its last collection was presented in batch {}",
+                b.message_id
+            ))
+            .bind::<diesel::sql_types::Array<diesel::sql_types::Uuid>, _>(&spent)
+            .execute(c)
+            .await?;
         }
         diesel::update(
             sepa_collections::table
