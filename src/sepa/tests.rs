@@ -12,6 +12,7 @@ fn mandate() -> NewMandate {
         iban: "fr76 3000 6000 0112 3456 7890 189".into(),
         bic: Some("agrifrpp".into()),
         scheme: MandateScheme::B2b,
+        payment_type: PaymentType::Recurrent,
     }
 }
 
@@ -72,6 +73,7 @@ fn every_offending_field_is_named_at_once() {
         iban: "FR7630006000011234567890188".into(),
         bic: Some("AGRI".into()),
         scheme: MandateScheme::Core,
+        payment_type: PaymentType::OneOff,
     };
     assert_eq!(
         fields_of(bad.validate(d("2026-11-24")).unwrap_err()),
