@@ -341,7 +341,7 @@ pub async fn release_if_paid_in_tx(
     if settled.status != InvoiceStatus::Paid {
         return Ok(());
     }
-    for purchase in crate::wallets::store::pending_purchases_invoiced_on(c, invoice).await? {
+    for purchase in crate::wallets::store::purchases_invoiced_on(c, invoice, false).await? {
         crate::wallets::store::ticket_purchase_paid_in_tx(c, purchase, now).await?;
     }
     for sub in crate::subscriptions::store::pending_first_charged_on(c, invoice).await? {
@@ -368,7 +368,7 @@ pub async fn withdraw_if_unpaid_in_tx(
     ) {
         return Ok(());
     }
-    for purchase in crate::wallets::store::paid_purchases_invoiced_on(c, invoice).await? {
+    for purchase in crate::wallets::store::purchases_invoiced_on(c, invoice, true).await? {
         crate::wallets::store::ticket_purchase_unpaid_in_tx(c, purchase, now).await?;
     }
     for sub in crate::subscriptions::store::activated_by_payment_of(c, invoice).await? {

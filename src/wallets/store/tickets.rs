@@ -291,30 +291,18 @@ pub async fn ticket_purchase_unpaid_in_tx(
     Ok(true)
 }
 
-/// The ticket purchases, paid, whose charges invoice `invoice` lists.
-pub async fn paid_purchases_invoiced_on(
+/// The ticket purchases whose charges invoice `invoice` lists: still pending payment
+/// (`paid` false), or paid.
+pub async fn purchases_invoiced_on(
     c: &mut AsyncPgConnection,
     invoice: Uuid,
+    paid: bool,
 ) -> Result<Vec<Uuid>, diesel::result::Error> {
+    let status = if paid { "available" } else { "pending_payment" };
     ticket_purchases::table
         .inner_join(crate::schema::charges::table)
         .filter(crate::schema::charges::invoice_id.eq(invoice))
-        .filter(ticket_purchases::status.eq("available"))
-        .order(ticket_purchases::id)
-        .select(ticket_purchases::id)
-        .load(c)
-        .await
-}
-
-/// The ticket purchases, still pending payment, whose charges invoice `invoice` lists.
-pub async fn pending_purchases_invoiced_on(
-    c: &mut AsyncPgConnection,
-    invoice: Uuid,
-) -> Result<Vec<Uuid>, diesel::result::Error> {
-    ticket_purchases::table
-        .inner_join(crate::schema::charges::table)
-        .filter(crate::schema::charges::invoice_id.eq(invoice))
-        .filter(ticket_purchases::status.eq("pending_payment"))
+        .filter(ticket_purchases::status.eq(status))
         .order(ticket_purchases::id)
         .select(ticket_purchases::id)
         .load(c)
