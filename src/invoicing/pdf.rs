@@ -237,7 +237,11 @@ pub fn invoice(view: &InvoiceView) -> Result<Vec<u8>, PdfError> {
         total_ttc: total_ttc.clone(),
         due_label: "Net à payer",
         amount_due: total_ttc,
-        payment: view.direct_debit.as_ref().map(direct_debit_notice),
+        // a word joiner after each hyphen: the mandate reference is never broken at one
+        payment: view
+            .direct_debit
+            .as_ref()
+            .map(|d| direct_debit_notice(d).replace('-', "-\u{2060}")),
         mentions: mentions(&m, true),
     };
     render(&shown, &super::cii::invoice_proof(view)?, view.created_at)
