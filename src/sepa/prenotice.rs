@@ -46,6 +46,33 @@ pub struct DirectDebitNotice {
     pub debtor_iban: String,
 }
 
+/// A notice as stored: written once by [`announce_in_tx`], read by [`of_invoices`].
+#[derive(Queryable, Selectable, Insertable)]
+#[diesel(table_name = invoice_direct_debits)]
+struct NoticeRow {
+    invoice_id: Uuid,
+    mandate_id: Uuid,
+    mandate_reference: String,
+    creditor_id: String,
+    debtor_iban: String,
+    amount: Decimal,
+    collection_on: NaiveDate,
+}
+
+impl NoticeRow {
+    /// Its invoice, and what the invoice announces.
+    fn notice(self) -> (Uuid, DirectDebitNotice) {
+        let notice = DirectDebitNotice {
+            collection_date: self.collection_on,
+            amount: Unit::Eur.show(self.amount),
+            mandate_reference: self.mandate_reference,
+            creditor_id: self.creditor_id,
+            debtor_iban: self.debtor_iban,
+        };
+        (self.invoice_id, notice)
+    }
+}
+
 /// An invoice just issued, as its pre-notification needs it.
 #[derive(Debug, Clone, Copy)]
 pub struct Issued {
@@ -109,40 +136,32 @@ pub async fn announce_in_tx(
         }
     }
     let creditor = super::creditor::creditor();
-    let mut notices = HashMap::new();
-    let mut rows = Vec::new();
-    for i in owing {
-        let Some((mandate, reference, iban)) = latest.get(&i.customer) else {
-            continue;
-        };
-        let on = announced_collection_date(i.issued_on, i.due_on, creditor.prenotification_days);
-        rows.push((
-            invoice_direct_debits::invoice_id.eq(i.invoice),
-            invoice_direct_debits::mandate_id.eq(*mandate),
-            invoice_direct_debits::mandate_reference.eq(reference.clone()),
-            invoice_direct_debits::creditor_id.eq(creditor.creditor_id.clone()),
-            invoice_direct_debits::debtor_iban.eq(iban.clone()),
-            invoice_direct_debits::amount.eq(i.amount_due),
-            invoice_direct_debits::collection_on.eq(on),
-        ));
-        notices.insert(
-            i.invoice,
-            DirectDebitNotice {
-                collection_date: on,
-                amount: Unit::Eur.show(i.amount_due),
+    let rows: Vec<NoticeRow> = owing
+        .into_iter()
+        .filter_map(|i| {
+            let (mandate, reference, iban) = latest.get(&i.customer)?;
+            Some(NoticeRow {
+                invoice_id: i.invoice,
+                mandate_id: *mandate,
                 mandate_reference: reference.clone(),
                 creditor_id: creditor.creditor_id.clone(),
                 debtor_iban: iban.clone(),
-            },
-        );
-    }
+                amount: i.amount_due,
+                collection_on: announced_collection_date(
+                    i.issued_on,
+                    i.due_on,
+                    creditor.prenotification_days,
+                ),
+            })
+        })
+        .collect();
     if !rows.is_empty() {
         diesel::insert_into(invoice_direct_debits::table)
-            .values(rows)
+            .values(&rows)
             .execute(c)
             .await?;
     }
-    Ok(notices)
+    Ok(rows.into_iter().map(NoticeRow::notice).collect())
 }
 
 /// The notices of `invoices`, by invoice.
@@ -150,30 +169,10 @@ pub async fn of_invoices(
     c: &mut AsyncPgConnection,
     invoices: &[Uuid],
 ) -> Result<HashMap<Uuid, DirectDebitNotice>, diesel::result::Error> {
-    let rows: Vec<(Uuid, NaiveDate, Decimal, String, String, String)> =
-        invoice_direct_debits::table
-            .filter(invoice_direct_debits::invoice_id.eq_any(invoices))
-            .select((
-                invoice_direct_debits::invoice_id,
-                invoice_direct_debits::collection_on,
-                invoice_direct_debits::amount,
-                invoice_direct_debits::mandate_reference,
-                invoice_direct_debits::creditor_id,
-                invoice_direct_debits::debtor_iban,
-            ))
-            .load(c)
-            .await?;
-    Ok(rows
-        .into_iter()
-        .map(|(invoice, on, amount, reference, creditor_id, iban)| {
-            let notice = DirectDebitNotice {
-                collection_date: on,
-                amount: Unit::Eur.show(amount),
-                mandate_reference: reference,
-                creditor_id,
-                debtor_iban: iban,
-            };
-            (invoice, notice)
-        })
-        .collect())
+    let rows: Vec<NoticeRow> = invoice_direct_debits::table
+        .filter(invoice_direct_debits::invoice_id.eq_any(invoices))
+        .select(NoticeRow::as_select())
+        .load(c)
+        .await?;
+    Ok(rows.into_iter().map(NoticeRow::notice).collect())
 }

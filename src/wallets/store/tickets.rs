@@ -60,6 +60,11 @@ pub(super) struct PurchaseRow {
 }
 
 impl PurchaseRow {
+    /// Its tickets neither credited nor used.
+    fn unused(&self) -> i32 {
+        self.quantity - self.credited - self.tickets_used
+    }
+
     fn view(self, invoice_number: Option<String>) -> TicketPurchaseView {
         TicketPurchaseView {
             id: self.id,
@@ -192,6 +197,21 @@ pub(super) async fn invoice_at_once(
     Ok((invoice, net))
 }
 
+/// The ticket purchase `purchase`, its row locked for the rest of the transaction.
+async fn locked_purchase(
+    c: &mut AsyncPgConnection,
+    purchase: Uuid,
+) -> Result<PurchaseRow, WalletError> {
+    ticket_purchases::table
+        .find(purchase)
+        .select(PurchaseRow::as_select())
+        .for_update()
+        .first(c)
+        .await
+        .optional()?
+        .ok_or_else(|| WalletError::NotFound(format!("ticket purchase {purchase}")))
+}
+
 /// The invoice of a ticket purchase is paid: its tickets become usable, but for those a
 /// credit note took back and those used before a payment came back, inside the caller's
 /// transaction (the payment's, or the invoice's when the credit balance pays it, which
@@ -201,18 +221,11 @@ pub async fn ticket_purchase_paid_in_tx(
     purchase: Uuid,
     at: DateTime<Utc>,
 ) -> Result<(), WalletError> {
-    let row: PurchaseRow = ticket_purchases::table
-        .find(purchase)
-        .select(PurchaseRow::as_select())
-        .for_update()
-        .first(c)
-        .await
-        .optional()?
-        .ok_or_else(|| WalletError::NotFound(format!("ticket purchase {purchase}")))?;
+    let row = locked_purchase(c, purchase).await?;
     if row.status == "available" {
         return Ok(());
     }
-    let unused = row.quantity - row.credited - row.tickets_used;
+    let unused = row.unused();
     if unused > 0 {
         let pending = account(c, row.customer_id, CustomerAccount::TicketPending).await?;
         let wallet = account(c, row.customer_id, CustomerAccount::TicketWallet).await?;
@@ -249,18 +262,11 @@ pub async fn ticket_purchase_unpaid_in_tx(
     purchase: Uuid,
     at: DateTime<Utc>,
 ) -> Result<bool, WalletError> {
-    let row: PurchaseRow = ticket_purchases::table
-        .find(purchase)
-        .select(PurchaseRow::as_select())
-        .for_update()
-        .first(c)
-        .await
-        .optional()?
-        .ok_or_else(|| WalletError::NotFound(format!("ticket purchase {purchase}")))?;
+    let row = locked_purchase(c, purchase).await?;
     if row.status != "available" {
         return Ok(false);
     }
-    let unused = row.quantity - row.credited - row.tickets_used;
+    let unused = row.unused();
     if unused > 0 {
         let wallet = account(c, row.customer_id, CustomerAccount::TicketWallet).await?;
         let free = ledger::get_account(c, wallet)
