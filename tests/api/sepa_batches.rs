@@ -537,16 +537,8 @@ async fn the_second_collection_is_rcur_and_an_amendment_is_reported_once() {
         .await;
     assert_eq!(sub.status, 201, "{}", sub.text);
     invoice_up_to(&app, &admin, c, "2026-11-24").await;
-    let first = app
-        .post_json(
-            &admin,
-            "/v1/sepa/batches",
-            None,
-            &json!({"collection_date": "2026-12-24"}),
-        )
-        .await;
-    assert_eq!(first.status, 201, "{}", first.text);
-    let id = first.body["id"].as_str().unwrap();
+    let first = made_batch(&app, &admin, "2026-12-24").await;
+    let id = first["id"].as_str().unwrap();
     let xml = app
         .get(&admin, &format!("/v1/sepa/batches/{id}/pain008"))
         .await
@@ -558,44 +550,22 @@ async fn the_second_collection_is_rcur_and_an_amendment_is_reported_once() {
         xml.contains("<OrgnlDbtrAcct><Id><IBAN>FR7630006000011234567890189</IBAN>"),
         "{xml}"
     );
-    app.post_json(
-        &admin,
-        &format!("/v1/sepa/batches/{id}/submit"),
-        None,
-        &json!(null),
-    )
-    .await;
+    submitted(&app, &admin, id).await;
     app.clock.set(paris("2026-12-24") + Duration::hours(16));
-    let settled = app
-        .post_json(
-            &admin,
-            &format!("/v1/sepa/batches/{id}/settle"),
-            None,
-            &json!({"value_date": "2026-12-24"}),
-        )
-        .await;
-    assert_eq!(settled.status, 200, "{}", settled.text);
+    settled(&app, &admin, id, "2026-12-24").await;
 
     // the next period's invoice, a month later: RCUR, nothing more to report
     let invoices = invoice_up_to(&app, &admin, c, "2026-12-24").await;
     assert_eq!(invoices.len(), 2, "{invoices:?}");
     app.clock.set(paris("2027-01-20") + Duration::hours(10));
-    let second = app
-        .post_json(
-            &admin,
-            "/v1/sepa/batches",
-            None,
-            &json!({"collection_date": "2027-01-25"}),
-        )
-        .await;
-    assert_eq!(second.status, 201, "{}", second.text);
+    let second = made_batch(&app, &admin, "2027-01-25").await;
     assert_eq!(
-        second.body["groups"],
+        second["groups"],
         json!([
         {"scheme": "CORE", "sequence_type": "RCUR", "collections": 1, "total": "47.88"}])
     );
-    assert_eq!(second.body["collections"][0]["amendment"], false);
-    let id2 = second.body["id"].as_str().unwrap();
+    assert_eq!(second["collections"][0]["amendment"], false);
+    let id2 = second["id"].as_str().unwrap();
     let xml = app
         .get(&admin, &format!("/v1/sepa/batches/{id2}/pain008"))
         .await
@@ -702,23 +672,15 @@ async fn a_one_off_mandate_collects_once_and_a_mandate_asked_to_end_collects_a_f
         "it announces nothing new"
     );
 
-    let made = app
-        .post_json(
-            &finance,
-            "/v1/sepa/batches",
-            None,
-            &json!({"collection_date": "2026-12-24"}),
-        )
-        .await;
-    assert_eq!(made.status, 201, "{}", made.text);
+    let made = made_batch(&app, &finance, "2026-12-24").await;
     assert_eq!(
-        made.body["groups"],
+        made["groups"],
         json!([
             {"scheme": "CORE", "sequence_type": "OOFF", "collections": 1, "total": "100.00"},
             {"scheme": "CORE", "sequence_type": "FNAL", "collections": 1, "total": "100.00"}
         ])
     );
-    let id = made.body["id"].as_str().unwrap();
+    let id = made["id"].as_str().unwrap();
     let xml = app
         .get(&finance, &format!("/v1/sepa/batches/{id}/pain008"))
         .await
@@ -728,15 +690,7 @@ async fn a_one_off_mandate_collects_once_and_a_mandate_asked_to_end_collects_a_f
     for seq in ["<SeqTp>OOFF</SeqTp>", "<SeqTp>FNAL</SeqTp>"] {
         assert!(xml.contains(seq), "{seq}: {xml}");
     }
-    let sent = app
-        .post_json(
-            &finance,
-            &format!("/v1/sepa/batches/{id}/submit"),
-            None,
-            &json!(null),
-        )
-        .await;
-    assert_eq!(sent.status, 200, "{}", sent.text);
+    submitted(&app, &finance, id).await;
     for (m, reason) in [
         (&md, "its last collection was presented"),
         (&me, "contract ended; its last collection was presented"),

@@ -30,6 +30,54 @@ pub async fn customer(app: &TestApp, key: &str, name: &str, street: &str, town: 
     created.body["id"].as_str().unwrap().parse().unwrap()
 }
 
+/// Makes the batch collecting on `date`; answers it.
+pub async fn made_batch(app: &TestApp, key: &str, date: &str) -> Value {
+    let made = app
+        .post_json(
+            key,
+            "/v1/sepa/batches",
+            None,
+            &json!({"collection_date": date}),
+        )
+        .await;
+    assert_eq!(made.status, 201, "{}", made.text);
+    made.body
+}
+
+/// Submits batch `id` (its file went to the bank); answers it.
+pub async fn submitted(app: &TestApp, key: &str, id: &str) -> Value {
+    let sent = app
+        .post_json(
+            key,
+            &format!("/v1/sepa/batches/{id}/submit"),
+            None,
+            &json!(null),
+        )
+        .await;
+    assert_eq!(sent.status, 200, "{}", sent.text);
+    sent.body
+}
+
+/// Makes and submits the batch of `date`; answers it.
+pub async fn submitted_batch(app: &TestApp, key: &str, date: &str) -> Value {
+    let made = made_batch(app, key, date).await;
+    submitted(app, key, made["id"].as_str().unwrap()).await
+}
+
+/// Settles batch `id` on `value_date`; answers it.
+pub async fn settled(app: &TestApp, key: &str, id: &str, value_date: &str) -> Value {
+    let settled = app
+        .post_json(
+            key,
+            &format!("/v1/sepa/batches/{id}/settle"),
+            None,
+            &json!({ "value_date": value_date }),
+        )
+        .await;
+    assert_eq!(settled.status, 200, "{}", settled.text);
+    settled.body
+}
+
 pub async fn mandate(app: &TestApp, key: &str, customer: Uuid, body: Value) -> Value {
     let created = app
         .post_json(

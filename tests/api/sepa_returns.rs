@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use crate::helpers::{balance, paris, seeded, Reply, TestApp};
-use crate::sepa_files::{dec, platform, BANK, IN_TRANSIT};
+use crate::sepa_files::{dec, platform, settled, submitted_batch, BANK, IN_TRANSIT};
 
 /// A customer with a CORE mandate `reference` and a fibre subscription from 2026-11-24.
 async fn collected_customer(app: &TestApp, key: &str, reference: &str) -> (Uuid, String) {
@@ -34,30 +34,6 @@ async fn collected_customer(app: &TestApp, key: &str, reference: &str) -> (Uuid,
         .await;
     assert_eq!(sub.status, 201, "{}", sub.text);
     (c, m.body["id"].as_str().unwrap().to_string())
-}
-
-/// Makes and submits the batch of `date`; answers it.
-async fn submitted_batch(app: &TestApp, key: &str, date: &str) -> Value {
-    let made = app
-        .post_json(
-            key,
-            "/v1/sepa/batches",
-            None,
-            &json!({"collection_date": date}),
-        )
-        .await;
-    assert_eq!(made.status, 201, "{}", made.text);
-    let id = made.body["id"].as_str().unwrap();
-    let sent = app
-        .post_json(
-            key,
-            &format!("/v1/sepa/batches/{id}/submit"),
-            None,
-            &json!(null),
-        )
-        .await;
-    assert_eq!(sent.status, 200, "{}", sent.text);
-    sent.body
 }
 
 fn e2e_of(batch: &Value, customer: Uuid) -> String {
@@ -251,15 +227,7 @@ async fn rejects_reverse_reopen_revoke_and_present_again_once() {
     assert_eq!(next["groups"][0]["sequence_type"], "RCUR");
     let id = next["id"].as_str().unwrap();
     app.clock.set(paris("2027-01-25") + Duration::hours(16));
-    let settled = app
-        .post_json(
-            &admin,
-            &format!("/v1/sepa/batches/{id}/settle"),
-            None,
-            &json!({"value_date": "2027-01-25"}),
-        )
-        .await;
-    assert_eq!(settled.status, 200, "{}", settled.text);
+    settled(&app, &admin, id, "2027-01-25").await;
     let bank = platform(&app, &admin, BANK).await;
 
     // returned again after settlement (camt.054): 512 → 411, the payment given back, and a
@@ -322,15 +290,7 @@ async fn a_return_md01_after_settlement_revokes_the_mandate() {
     let batch = submitted_batch(&app, &admin, "2026-12-24").await;
     let id = batch["id"].as_str().unwrap();
     app.clock.set(paris("2026-12-28") + Duration::hours(10));
-    let settled = app
-        .post_json(
-            &admin,
-            &format!("/v1/sepa/batches/{id}/settle"),
-            None,
-            &json!({"value_date": "2026-12-24"}),
-        )
-        .await;
-    assert_eq!(settled.status, 200, "{}", settled.text);
+    settled(&app, &admin, id, "2026-12-24").await;
     let bank = platform(&app, &admin, BANK).await;
     let e2e = e2e_of(&batch, c);
     let ntf = camt054("NTF-MD01", &[(&e2e, "MD01", "47.88")]);
@@ -393,22 +353,8 @@ async fn a_returned_collection_takes_back_the_tickets_and_the_support_vip_it_pai
         2,
         "the purchase's invoice and the run's: {batch}"
     );
-    let settle = |id: String, on: &'static str| {
-        let (app, admin) = (&app, admin.clone());
-        async move {
-            let settled = app
-                .post_json(
-                    &admin,
-                    &format!("/v1/sepa/batches/{id}/settle"),
-                    None,
-                    &json!({ "value_date": on }),
-                )
-                .await;
-            assert_eq!(settled.status, 200, "{}", settled.text);
-        }
-    };
     app.clock.set(paris("2026-12-28") + Duration::hours(10));
-    settle(batch["id"].as_str().unwrap().to_string(), "2026-12-24").await;
+    settled(&app, &admin, batch["id"].as_str().unwrap(), "2026-12-24").await;
     let state = || {
         let (app, admin, vip) = (&app, admin.clone(), vip.clone());
         async move {
@@ -494,7 +440,7 @@ async fn a_returned_collection_takes_back_the_tickets_and_the_support_vip_it_pai
     // presented again and paid: the tickets and Support VIP come back, from the new date
     let again = submitted_batch(&app, &admin, "2027-01-08").await;
     app.clock.set(paris("2027-01-11") + Duration::hours(10));
-    settle(again["id"].as_str().unwrap().to_string(), "2027-01-08").await;
+    settled(&app, &admin, again["id"].as_str().unwrap(), "2027-01-08").await;
     let repaid = state().await;
     assert_eq!(
         (&repaid.0[..], &repaid.1, &repaid.2, repaid.3, repaid.4),
